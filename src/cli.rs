@@ -1,0 +1,87 @@
+//! Command-line interface (clap). Parsing only; `commands` executes.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// TLS-terminating authentication proxy for Elastic APM Server.
+///
+/// Agents talk HTTPS to the proxy with `Authorization: Bearer <secret token>` or
+/// `Authorization: ApiKey base64(id:key)`; the proxy checks the credential exactly as APM
+/// Server would, removes it and streams the request to an APM Server running without auth.
+#[derive(Debug, Parser)]
+#[command(name = "apm-auth-proxy", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Configuration file (used when no subcommand is given: same as `run`).
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "proxy.toml",
+        env = "APM_AUTH_PROXY_CONFIG"
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (the default command).
+    Run,
+    /// Validate the configuration: syntax, values, files, certificates, credentials.
+    /// Exits 0 when everything is usable, 64 with a message naming the key otherwise.
+    Check,
+    /// Manage API keys in the keys file named by `auth.api_key.keys_file`.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// Secret-token helpers.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create a key. Prints its id, secret and the base64 `id:secret` credential for agents
+    /// once; only a SHA-256 digest of the secret is stored.
+    Create(CreateKeyArgs),
+    /// List the keys in the keys file (never their secrets).
+    List,
+    /// Revoke a key by id. A running proxy must be restarted to see the change.
+    Revoke {
+        /// The key id printed by `apikey create` or `apikey list`.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateKeyArgs {
+    /// A human name for the key (e.g. the service or team that uses it).
+    #[arg(long)]
+    pub name: String,
+    /// Comma-separated privileges: event:write, config_agent:read, sourcemap:write.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "event:write,config_agent:read"
+    )]
+    pub privileges: Vec<String>,
+    /// Lifetime such as `90d` or `12h`; the key never expires when omitted.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub expires_in: Option<std::time::Duration>,
+    /// Comma-separated service names the key may send data for (stored; enforced by the
+    /// service-bound key feature).
+    #[arg(long, value_delimiter = ',')]
+    pub services: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a random 256-bit secret token (URL-safe base64) and its SHA-256 digest, which
+    /// can be stored in `proxy.toml` instead of the token itself.
+    Generate,
+}

@@ -1,0 +1,519 @@
+//! `proxy.toml`: the file model (serde, unknown keys rejected), its defaults, and validation
+//! into the settings the rest of the proxy uses. Every problem is reported as
+//! `<key>: <problem>` so an operator can find it; `check` and `run` exit 64 on any of them.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use crate::secrets::SecretSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A duration written the human way: `"30s"`, `"5m"`, `"1h 30m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?}: {e} (write e.g. \"30s\")"
+                ))
+            })
+    }
+}
+
+/// The whole file. Every section is optional and has documented defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub ssl: SslConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub client_ip: ClientIpConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Directory of the config file: relative paths in it are resolved against this.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the agents connect to.
+    pub listen: String,
+    /// Worker threads.
+    pub threads: usize,
+    /// How long a kept-alive client connection may sit idle between requests.
+    pub idle_timeout: HumanDuration,
+    /// Longest silence tolerated while reading a request body from a client.
+    pub read_timeout: HumanDuration,
+    /// Longest silence tolerated while writing a response to a client.
+    pub write_timeout: HumanDuration,
+    /// Largest request header block accepted, in bytes (Pingora's hard cap is 1 MiB − 1).
+    pub max_header_size: usize,
+    /// How long the proxy keeps reading the body of a request it rejected, so the client
+    /// sees the answer and (when the body ends in time) the connection stays open.
+    pub reject_drain_timeout: HumanDuration,
+    /// On SIGTERM: how long in-flight requests get to finish before the process exits.
+    pub shutdown_grace_period: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8200".into(),
+            threads: 2,
+            idle_timeout: HumanDuration(Duration::from_secs(45)),
+            read_timeout: HumanDuration(Duration::from_secs(30)),
+            write_timeout: HumanDuration(Duration::from_secs(30)),
+            max_header_size: 1_048_575,
+            reject_drain_timeout: HumanDuration(Duration::from_secs(5)),
+            shutdown_grace_period: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// Pingora refuses request headers larger than this; our own limit can only be lower.
+pub const PINGORA_MAX_HEADER_SIZE: usize = 1_048_575;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SslConfig {
+    pub enabled: bool,
+    /// PEM certificate chain, leaf first.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Generate a self-signed development certificate at `certificate`/`key` when both
+    /// files are missing. Never use this in production.
+    pub generate_dev_certificate: bool,
+}
+
+impl Default for SslConfig {
+    fn default() -> Self {
+        SslConfig {
+            enabled: true,
+            certificate: None,
+            key: None,
+            generate_dev_certificate: false,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// APM Server's single secret token (`auth.secret_token`), named "default".
+    pub secret_token: Option<SecretSource>,
+    /// Further named tokens, valid at the same time (rotation), each with an optional expiry.
+    pub secret_tokens: Vec<NamedToken>,
+    pub api_key: ApiKeyConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedToken {
+    pub name: String,
+    pub secret: SecretSource,
+    /// RFC 3339 time after which the token is refused, e.g. "2027-01-31T00:00:00Z".
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeyConfig {
+    pub enabled: bool,
+    /// Keys file written by `apm-auth-proxy apikey create`.
+    pub keys_file: PathBuf,
+}
+
+impl Default for ApiKeyConfig {
+    fn default() -> Self {
+        ApiKeyConfig {
+            enabled: false,
+            keys_file: PathBuf::from("keys.toml"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// The APM Server, plain HTTP: `http://host:port`.
+    pub url: String,
+    pub connect_timeout: HumanDuration,
+    /// Longest silence tolerated while waiting for / reading the upstream's response.
+    pub read_timeout: HumanDuration,
+    /// Longest silence tolerated while writing to the upstream.
+    pub write_timeout: HumanDuration,
+    /// How long an idle upstream connection is kept in the pool for reuse.
+    pub idle_timeout: HumanDuration,
+    /// Token the proxy sends upstream as `Authorization: Bearer …` on every forwarded
+    /// request, so an APM Server configured with it refuses traffic that bypasses the proxy.
+    pub secret_token: Option<SecretSource>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: "http://127.0.0.1:8201".into(),
+            connect_timeout: HumanDuration(Duration::from_secs(5)),
+            read_timeout: HumanDuration(Duration::from_secs(60)),
+            write_timeout: HumanDuration(Duration::from_secs(60)),
+            idle_timeout: HumanDuration(Duration::from_secs(60)),
+            secret_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientIpConfig {
+    /// Peers (CIDRs or single IPs) whose `Forwarded` / `X-Real-IP` / `X-Forwarded-For`
+    /// headers are believed. From anyone else those headers are dropped.
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter: "info", "debug", "apm_auth_proxy=debug,pingora=warn", …
+    pub level: String,
+    /// "text" or "json".
+    pub format: LogFormat,
+    /// One line per request (method, path, status, client IP, credential name, duration).
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+            access_log: true,
+        }
+    }
+}
+
+/// Where the upstream APM Server is, resolved.
+#[derive(Debug, Clone)]
+pub struct UpstreamAddress {
+    pub socket: SocketAddr,
+    /// `host:port` as written, for logs and the Host of requests the proxy makes itself.
+    pub authority: String,
+}
+
+pub fn resolve_path(base_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    }
+}
+
+pub fn parse_rfc3339(key: &str, text: &str) -> Result<SystemTime, ConfigError> {
+    humantime::parse_rfc3339_weak(text).map_err(|e| {
+        ConfigError::invalid(
+            key,
+            format!("invalid time {text:?}: {e} (write e.g. \"2027-01-31T00:00:00Z\")"),
+        )
+    })
+}
+
+impl Config {
+    /// Read and parse a config file; does not validate (see [`Config::validate`]).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        config.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    pub fn path(&self, path: &Path) -> PathBuf {
+        resolve_path(&self.base_dir, path)
+    }
+
+    /// Check every value that can be checked without touching the network. Files named by
+    /// the config (certificates, keys file, secret files) are checked by the components that
+    /// load them (`tls`, `auth`), which `commands::check` runs as well.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_address()?;
+        if self.server.threads == 0 {
+            return Err(ConfigError::invalid("server.threads", "must be at least 1"));
+        }
+        if self.server.max_header_size == 0 || self.server.max_header_size > PINGORA_MAX_HEADER_SIZE
+        {
+            return Err(ConfigError::invalid(
+                "server.max_header_size",
+                format!("must be between 1 and {PINGORA_MAX_HEADER_SIZE} bytes"),
+            ));
+        }
+        for (key, d) in [
+            ("server.idle_timeout", self.server.idle_timeout),
+            ("server.read_timeout", self.server.read_timeout),
+            ("server.write_timeout", self.server.write_timeout),
+            ("upstream.connect_timeout", self.upstream.connect_timeout),
+            ("upstream.read_timeout", self.upstream.read_timeout),
+            ("upstream.write_timeout", self.upstream.write_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(ConfigError::invalid(key, "must be greater than zero"));
+            }
+        }
+        if self.ssl.enabled && (self.ssl.certificate.is_none() || self.ssl.key.is_none()) {
+            return Err(ConfigError::invalid(
+                "ssl",
+                "ssl.certificate and ssl.key are required when ssl.enabled = true",
+            ));
+        }
+        if self.auth.secret_token.is_none()
+            && self.auth.secret_tokens.is_empty()
+            && !self.auth.api_key.enabled
+        {
+            return Err(ConfigError::invalid(
+                "auth",
+                "no credential is configured: set auth.secret_token, auth.secret_tokens or \
+                 auth.api_key.enabled = true (the proxy never runs open)",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        if self.auth.secret_token.is_some() {
+            names.insert("default");
+        }
+        for (i, t) in self.auth.secret_tokens.iter().enumerate() {
+            let key = format!("auth.secret_tokens[{i}]");
+            if t.name.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    "must not be empty",
+                ));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("duplicate token name {:?}", t.name),
+                ));
+            }
+            if let Some(exp) = &t.expires {
+                parse_rfc3339(&format!("{key}.expires"), exp)?;
+            }
+        }
+        self.upstream_address()?;
+        self.trusted_proxies()?;
+        crate::logging::parse_filter(&self.log.level)
+            .map_err(|e| ConfigError::invalid("log.level", e))?;
+        Ok(())
+    }
+
+    pub fn listen_address(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            ConfigError::invalid(
+                "server.listen",
+                format!(
+                    "{:?} is not an IP:port address (e.g. \"0.0.0.0:8200\")",
+                    self.server.listen
+                ),
+            )
+        })
+    }
+
+    /// `upstream.url` as a socket address. Only plain `http://host:port` is accepted: TLS to
+    /// the upstream is not supported, and a path prefix would change what APM Server routes.
+    pub fn upstream_address(&self) -> Result<UpstreamAddress, ConfigError> {
+        let key = "upstream.url";
+        let url = self.upstream.url.trim();
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| ConfigError::invalid(key, format!("{url:?} is not a URL: {e}")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{url:?}: only http:// upstreams are supported (the proxy terminates TLS)"),
+            ));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{url:?}: must not have a path or query"),
+            ));
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| ConfigError::invalid(key, format!("{url:?} has no host")))?;
+        let port = uri.port_u16().unwrap_or(80);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let socket = (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| ConfigError::invalid(key, format!("cannot resolve host {host:?}")))?;
+        Ok(UpstreamAddress {
+            socket,
+            authority: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
+        })
+    }
+
+    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, ConfigError> {
+        self.client_ip
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let text = text.trim();
+                text.parse::<IpNet>()
+                    .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::invalid(
+                            format!("client_ip.trusted_proxies[{i}]"),
+                            format!("{text:?} is neither a CIDR (10.0.0.0/8) nor an IP address"),
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(extra: &str) -> Result<(), String> {
+        let text = format!("[auth]\nsecret_token = \"t\"\n{extra}");
+        let mut c = Config::parse(&text)?;
+        c.ssl.enabled = false;
+        c.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        valid("").unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let err = Config::parse("[server]\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[server]\nlisten = \"8200\"", "server.listen"),
+            ("[server]\nthreads = 0", "server.threads"),
+            (
+                "[server]\nmax_header_size = 2000000",
+                "server.max_header_size",
+            ),
+            ("[upstream]\nurl = \"https://apm:8200\"", "upstream.url"),
+            (
+                "[upstream]\nurl = \"http://apm:8200/prefix\"",
+                "upstream.url",
+            ),
+            (
+                "[client_ip]\ntrusted_proxies = [\"10.0.0.0/33\"]",
+                "client_ip.trusted_proxies[0]",
+            ),
+            (
+                "[[auth.secret_tokens]]\nname = \"default\"\nsecret = \"x\"",
+                "auth.secret_tokens[0].name",
+            ),
+            (
+                "[[auth.secret_tokens]]\nname = \"a\"\nsecret = \"x\"\nexpires = \"soon\"",
+                "auth.secret_tokens[0].expires",
+            ),
+            ("[log]\nlevel = \"apm=loud\"", "log.level"),
+        ];
+        for (extra, key) in cases {
+            let err = valid(extra).unwrap_err();
+            assert!(
+                err.starts_with(key),
+                "{extra:?} gave {err:?}, expected key {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_duration_is_a_parse_error_naming_the_key() {
+        let err = Config::parse("[server]\nidle_timeout = \"forever\"").unwrap_err();
+        assert!(
+            err.contains("idle_timeout") && err.contains("invalid duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_credential_at_all_is_refused() {
+        let mut c = Config::parse("").unwrap();
+        c.ssl.enabled = false;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("auth:"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_accept_ips_and_cidrs() {
+        let mut c = Config::parse(
+            "[auth]\nsecret_token = \"t\"\n[client_ip]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]",
+        )
+        .unwrap();
+        c.ssl.enabled = false;
+        let nets = c.trusted_proxies().unwrap();
+        assert_eq!(nets.len(), 2);
+        assert!(nets[1].contains(&"::1".parse::<IpAddr>().unwrap()));
+    }
+}

@@ -1,0 +1,242 @@
+//! Every response the proxy writes itself (401, 403, 404, 400, 502, 504, the anonymous
+//! `GET /`) is built and sent here, in APM Server's format:
+//! `{"error": "<message>"}` (or the intake shape `{"accepted":0,"errors":[{"message":…}]}`),
+//! pretty-printed `application/json` when `Accept` contains `*/*` or `application/json`,
+//! otherwise compact JSON under `text/plain; charset=utf-8`; always `X-Content-Type-Options:
+//! nosniff`, never `WWW-Authenticate`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use serde_json::json;
+
+/// What the proxy answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: ReplyBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyBody {
+    /// No body and no Content-Type (APM's anonymous `GET /`).
+    Empty,
+    /// `{"error": message}`
+    Error(String),
+    /// `{"accepted": 0, "errors": [{"message": message}]}` (intake endpoints)
+    StreamError(String),
+}
+
+impl Reply {
+    pub fn error(status: u16, message: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            body: ReplyBody::Error(message.into()),
+        }
+    }
+
+    pub fn stream_error(status: u16, message: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            body: ReplyBody::StreamError(message.into()),
+        }
+    }
+
+    pub fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            body: ReplyBody::Empty,
+        }
+    }
+
+    pub fn not_found() -> Reply {
+        Reply::error(404, "404 page not found")
+    }
+
+    /// Status line, headers and body for a client that sent `accept`.
+    pub fn render(&self, accept: Option<&[u8]>) -> (ResponseHeader, Bytes) {
+        let value = match &self.body {
+            ReplyBody::Empty => None,
+            ReplyBody::Error(m) => Some(json!({ "error": m })),
+            ReplyBody::StreamError(m) => {
+                Some(json!({ "accepted": 0, "errors": [{ "message": m }] }))
+            }
+        };
+        let wants_json =
+            accept.is_some_and(|a| contains(a, b"*/*") || contains(a, b"application/json"));
+        let (body, content_type) = match value {
+            None => (Bytes::new(), None),
+            Some(v) => {
+                let mut text = if wants_json {
+                    serde_json::to_string_pretty(&v)
+                } else {
+                    serde_json::to_string(&v)
+                }
+                .unwrap_or_default();
+                text.push('\n');
+                let ct = if wants_json {
+                    "application/json"
+                } else {
+                    "text/plain; charset=utf-8"
+                };
+                (Bytes::from(go_html_escape(text)), Some(ct))
+            }
+        };
+        let mut header = ResponseHeader::build(self.status, Some(4)).expect("valid status code");
+        // Inserting these fixed, valid header values cannot fail.
+        let _ = header.insert_header("X-Content-Type-Options", "nosniff");
+        if let Some(ct) = content_type {
+            let _ = header.insert_header("Content-Type", ct);
+        }
+        let _ = header.insert_header("Content-Length", body.len().to_string());
+        (header, body)
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029 inside strings; APM Server's
+/// bodies do too. In our bodies these characters only occur inside strings.
+fn go_html_escape(text: String) -> String {
+    if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return text;
+    }
+    text.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
+/// How much of a rejected request's body the proxy reads before answering, to keep the
+/// connection alive for the client's next request. Beyond this the connection is closed
+/// after the answer (an agent with a bad token must stay cheap, but not at any price).
+pub const KEEPALIVE_DRAIN_LIMIT: usize = 256 * 1024;
+
+/// Send `reply` on `session`. For HTTP/1.1, the unread request body is drained first when
+/// it is small, so the connection can be reused; otherwise the reply is sent with the
+/// connection marked for close and the body is drained for up to `drain_timeout`, so a
+/// client that reads only after it has finished sending still sees the status.
+pub async fn send(
+    session: &mut Session,
+    reply: &Reply,
+    drain_timeout: Duration,
+) -> pingora::Result<()> {
+    let (header, body) = reply.render(
+        session
+            .req_header()
+            .headers
+            .get(http::header::ACCEPT)
+            .map(|v| v.as_bytes()),
+    );
+    let h1 = !session.is_http2();
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let mut body_done = session.is_body_done();
+    if h1 && !body_done && !expects_continue {
+        body_done = drain_up_to(session, KEEPALIVE_DRAIN_LIMIT, drain_timeout).await;
+    }
+    let empty = body.is_empty();
+    session
+        .write_response_header(Box::new(header), empty)
+        .await?;
+    if !empty {
+        session.write_response_body(Some(body), true).await?;
+    }
+    if h1 && !body_done && !expects_continue {
+        let _ = tokio::time::timeout(drain_timeout, session.drain_request_body()).await;
+    }
+    Ok(())
+}
+
+/// Read and discard up to `limit` body bytes within `timeout`; true when the body ended.
+async fn drain_up_to(session: &mut Session, limit: usize, timeout: Duration) -> bool {
+    let drain = async {
+        let mut read = 0usize;
+        while read <= limit {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    tokio::time::timeout(timeout, drain).await.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(reply: &Reply, accept: Option<&[u8]>) -> (String, Option<String>) {
+        let (h, b) = reply.render(accept);
+        let ct = h
+            .headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(h.headers.get("x-content-type-options").unwrap(), "nosniff");
+        assert!(h.headers.get("www-authenticate").is_none());
+        (String::from_utf8(b.to_vec()).unwrap(), ct)
+    }
+
+    #[test]
+    fn accept_decides_format() {
+        let r = Reply::error(401, "authentication failed");
+        assert_eq!(
+            text(&r, None),
+            (
+                "{\"error\":\"authentication failed\"}\n".into(),
+                Some("text/plain; charset=utf-8".into())
+            )
+        );
+        assert_eq!(
+            text(&r, Some(b"*/*")),
+            (
+                "{\n  \"error\": \"authentication failed\"\n}\n".into(),
+                Some("application/json".into())
+            )
+        );
+        assert_eq!(
+            text(&r, Some(b"text/html, application/json;q=0.9"))
+                .1
+                .as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(
+            text(&r, Some(b"text/html")).1.as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
+    }
+
+    #[test]
+    fn stream_shape_and_go_escaping() {
+        let r = Reply::stream_error(
+            403,
+            "unauthorized: API Key not permitted action \"event:write\"",
+        );
+        assert_eq!(
+            text(&r, None).0,
+            "{\"accepted\":0,\"errors\":[{\"message\":\"unauthorized: API Key not permitted action \\\"event:write\\\"\"}]}\n"
+        );
+        let r = Reply::error(401, "unknown Authentication header <a&b>");
+        assert_eq!(
+            text(&r, None).0,
+            "{\"error\":\"unknown Authentication header \\u003ca\\u0026b\\u003e\"}\n"
+        );
+    }
+
+    #[test]
+    fn empty_reply_has_no_content_type() {
+        let (body, ct) = text(&Reply::empty(200), Some(b"*/*"));
+        assert_eq!(body, "");
+        assert_eq!(ct, None);
+    }
+}

@@ -1,0 +1,190 @@
+//! Which APM endpoint a request is for, and whether its path is safe to decide on.
+//!
+//! The proxy decides access on the path, then forwards that same path. If the upstream
+//! could read the path differently (Go decodes `%65` to `e`, some servers fold `//` or
+//! resolve `..`), a request could be authorised for one endpoint and served by another. So
+//! a path that is not already in its one canonical form is refused outright.
+
+use crate::auth::Action;
+
+/// The endpoints of APM Server's agent-facing HTTP API (7.x – 9.x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /`: server information; the body is only for authenticated callers.
+    Root,
+    /// An endpoint that needs a credential with the given privilege.
+    Protected { action: Action, kind: EndpointKind },
+    /// Anything else (unknown paths, `/debug/*` pprof/expvar): answered 404 by the proxy,
+    /// never forwarded.
+    NotFound,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointKind {
+    Intake,
+    RumIntake,
+    Profile,
+    OtlpHttp,
+    AgentConfig,
+    RumAgentConfig,
+    Sourcemap,
+}
+
+impl EndpointKind {
+    /// Intake-style endpoints report errors as `{"accepted":0,"errors":[{"message":…}]}`.
+    pub fn reports_stream_errors(self) -> bool {
+        matches!(
+            self,
+            EndpointKind::Intake
+                | EndpointKind::RumIntake
+                | EndpointKind::Profile
+                | EndpointKind::OtlpHttp
+        )
+    }
+}
+
+/// Route table: exact paths, as APM Server's router matches them (a trailing slash is 404).
+pub fn classify(path: &str) -> Endpoint {
+    use Action::*;
+    use EndpointKind::*;
+    let (action, kind) = match path {
+        "/" => return Endpoint::Root,
+        "/intake/v2/events" => (EventWrite, Intake),
+        "/intake/v2/rum/events" | "/intake/v3/rum/events" => (EventWrite, RumIntake),
+        "/intake/v2/profile" => (EventWrite, Profile),
+        "/v1/traces" | "/v1/metrics" | "/v1/logs" => (EventWrite, OtlpHttp),
+        "/config/v1/agents" => (AgentConfigRead, AgentConfig),
+        "/config/v1/rum/agents" => (AgentConfigRead, RumAgentConfig),
+        "/assets/v1/sourcemaps" => (SourcemapWrite, Sourcemap),
+        _ => return Endpoint::NotFound,
+    };
+    Endpoint::Protected { action, kind }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathRejection {
+    #[error("the path must start with '/'")]
+    NotAbsolute,
+    #[error("percent-encoding is not allowed in the path")]
+    PercentEncoded,
+    #[error("backslashes are not allowed in the path")]
+    Backslash,
+    #[error("empty path segments ('//') are not allowed")]
+    EmptySegment,
+    #[error("dot segments ('.' or '..') are not allowed")]
+    DotSegment,
+    #[error("control characters and spaces are not allowed in the path")]
+    ControlCharacter,
+}
+
+/// Accept only paths in canonical form. `raw` is the path as the client sent it, without
+/// the query string.
+pub fn check_path(raw: &[u8]) -> Result<&str, PathRejection> {
+    let path = std::str::from_utf8(raw).map_err(|_| PathRejection::ControlCharacter)?;
+    if !path.starts_with('/') {
+        return Err(PathRejection::NotAbsolute);
+    }
+    if let Some(bad) = path
+        .bytes()
+        .find(|b| matches!(b, b'%' | b'\\') || b.is_ascii_control() || *b == b' ')
+    {
+        return Err(match bad {
+            b'%' => PathRejection::PercentEncoded,
+            b'\\' => PathRejection::Backslash,
+            _ => PathRejection::ControlCharacter,
+        });
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            // A trailing slash is an unknown (404) path, not an ambiguous one.
+            "" if i == last => {}
+            "" => return Err(PathRejection::EmptySegment),
+            "." | ".." => return Err(PathRejection::DotSegment),
+            _ => {}
+        }
+    }
+    Ok(path)
+}
+
+/// The path part of a request target (`/a/b?x` → `/a/b`).
+pub fn path_of(target: &[u8]) -> &[u8] {
+    match target.iter().position(|&b| b == b'?') {
+        Some(i) => &target[..i],
+        None => target,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_table() {
+        assert_eq!(classify("/"), Endpoint::Root);
+        for (path, action) in [
+            ("/intake/v2/events", Action::EventWrite),
+            ("/intake/v2/rum/events", Action::EventWrite),
+            ("/intake/v3/rum/events", Action::EventWrite),
+            ("/intake/v2/profile", Action::EventWrite),
+            ("/v1/traces", Action::EventWrite),
+            ("/config/v1/agents", Action::AgentConfigRead),
+            ("/config/v1/rum/agents", Action::AgentConfigRead),
+            ("/assets/v1/sourcemaps", Action::SourcemapWrite),
+        ] {
+            assert!(
+                matches!(classify(path), Endpoint::Protected { action: a, .. } if a == action),
+                "{path}"
+            );
+        }
+        for path in [
+            "/intake/v2/events/",
+            "/debug/pprof/",
+            "/debug/vars",
+            "/healthcheck",
+            "/INTAKE/v2/events",
+        ] {
+            assert_eq!(classify(path), Endpoint::NotFound, "{path}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_paths_are_rejected() {
+        let cases: [(&[u8], PathRejection); 9] = [
+            (
+                b"/intake/v2/rum/events/../events",
+                PathRejection::DotSegment,
+            ),
+            (b"/intake/v2/./events", PathRejection::DotSegment),
+            (b"/intake%2Fv2/events", PathRejection::PercentEncoded),
+            (b"/intake/v2/%2e%2e/events", PathRejection::PercentEncoded),
+            (b"/intake/v2/%65vents", PathRejection::PercentEncoded),
+            (b"//intake/v2/events", PathRejection::EmptySegment),
+            (b"/intake//v2/events", PathRejection::EmptySegment),
+            (b"/intake\\v2/events", PathRejection::Backslash),
+            (b"intake/v2/events", PathRejection::NotAbsolute),
+        ];
+        for (raw, why) in cases {
+            assert_eq!(
+                check_path(raw),
+                Err(why),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert_eq!(check_path(b"/intake/v2/events"), Ok("/intake/v2/events"));
+        assert_eq!(check_path(b"/"), Ok("/"));
+        assert_eq!(check_path(b"/intake/v2/events/"), Ok("/intake/v2/events/"));
+        assert_eq!(check_path(b"/a.b/..c"), Ok("/a.b/..c"));
+    }
+
+    #[test]
+    fn query_is_not_part_of_the_path() {
+        assert_eq!(
+            path_of(b"/intake/v2/events?verbose=%2e"),
+            b"/intake/v2/events"
+        );
+        assert_eq!(path_of(b"/"), b"/");
+    }
+}
