@@ -1,0 +1,255 @@
+//! Authentication and authorization through the real proxy: every outcome's exact status
+//! and body, each endpoint against each privilege, expiry, revocation and token rotation.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+
+const TOKENS: &str = r#"
+[auth]
+secret_token = "primary-token"
+[[auth.secret_tokens]]
+name = "next"
+secret = { env = "APM_AUTH_PROXY_TEST_NEXT_TOKEN" }
+[[auth.secret_tokens]]
+name = "retired"
+secret = "retired-token"
+expires = "2020-01-01T00:00:00Z"
+"#;
+
+struct Answer {
+    status: u16,
+    content_type: Option<String>,
+    body: String,
+    headers: reqwest::header::HeaderMap,
+}
+
+async fn send(client: &reqwest::Client, url: &str, auth: Option<&str>, accept: Option<&str>) -> Answer {
+    let mut req = client.post(url).body("{\"metadata\":{}}\n");
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    // reqwest sends `Accept: */*` unless told otherwise; agents send no JSON Accept at all.
+    req = req.header("Accept", accept.unwrap_or("application/x-ndjson"));
+    let resp = req.send().await.unwrap();
+    Answer {
+        status: resp.status().as_u16(),
+        content_type: resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string()),
+        headers: resp.headers().clone(),
+        body: resp.text().await.unwrap(),
+    }
+}
+
+const MISSING: &str = "authentication failed: missing or improperly formatted Authorization header: expected 'Authorization: Bearer secret_token' or 'Authorization: ApiKey base64(API key ID:API key)'";
+
+#[test]
+fn every_auth_outcome_has_apm_servers_status_and_body() {
+    std::env::set_var("APM_AUTH_PROXY_TEST_NEXT_TOKEN", "next-token");
+    let pki = pki();
+    let upstream = Upstream::start();
+    let extra = format!("{TOKENS}{API_KEYS}");
+    let proxy = Proxy::start_with(&pki, &upstream.url(), &extra, |dir| {
+        create_key(dir, "event:write", &[]);
+    });
+    let client = proxy.client(false);
+    let url = proxy.url("/intake/v2/events");
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let unknown_key = format!("ApiKey {}", b64("nosuchid:secret"));
+    let no_colon = format!("ApiKey {}", b64("no-colon-here"));
+    let cases: Vec<(Option<&str>, String)> = vec![
+        (None, MISSING.to_string()),
+        (Some("Bearer"), MISSING.to_string()),
+        (Some("primary-token"), MISSING.to_string()),
+        (Some("Bearer wrong-token"), "authentication failed".into()),
+        (Some("Bearer retired-token"), "authentication failed".into()),
+        (Some(unknown_key.as_str()), "authentication failed".into()),
+        (
+            Some("Basic dXNlcjpwYXNz"),
+            "authentication failed: unknown Authentication header Basic: expected 'Authorization: Bearer secret_token' or 'Authorization: ApiKey base64(API key ID:API key)'".into(),
+        ),
+        (
+            Some("bearer primary-token"),
+            "authentication failed: unknown Authentication header bearer: expected 'Authorization: Bearer secret_token' or 'Authorization: ApiKey base64(API key ID:API key)'".into(),
+        ),
+        (
+            Some("ApiKey not base64!"),
+            "authentication failed: improperly encoded ApiKey credentials: expected base64(ID:APIKey): illegal base64 data at input byte 3".into(),
+        ),
+        (
+            Some(no_colon.as_str()),
+            "authentication failed: improperly formatted ApiKey credentials: expected base64(ID:APIKey)".into(),
+        ),
+    ];
+    rt().block_on(async {
+        for (auth, message) in &cases {
+            // No JSON Accept (what agents send): compact JSON under text/plain.
+            let a = send(&client, &url, *auth, None).await;
+            assert_eq!(a.status, 401, "{auth:?}");
+            assert_eq!(a.body, format!("{}\n", serde_json::json!({ "error": message })), "{auth:?}");
+            assert_eq!(a.content_type.as_deref(), Some("text/plain; charset=utf-8"));
+            assert_eq!(a.headers.get("x-content-type-options").unwrap(), "nosniff");
+            assert!(a.headers.get("www-authenticate").is_none());
+            // curl-style Accept: pretty JSON.
+            let a = send(&client, &url, *auth, Some("*/*")).await;
+            assert_eq!(a.status, 401);
+            assert_eq!(a.content_type.as_deref(), Some("application/json"));
+            assert_eq!(
+                a.body,
+                format!("{}\n", serde_json::to_string_pretty(&serde_json::json!({ "error": message })).unwrap())
+            );
+        }
+        for ok in ["Bearer primary-token", "Bearer next-token"] {
+            assert_eq!(send(&client, &url, Some(ok), None).await.status, 202, "{ok}");
+        }
+    });
+    // Only the two accepted requests reached the APM Server.
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+#[test]
+fn each_endpoint_requires_its_privilege() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let mut keys = Vec::new();
+    let proxy = Proxy::start_with(&pki, &upstream.url(), API_KEYS, |dir| {
+        for p in ["event:write", "config_agent:read", "sourcemap:write"] {
+            keys.push((p, create_key(dir, p, &[]).1));
+        }
+    });
+    let endpoints = [
+        ("/intake/v2/events", "event:write", true),
+        ("/intake/v2/rum/events", "event:write", true),
+        ("/intake/v3/rum/events", "event:write", true),
+        ("/intake/v2/profile", "event:write", true),
+        ("/v1/traces", "event:write", true),
+        ("/config/v1/agents", "config_agent:read", false),
+        ("/config/v1/rum/agents", "config_agent:read", false),
+        ("/assets/v1/sourcemaps", "sourcemap:write", false),
+    ];
+    let client = proxy.client(true);
+    rt().block_on(async {
+        let mut forwarded = 0;
+        for (path, needed, stream_shape) in endpoints {
+            for (privilege, credential) in &keys {
+                let auth = format!("ApiKey {credential}");
+                let a = send(&client, &proxy.url(path), Some(&auth), None).await;
+                if *privilege == needed {
+                    assert!(a.status < 300, "{path} with {privilege}: {}", a.status);
+                    forwarded += 1;
+                    assert_eq!(upstream.requests().last().unwrap().uri, path);
+                } else {
+                    let message = format!("unauthorized: API Key not permitted action \"{needed}\"");
+                    let expected = if stream_shape {
+                        serde_json::json!({ "accepted": 0, "errors": [{ "message": message }] })
+                    } else {
+                        serde_json::json!({ "error": message })
+                    };
+                    assert_eq!(a.status, 403, "{path} with {privilege}");
+                    assert_eq!(a.body, format!("{expected}\n"), "{path} with {privilege}");
+                }
+            }
+        }
+        assert_eq!(upstream.requests().len(), forwarded);
+    });
+}
+
+#[test]
+fn expired_and_revoked_keys_are_refused_and_sighup_applies_revocation() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let (mut live, mut expired, mut revoked) = (String::new(), String::new(), String::new());
+    let proxy = Proxy::start_with(&pki, &upstream.url(), API_KEYS, |dir| {
+        live = create_key(dir, "event:write", &[]).1;
+        expired = create_key(dir, "event:write", &["--expires-in", "1s"]).1;
+        let (id, cred) = create_key(dir, "event:write", &[]);
+        revoked = cred;
+        let cfg = dir.join("keys-cli.toml");
+        let (code, _, err) = run_cli(&["apikey", "--config", cfg.to_str().unwrap(), "revoke", &id]);
+        assert_eq!(code, 0, "{err}");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    });
+    let client = proxy.client(false);
+    let url = proxy.url("/intake/v2/events");
+    rt().block_on(async {
+        assert_eq!(send(&client, &url, Some(&format!("ApiKey {live}")), None).await.status, 202);
+        for dead in [&expired, &revoked] {
+            let a = send(&client, &url, Some(&format!("ApiKey {dead}")), None).await;
+            assert_eq!((a.status, a.body.as_str()), (401, "{\"error\":\"authentication failed\"}\n"));
+        }
+    });
+    // Revoke the live key with the CLI; SIGHUP makes the running proxy see it.
+    let cfg = proxy.dir.path().join("keys-cli.toml");
+    let (_, list, _) = run_cli(&["apikey", "--config", cfg.to_str().unwrap(), "list"]);
+    assert!(list.contains("revoked") && list.contains("expired") && list.contains("active"), "{list}");
+    let live_id = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(&live).unwrap())
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let (code, _, err) = run_cli(&["apikey", "--config", cfg.to_str().unwrap(), "revoke", &live_id]);
+    assert_eq!(code, 0, "{err}");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &proxy.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    rt().block_on(async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let a = send(&client, &url, Some(&format!("ApiKey {live}")), None).await;
+            if a.status == 401 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "revocation not applied after SIGHUP");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    assert!(proxy.log_text().contains("credentials reloaded"));
+}
+
+#[test]
+fn root_is_blank_for_anonymous_and_real_for_authenticated_callers() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&pki, &upstream.url(), "[auth]\nsecret_token = \"tok\"\n");
+    let client = proxy.client(false);
+    rt().block_on(async {
+        for auth in [None, Some("Bearer wrong"), Some("Basic x")] {
+            let mut req = client.get(proxy.url("/")).header("Accept", "text/plain");
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            assert!(resp.headers().get("content-type").is_none());
+            assert_eq!(resp.text().await.unwrap(), "");
+        }
+        assert!(upstream.requests().is_empty(), "anonymous GET / is answered by the proxy");
+        let resp = client
+            .get(proxy.url("/"))
+            .header("Authorization", "Bearer tok")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.text().await.unwrap().contains("\"version\":\"7.17.0\""));
+        // Unknown paths and the debug endpoints are never forwarded, whatever the credential.
+        for path in ["/debug/pprof/", "/debug/vars", "/intake/v2/events/", "/nope"] {
+            let resp = client
+                .get(proxy.url(path))
+                .header("Accept", "text/plain")
+                .header("Authorization", "Bearer tok")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 404, "{path}");
+            assert_eq!(resp.text().await.unwrap(), "{\"error\":\"404 page not found\"}\n");
+        }
+    });
+    assert_eq!(upstream.requests().len(), 1);
+}
