@@ -25,7 +25,12 @@ struct Answer {
     headers: reqwest::header::HeaderMap,
 }
 
-async fn send(client: &reqwest::Client, url: &str, auth: Option<&str>, accept: Option<&str>) -> Answer {
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    auth: Option<&str>,
+    accept: Option<&str>,
+) -> Answer {
     let mut req = client.post(url).body("{\"metadata\":{}}\n");
     if let Some(a) = auth {
         req = req.header("Authorization", a);
@@ -89,7 +94,11 @@ fn every_auth_outcome_has_apm_servers_status_and_body() {
             // No JSON Accept (what agents send): compact JSON under text/plain.
             let a = send(&client, &url, *auth, None).await;
             assert_eq!(a.status, 401, "{auth:?}");
-            assert_eq!(a.body, format!("{}\n", serde_json::json!({ "error": message })), "{auth:?}");
+            assert_eq!(
+                a.body,
+                format!("{}\n", serde_json::json!({ "error": message })),
+                "{auth:?}"
+            );
             assert_eq!(a.content_type.as_deref(), Some("text/plain; charset=utf-8"));
             assert_eq!(a.headers.get("x-content-type-options").unwrap(), "nosniff");
             assert!(a.headers.get("www-authenticate").is_none());
@@ -99,11 +108,18 @@ fn every_auth_outcome_has_apm_servers_status_and_body() {
             assert_eq!(a.content_type.as_deref(), Some("application/json"));
             assert_eq!(
                 a.body,
-                format!("{}\n", serde_json::to_string_pretty(&serde_json::json!({ "error": message })).unwrap())
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&serde_json::json!({ "error": message })).unwrap()
+                )
             );
         }
         for ok in ["Bearer primary-token", "Bearer next-token"] {
-            assert_eq!(send(&client, &url, Some(ok), None).await.status, 202, "{ok}");
+            assert_eq!(
+                send(&client, &url, Some(ok), None).await.status,
+                202,
+                "{ok}"
+            );
         }
     });
     // Only the two accepted requests reached the APM Server.
@@ -142,7 +158,8 @@ fn each_endpoint_requires_its_privilege() {
                     forwarded += 1;
                     assert_eq!(upstream.requests().last().unwrap().uri, path);
                 } else {
-                    let message = format!("unauthorized: API Key not permitted action \"{needed}\"");
+                    let message =
+                        format!("unauthorized: API Key not permitted action \"{needed}\"");
                     let expected = if stream_shape {
                         serde_json::json!({ "accepted": 0, "errors": [{ "message": message }] })
                     } else {
@@ -175,23 +192,44 @@ fn expired_and_revoked_keys_are_refused_and_sighup_applies_revocation() {
     let client = proxy.client(false);
     let url = proxy.url("/intake/v2/events");
     rt().block_on(async {
-        assert_eq!(send(&client, &url, Some(&format!("ApiKey {live}")), None).await.status, 202);
+        assert_eq!(
+            send(&client, &url, Some(&format!("ApiKey {live}")), None)
+                .await
+                .status,
+            202
+        );
         for dead in [&expired, &revoked] {
             let a = send(&client, &url, Some(&format!("ApiKey {dead}")), None).await;
-            assert_eq!((a.status, a.body.as_str()), (401, "{\"error\":\"authentication failed\"}\n"));
+            assert_eq!(
+                (a.status, a.body.as_str()),
+                (401, "{\"error\":\"authentication failed\"}\n")
+            );
         }
     });
     // Revoke the live key with the CLI; SIGHUP makes the running proxy see it.
     let cfg = proxy.dir.path().join("keys-cli.toml");
     let (_, list, _) = run_cli(&["apikey", "--config", cfg.to_str().unwrap(), "list"]);
-    assert!(list.contains("revoked") && list.contains("expired") && list.contains("active"), "{list}");
-    let live_id = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(&live).unwrap())
-        .unwrap()
-        .split(':')
-        .next()
-        .unwrap()
-        .to_string();
-    let (code, _, err) = run_cli(&["apikey", "--config", cfg.to_str().unwrap(), "revoke", &live_id]);
+    assert!(
+        list.contains("revoked") && list.contains("expired") && list.contains("active"),
+        "{list}"
+    );
+    let live_id = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(&live)
+            .unwrap(),
+    )
+    .unwrap()
+    .split(':')
+    .next()
+    .unwrap()
+    .to_string();
+    let (code, _, err) = run_cli(&[
+        "apikey",
+        "--config",
+        cfg.to_str().unwrap(),
+        "revoke",
+        &live_id,
+    ]);
     assert_eq!(code, 0, "{err}");
     let status = std::process::Command::new("kill")
         .args(["-HUP", &proxy.pid().to_string()])
@@ -205,7 +243,10 @@ fn expired_and_revoked_keys_are_refused_and_sighup_applies_revocation() {
             if a.status == 401 {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "revocation not applied after SIGHUP");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "revocation not applied after SIGHUP"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     });
@@ -229,7 +270,10 @@ fn root_is_blank_for_anonymous_and_real_for_authenticated_callers() {
             assert!(resp.headers().get("content-type").is_none());
             assert_eq!(resp.text().await.unwrap(), "");
         }
-        assert!(upstream.requests().is_empty(), "anonymous GET / is answered by the proxy");
+        assert!(
+            upstream.requests().is_empty(),
+            "anonymous GET / is answered by the proxy"
+        );
         let resp = client
             .get(proxy.url("/"))
             .header("Authorization", "Bearer tok")
@@ -237,9 +281,18 @@ fn root_is_blank_for_anonymous_and_real_for_authenticated_callers() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
-        assert!(resp.text().await.unwrap().contains("\"version\":\"7.17.0\""));
+        assert!(resp
+            .text()
+            .await
+            .unwrap()
+            .contains("\"version\":\"7.17.0\""));
         // Unknown paths and the debug endpoints are never forwarded, whatever the credential.
-        for path in ["/debug/pprof/", "/debug/vars", "/intake/v2/events/", "/nope"] {
+        for path in [
+            "/debug/pprof/",
+            "/debug/vars",
+            "/intake/v2/events/",
+            "/nope",
+        ] {
             let resp = client
                 .get(proxy.url(path))
                 .header("Accept", "text/plain")
@@ -248,7 +301,10 @@ fn root_is_blank_for_anonymous_and_real_for_authenticated_callers() {
                 .await
                 .unwrap();
             assert_eq!(resp.status(), 404, "{path}");
-            assert_eq!(resp.text().await.unwrap(), "{\"error\":\"404 page not found\"}\n");
+            assert_eq!(
+                resp.text().await.unwrap(),
+                "{\"error\":\"404 page not found\"}\n"
+            );
         }
     });
     assert_eq!(upstream.requests().len(), 1);

@@ -236,7 +236,12 @@ impl Proxy {
 
     /// Like `start`, with a hook to write files (keys file, secret files) into the config
     /// directory before the proxy starts.
-    pub fn start_with(pki: &Pki, upstream: &str, extra: &str, prepare: impl FnOnce(&Path)) -> Proxy {
+    pub fn start_with(
+        pki: &Pki,
+        upstream: &str,
+        extra: &str,
+        prepare: impl FnOnce(&Path),
+    ) -> Proxy {
         let mut dir = tempfile::tempdir().unwrap();
         prepare(dir.path());
         for _attempt in 0..3 {
@@ -340,8 +345,20 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
 /// (id, base64 credential).
 pub fn create_key(dir: &Path, privileges: &str, extra: &[&str]) -> (String, String) {
     let cfg = dir.join("keys-cli.toml");
-    std::fs::write(&cfg, "[auth.api_key]\nenabled = true\nkeys_file = \"keys.toml\"\n").unwrap();
-    let mut args = vec!["apikey", "--config", cfg.to_str().unwrap(), "create", "--name", "test", "--json"];
+    std::fs::write(
+        &cfg,
+        "[auth.api_key]\nenabled = true\nkeys_file = \"keys.toml\"\n",
+    )
+    .unwrap();
+    let mut args = vec![
+        "apikey",
+        "--config",
+        cfg.to_str().unwrap(),
+        "create",
+        "--name",
+        "test",
+        "--json",
+    ];
     args.extend(["--privileges", privileges]);
     args.extend_from_slice(extra);
     let (code, out, err) = run_cli(&args);

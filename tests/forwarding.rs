@@ -1,0 +1,463 @@
+//! What reaches the upstream: no client credential, the proxy's own forwarding headers,
+//! bodies streamed chunk by chunk and byte for byte; and what the client sees when the
+//! upstream is gone or the request is ambiguous.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const TOKEN: &str = "[auth]\nsecret_token = \"agent-token\"\n";
+
+fn post(client: &reqwest::Client, url: String) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("Authorization", "Bearer agent-token")
+        .header("Content-Type", "application/x-ndjson")
+}
+
+#[test]
+fn credentials_never_reach_the_upstream_over_h1_or_h2() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let extra = format!("{TOKEN}{API_KEYS}[log]\nlevel = \"trace\"\n");
+    let mut key = String::new();
+    let proxy = Proxy::start_with(&pki, &upstream.url(), &extra, |dir| {
+        key = create_key(dir, "event:write", &[]).1;
+    });
+    rt().block_on(async {
+        for h2 in [false, true] {
+            let client = proxy.client(h2);
+            for auth in ["Bearer agent-token".to_string(), format!("ApiKey {key}")] {
+                let resp = client
+                    .post(proxy.url("/intake/v2/events"))
+                    .header("Authorization", &auth)
+                    .header("Proxy-Authorization", "Basic c2VjcmV0")
+                    .body("{\"metadata\":{}}\n")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 202);
+                assert_eq!(resp.version() == reqwest::Version::HTTP_2, h2);
+            }
+        }
+    });
+    let requests = upstream.requests();
+    assert_eq!(requests.len(), 4);
+    for r in &requests {
+        assert!(r.headers.get("authorization").is_none(), "{:?}", r.headers);
+        assert!(r.headers.get("proxy-authorization").is_none());
+        assert_eq!(r.body, b"{\"metadata\":{}}\n");
+    }
+    // Not in any log line either, even at trace level.
+    let log = proxy.log_text();
+    assert!(log.contains("api_key:"), "access log names the key id");
+    let secret = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &key).unwrap(),
+    )
+    .unwrap();
+    let secret = secret.split(':').nth(1).unwrap();
+    for needle in ["agent-token", key.as_str(), secret, "c2VjcmV0"] {
+        let leaks: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+        assert!(
+            leaks.is_empty(),
+            "log contains a credential {needle}: {leaks:#?}"
+        );
+    }
+}
+
+#[test]
+fn upstream_token_replaces_the_client_credential() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let extra = format!("{TOKEN}[upstream]\n");
+    // [upstream] is already written by the harness; add the key through a file secret.
+    let _ = extra;
+    let proxy = Proxy::start_with(&pki, &upstream.url(), &format!("{TOKEN}"), |_| {});
+    drop(proxy);
+    // The harness writes [upstream] itself, so build this config by hand.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("upstream-token"), "internal-secret\n").unwrap();
+    let port = free_port();
+    let text = config_text(&pki, port, &upstream.url(), TOKEN).replace(
+        "[upstream]\n",
+        "[upstream]\nsecret_token = { file = \"upstream-token\" }\n",
+    );
+    let cfg = dir.path().join("proxy.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "proxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let status = rt().block_on(async {
+        post(
+            &client,
+            format!("https://localhost:{port}/intake/v2/events"),
+        )
+        .body("x")
+        .send()
+        .await
+        .unwrap()
+        .status()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 202);
+    let r = &upstream.requests()[0];
+    assert_eq!(
+        r.headers.get("authorization").unwrap(),
+        "Bearer internal-secret"
+    );
+}
+
+#[test]
+fn spoofed_forwarding_headers_are_replaced_unless_the_peer_is_trusted() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let untrusted = Proxy::start(&pki, &upstream.url(), TOKEN);
+    let trusted = Proxy::start(
+        &pki,
+        &upstream.url(),
+        &format!("{TOKEN}[client_ip]\ntrusted_proxies = [\"127.0.0.0/8\", \"::1\"]\n"),
+    );
+    rt().block_on(async {
+        for proxy in [&untrusted, &trusted] {
+            let client = proxy.client(false);
+            let resp = post(&client, proxy.url("/intake/v2/events"))
+                .header("X-Forwarded-For", "6.6.6.6, 203.0.113.9")
+                .header("X-Real-IP", "7.7.7.7")
+                .header("X-Forwarded-Proto", "http")
+                .body("x")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+            let resp = post(&client, proxy.url("/intake/v2/events"))
+                .header("Forwarded", "for=6.6.6.6, for=\"[2001:db8::7]\"")
+                .body("x")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+        }
+    });
+    let r = upstream.requests();
+    let expect = [
+        ("127.0.0.1", "for=127.0.0.1;proto=https"),
+        ("127.0.0.1", "for=127.0.0.1;proto=https"),
+        // Trusted peer: X-Real-IP outranks X-Forwarded-For, as in APM Server.
+        ("7.7.7.7", "for=7.7.7.7;proto=https"),
+        ("2001:db8::7", "for=\"[2001:db8::7]\";proto=https"),
+    ];
+    for (rec, (ip, fwd)) in r.iter().zip(expect) {
+        assert_eq!(rec.headers.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(rec.headers.get("x-forwarded-for").unwrap(), ip);
+        assert_eq!(rec.headers.get("x-real-ip").unwrap(), ip);
+        assert_eq!(rec.headers.get("forwarded").unwrap(), fwd);
+        assert_eq!(rec.headers.get("x-forwarded-proto").unwrap(), "https");
+    }
+}
+
+#[test]
+fn slow_chunked_upload_streams_chunk_by_chunk() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    for h2 in [false, true] {
+        let client = proxy.client(h2);
+        let (finished_sending, status) = rt().block_on(async {
+            let chunks = futures_util::stream::unfold(0u32, |i| async move {
+                if i == 5 {
+                    return None;
+                }
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                let line = format!("{{\"transaction\":{{\"id\":\"{i}\"}}}}\n");
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(line)), i + 1))
+            });
+            let resp = post(&client, proxy.url("/intake/v2/events"))
+                .body(reqwest::Body::wrap_stream(chunks))
+                .send()
+                .await
+                .unwrap();
+            (Instant::now(), resp.status())
+        });
+        assert_eq!(status, 202);
+        let rec = upstream.requests().pop().unwrap();
+        assert!(rec.complete);
+        assert_eq!(rec.body.iter().filter(|&&b| b == b'\n').count(), 5);
+        // The first chunk reached the APM Server long before the client finished sending.
+        let first = rec.chunk_times[0];
+        assert!(
+            finished_sending.duration_since(first) >= Duration::from_millis(900),
+            "h2={h2}: the upload was buffered ({:?} between first upstream chunk and end)",
+            finished_sending.duration_since(first)
+        );
+        assert!(
+            rec.chunk_times.len() >= 4,
+            "h2={h2}: {} chunks",
+            rec.chunk_times.len()
+        );
+    }
+}
+
+#[test]
+fn hundred_megabyte_upload_and_gzip_body_arrive_byte_identical() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    let big: Vec<u8> = (0..100 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..2000 {
+        writeln!(
+            gz,
+            "{{\"span\":{{\"id\":\"{i:016x}\",\"name\":\"SELECT\"}}}}"
+        )
+        .unwrap();
+    }
+    let gz = gz.finish().unwrap();
+    rt().block_on(async {
+        let resp = post(&proxy.client(false), proxy.url("/intake/v2/events"))
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let resp = post(&proxy.client(true), proxy.url("/intake/v2/events"))
+            .header("Content-Encoding", "gzip")
+            .body(gz.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    });
+    let r = upstream.requests();
+    assert_eq!(r[0].body_len, big.len());
+    assert_eq!(r[0].body_sha256, sha256(&big));
+    assert_eq!(r[1].body, gz);
+    assert_eq!(r[1].headers.get("content-encoding").unwrap(), "gzip");
+}
+
+#[test]
+fn upstream_down_gives_json_502_and_recovers() {
+    let pki = pki();
+    let mut upstream = Upstream::start();
+    let addr = upstream.addr;
+    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    let client = proxy.client(false);
+    rt().block_on(async {
+        let ok = post(&client, proxy.url("/intake/v2/events"))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 202);
+    });
+    upstream.stop();
+    rt().block_on(async {
+        let started = Instant::now();
+        let resp = post(&client, proxy.url("/intake/v2/events"))
+            .header("Accept", "text/plain")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 502);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            resp.text().await.unwrap(),
+            "{\"error\":\"bad gateway: the APM Server is unreachable\"}\n"
+        );
+    });
+    let upstream = Upstream::start_on(addr);
+    rt().block_on(async {
+        let resp = post(&proxy.client(false), proxy.url("/intake/v2/events"))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    });
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+#[test]
+fn upstream_that_never_answers_gives_504() {
+    let pki = pki();
+    // Accepts connections, reads, never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().take(4).flatten() {
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let proxy = Proxy::start(&pki, &format!("http://{addr}"), TOKEN);
+    let status = rt().block_on(async {
+        post(&proxy.client(false), proxy.url("/intake/v2/events"))
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 504);
+}
+
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ambiguous_paths_and_duplicate_credentials_are_rejected_with_curl() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    let ca = proxy.ca_file();
+    let ca = ca.to_str().unwrap();
+    for path in [
+        "/intake/v2/rum/events/../events",
+        "/intake/v2/rum/events/%2e%2e/events",
+        "/intake%2Fv2/events",
+        "/intake/v2/%65vents",
+        "//intake/v2/events",
+        "/intake/v2/./events",
+    ] {
+        let url = proxy.url(path);
+        let (out, err) = curl(&[
+            "-s",
+            "--http1.1",
+            "--path-as-is",
+            "--cacert",
+            ca,
+            "-H",
+            "Authorization: Bearer agent-token",
+            "-H",
+            "Accept:",
+            "-d",
+            "x",
+            "-w",
+            "\n%{http_code}",
+            &url,
+        ]);
+        assert!(out.ends_with("\n400"), "{path}: {out} {err}");
+        assert!(
+            out.starts_with("{\"error\":\"invalid request path: "),
+            "{path}: {out}"
+        );
+    }
+    let url = proxy.url("/intake/v2/events");
+    let (out, _) = curl(&[
+        "-s",
+        "--cacert",
+        ca,
+        "-H",
+        "Authorization: Bearer agent-token",
+        "-H",
+        "Authorization: Bearer agent-token",
+        "-d",
+        "x",
+        "-w",
+        "\n%{http_code}",
+        &url,
+    ]);
+    assert!(out.ends_with("\n400"), "{out}");
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing ambiguous was forwarded"
+    );
+}
+
+#[test]
+fn connection_stays_open_after_a_rejection() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    let ca = proxy.ca_file();
+    let url = proxy.url("/intake/v2/events");
+    // One curl, two requests on one connection: a 401 with a body, then an accepted one.
+    let (out, err) = curl(&[
+        "-s",
+        "--http1.1",
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-d",
+        "{\"metadata\":{}}",
+        "-H",
+        "Authorization: Bearer wrong",
+        "-w",
+        "%{http_code} %{num_connects}\n",
+        "-o",
+        "/dev/null",
+        &url,
+        "--next",
+        "--http1.1",
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-d",
+        "{\"metadata\":{}}",
+        "-H",
+        "Authorization: Bearer agent-token",
+        "-w",
+        "%{http_code} %{num_connects}\n",
+        "-o",
+        "/dev/null",
+        &url,
+    ]);
+    assert_eq!(out, "401 1\n202 0\n", "{err}");
+}
+
+#[test]
+fn client_that_reads_only_after_sending_sees_the_rejection() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    // Python's http.client sends the whole body before reading the response.
+    let script = format!(
+        r#"
+import http.client, ssl
+ctx = ssl.create_default_context(cafile={ca:?})
+c = http.client.HTTPSConnection("localhost", {port}, context=ctx, timeout=20)
+c.request("POST", "/intake/v2/events", body=b"x" * (8 * 1024 * 1024), headers={{"Authorization": "Bearer wrong"}})
+r = c.getresponse()
+print(r.status, r.read().decode())
+"#,
+        ca = proxy.ca_file(),
+        port = proxy.port
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "401 {\"error\":\"authentication failed\"}",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(upstream.requests().is_empty());
+}
