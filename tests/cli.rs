@@ -22,38 +22,101 @@ fn bad_configurations_exit_64_naming_the_problem() {
     std::fs::write(dir.path().join("not-a-cert.pem"), "hello").unwrap();
     let other = tempfile::tempdir().unwrap();
     let other_key = other.path().join("k.pem");
-    std::fs::write(&other_key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    std::fs::write(
+        &other_key,
+        rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
     let cases: Vec<(String, &str)> = vec![
         ("[server\nlisten = 1".into(), "proxy.toml"),
-        (format!("{good_tls}{token}[server]\nlisten_on = \"x\"\n"), "unknown field `listen_on`"),
-        (format!("{good_tls}{token}[server]\nidle_timeout = \"soon\"\n"), "invalid duration"),
-        (format!("{good_tls}{token}[server]\nlisten = \"localhost\"\n"), "server.listen:"),
+        (
+            format!("{good_tls}{token}[server]\nlisten_on = \"x\"\n"),
+            "unknown field `listen_on`",
+        ),
+        (
+            format!("{good_tls}{token}[server]\nidle_timeout = \"soon\"\n"),
+            "invalid duration",
+        ),
+        (
+            format!("{good_tls}{token}[server]\nlisten = \"localhost\"\n"),
+            "server.listen:",
+        ),
         (format!("{good_tls}"), "auth: no credential is configured"),
-        (format!("{good_tls}[auth]\nsecret_token = {{ env = \"APM_AUTH_PROXY_UNSET_VAR_X\" }}\n"), "auth.secret_token: environment variable APM_AUTH_PROXY_UNSET_VAR_X is not set"),
-        (format!("{good_tls}[auth]\nsecret_token = {{ file = \"missing-token\" }}\n"), "auth.secret_token: cannot read secret file"),
-        (format!("{good_tls}[auth]\nsecret_token = {{ sha256 = \"abc\" }}\n"), "auth.secret_token: sha256 must be 64 hexadecimal characters"),
-        (format!("{good_tls}[auth.api_key]\nenabled = true\nkeys_file = \"garbage-keys.toml\"\n"), "auth.api_key.keys_file: keys file"),
-        (format!("{good_tls}{token}[upstream]\nurl = \"https://apm:8200\"\n"), "upstream.url:"),
-        (format!("{good_tls}{token}[client_ip]\ntrusted_proxies = [\"10.0.0.0/40\"]\n"), "client_ip.trusted_proxies[0]:"),
-        (format!("{token}[ssl]\ncertificate = \"nope.pem\"\nkey = \"nope-key.pem\"\n"), "cannot read certificate"),
-        (format!("{token}[ssl]\ncertificate = \"not-a-cert.pem\"\nkey = {:?}\n", pki.key), "no PEM certificate found"),
-        (format!("{token}[ssl]\ncertificate = {:?}\nkey = {other_key:?}\n", pki.cert), "are not usable together"),
-        (format!("{token}[ssl]\nenabled = true\n"), "ssl.certificate and ssl.key are required"),
+        (
+            format!(
+                "{good_tls}[auth]\nsecret_token = {{ env = \"APM_AUTH_PROXY_UNSET_VAR_X\" }}\n"
+            ),
+            "auth.secret_token: environment variable APM_AUTH_PROXY_UNSET_VAR_X is not set",
+        ),
+        (
+            format!("{good_tls}[auth]\nsecret_token = {{ file = \"missing-token\" }}\n"),
+            "auth.secret_token: cannot read secret file",
+        ),
+        (
+            format!("{good_tls}[auth]\nsecret_token = {{ sha256 = \"abc\" }}\n"),
+            "auth.secret_token: sha256 must be 64 hexadecimal characters",
+        ),
+        (
+            format!(
+                "{good_tls}[auth.api_key]\nenabled = true\nkeys_file = \"garbage-keys.toml\"\n"
+            ),
+            "auth.api_key.keys_file: keys file",
+        ),
+        (
+            format!("{good_tls}{token}[upstream]\nurl = \"https://apm:8200\"\n"),
+            "upstream.url:",
+        ),
+        (
+            format!("{good_tls}{token}[client_ip]\ntrusted_proxies = [\"10.0.0.0/40\"]\n"),
+            "client_ip.trusted_proxies[0]:",
+        ),
+        (
+            format!("{token}[ssl]\ncertificate = \"nope.pem\"\nkey = \"nope-key.pem\"\n"),
+            "cannot read certificate",
+        ),
+        (
+            format!(
+                "{token}[ssl]\ncertificate = \"not-a-cert.pem\"\nkey = {:?}\n",
+                pki.key
+            ),
+            "no PEM certificate found",
+        ),
+        (
+            format!(
+                "{token}[ssl]\ncertificate = {:?}\nkey = {other_key:?}\n",
+                pki.cert
+            ),
+            "are not usable together",
+        ),
+        (
+            format!("{token}[ssl]\nenabled = true\n"),
+            "ssl.certificate and ssl.key are required",
+        ),
     ];
     for (text, expected) in cases {
         let (code, output) = check_with(dir.path(), &text);
         assert_eq!(code, 64, "{text:?} gave {code}: {output}");
-        assert!(output.contains(expected), "{text:?}: expected {expected:?} in {output:?}");
+        assert!(
+            output.contains(expected),
+            "{text:?}: expected {expected:?} in {output:?}"
+        );
         assert!(!output.contains("panicked"), "{output}");
     }
     // `run` refuses the same way, before binding anything.
     std::fs::write(dir.path().join("proxy.toml"), good_tls).unwrap();
-    let (code, _, err) = run_cli(&["run", "--config", dir.path().join("proxy.toml").to_str().unwrap()]);
+    let (code, _, err) = run_cli(&[
+        "run",
+        "--config",
+        dir.path().join("proxy.toml").to_str().unwrap(),
+    ]);
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("auth: no credential"), "{err}");
     let (code, _, err) = run_cli(&["check", "--config", "/nonexistent/proxy.toml"]);
     assert_eq!(code, 64);
-    assert!(err.contains("cannot read config file /nonexistent/proxy.toml"), "{err}");
+    assert!(
+        err.contains("cannot read config file /nonexistent/proxy.toml"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -61,10 +124,20 @@ fn shipped_proxy_toml_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.toml");
     std::fs::copy(shipped, dir.path().join("proxy.toml")).unwrap();
-    let (code, out, err) = run_cli(&["check", "--config", dir.path().join("proxy.toml").to_str().unwrap()]);
+    let (code, out, err) = run_cli(&[
+        "check",
+        "--config",
+        dir.path().join("proxy.toml").to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("configuration OK: listen 127.0.0.1:8200 (TLS), upstream 127.0.0.1:8201"), "{out}");
-    assert!(err.contains("DEVELOPMENT certificate will be generated"), "{err}");
+    assert!(
+        out.contains("configuration OK: listen 127.0.0.1:8200 (TLS), upstream 127.0.0.1:8201"),
+        "{out}"
+    );
+    assert!(
+        err.contains("DEVELOPMENT certificate will be generated"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -74,10 +147,22 @@ fn run_reports_a_busy_port() {
     let port = busy.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("proxy.toml");
-    std::fs::write(&cfg, config_text(&pki, port, "http://127.0.0.1:9", "[auth]\nsecret_token = \"t\"\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        config_text(
+            &pki,
+            port,
+            "http://127.0.0.1:9",
+            "[auth]\nsecret_token = \"t\"\n",
+        ),
+    )
+    .unwrap();
     let (code, _, err) = run_cli(&["run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains(&format!("server.listen: cannot listen on 127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains(&format!("server.listen: cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -86,8 +171,13 @@ fn token_generate_prints_a_strong_token_and_its_digest() {
     assert_eq!(code, 0);
     let token = out.trim();
     assert_eq!(token.len(), 43, "256 bits, URL-safe base64: {token}");
-    assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-    let digest: String = sha256(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    assert!(token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    let digest: String = sha256(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert!(err.contains(&digest), "{err}");
     let (_, again, _) = run_cli(&["token", "generate"]);
     assert_ne!(again.trim(), token);
@@ -99,18 +189,47 @@ fn apikey_cli_rejects_unknown_privileges_and_ids() {
     let cfg = dir.path().join("proxy.toml");
     std::fs::write(&cfg, API_KEYS).unwrap();
     let c = cfg.to_str().unwrap();
-    let (code, _, err) = run_cli(&["apikey", "--config", c, "create", "--name", "x", "--privileges", "event:read"]);
+    let (code, _, err) = run_cli(&[
+        "apikey",
+        "--config",
+        c,
+        "create",
+        "--name",
+        "x",
+        "--privileges",
+        "event:read",
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("unknown privilege \"event:read\""), "{err}");
     let (code, _, err) = run_cli(&["apikey", "--config", c, "revoke", "nope"]);
     assert_eq!(code, 1);
     assert!(err.contains("no key with id \"nope\""), "{err}");
-    let (code, out, _) = run_cli(&["apikey", "--config", c, "create", "--name", "svc", "--privileges", "event:write,sourcemap:write", "--expires-in", "90d"]);
+    let (code, out, _) = run_cli(&[
+        "apikey",
+        "--config",
+        c,
+        "create",
+        "--name",
+        "svc",
+        "--privileges",
+        "event:write,sourcemap:write",
+        "--expires-in",
+        "90d",
+    ]);
     assert_eq!(code, 0);
     assert!(out.contains("Credentials ...."), "{out}");
     let stored = std::fs::read_to_string(dir.path().join("keys.toml")).unwrap();
-    let secret = out.lines().find(|l| l.starts_with("API Key ....")).unwrap().split_whitespace().nth(3).unwrap();
+    let secret = out
+        .lines()
+        .find(|l| l.starts_with("API Key ...."))
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap();
     assert!(!stored.contains(secret), "the keys file holds digests only");
-    assert!(stored.contains("\"event:write\"") && stored.contains("\"sourcemap:write\""), "{stored}");
+    assert!(
+        stored.contains("\"event:write\"") && stored.contains("\"sourcemap:write\""),
+        "{stored}"
+    );
     assert!(stored.contains("expires = "), "{stored}");
 }

@@ -30,12 +30,20 @@ fn run_agent(proxy: &Proxy, credential: (&str, &str)) {
 /// The ndjson the agent sent, decompressed.
 fn ndjson(r: &Recorded) -> String {
     let mut text = String::new();
-    match r.headers.get("content-encoding").map(|v| v.to_str().unwrap()) {
+    match r
+        .headers
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap())
+    {
         Some("gzip") => {
-            flate2::read::GzDecoder::new(&r.body[..]).read_to_string(&mut text).unwrap();
+            flate2::read::GzDecoder::new(&r.body[..])
+                .read_to_string(&mut text)
+                .unwrap();
         }
         Some("deflate") => {
-            flate2::read::ZlibDecoder::new(&r.body[..]).read_to_string(&mut text).unwrap();
+            flate2::read::ZlibDecoder::new(&r.body[..])
+                .read_to_string(&mut text)
+                .unwrap();
         }
         _ => text = String::from_utf8(r.body.clone()).unwrap(),
     }
@@ -51,7 +59,10 @@ fn python_agent_reports_through_the_proxy_with_token_and_api_key() {
     let proxy = Proxy::start_with(&pki, &upstream.url(), &extra, |dir| {
         key = create_key(dir, "event:write,config_agent:read", &[]).1;
     });
-    for credential in [("APM_SECRET_TOKEN", "python-token"), ("APM_API_KEY", key.as_str())] {
+    for credential in [
+        ("APM_SECRET_TOKEN", "python-token"),
+        ("APM_API_KEY", key.as_str()),
+    ] {
         let before = upstream.requests().len();
         run_agent(&proxy, credential);
         let requests = upstream.requests().split_off(before);
@@ -60,8 +71,17 @@ fn python_agent_reports_through_the_proxy_with_token_and_api_key() {
             .filter(|r| r.uri.starts_with("/intake/v2/events"))
             .map(ndjson)
             .collect();
-        for kind in ["{\"metadata\"", "{\"transaction\"", "{\"span\"", "{\"error\""] {
-            assert!(events.contains(kind), "{}: no {kind} in {events}", credential.0);
+        for kind in [
+            "{\"metadata\"",
+            "{\"transaction\"",
+            "{\"span\"",
+            "{\"error\"",
+        ] {
+            assert!(
+                events.contains(kind),
+                "{}: no {kind} in {events}",
+                credential.0
+            );
         }
         assert!(events.contains("SELECT * FROM users") && events.contains("ZeroDivisionError"));
         for r in &requests {
@@ -69,6 +89,12 @@ fn python_agent_reports_through_the_proxy_with_token_and_api_key() {
         }
     }
     let log = proxy.log_text();
-    assert!(log.contains("credential=\"token:default\"") || log.contains("credential=token:default"), "{log}");
-    assert!(!log.contains("status=401"), "the agent was never refused: {log}");
+    assert!(
+        log.contains("credential=\"token:default\"") || log.contains("credential=token:default"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("status=401"),
+        "the agent was never refused: {log}"
+    );
 }
