@@ -16,6 +16,8 @@ pub enum Decision {
     Forward(Identity),
     /// Answer here; the `&str` is a short reason for the access log.
     Reply(Reply, &'static str),
+    /// Authenticated, but without the privilege the endpoint needs.
+    Forbidden(Reply, Identity),
 }
 
 /// Approximate size of the request head as sent (request line + header lines).
@@ -80,9 +82,9 @@ pub fn decide(
         AuthOutcome::Authenticated(identity) => match auth::authorize(&identity, action) {
             Ok(()) => Decision::Forward(identity),
             Err(message) if kind.reports_stream_errors() => {
-                Decision::Reply(Reply::stream_error(403, message), "forbidden_action")
+                Decision::Forbidden(Reply::stream_error(403, message), identity)
             }
-            Err(message) => Decision::Reply(Reply::error(403, message), "forbidden_action"),
+            Err(message) => Decision::Forbidden(Reply::error(403, message), identity),
         },
     }
 }
@@ -118,7 +120,7 @@ mod tests {
     fn status(d: &Decision) -> u16 {
         match d {
             Decision::Forward(_) => 0,
-            Decision::Reply(r, _) => r.status,
+            Decision::Reply(r, _) | Decision::Forbidden(r, _) => r.status,
         }
     }
 

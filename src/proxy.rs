@@ -115,6 +115,12 @@ impl ProxyHttp for ApmProxy {
                 response::send(session, &reply, s.reject_drain_timeout).await?;
                 Ok(true)
             }
+            Decision::Forbidden(reply, identity) => {
+                ctx.identity = Some(identity);
+                ctx.rejection = Some("forbidden_action");
+                response::send(session, &reply, s.reject_drain_timeout).await?;
+                Ok(true)
+            }
         }
     }
 

@@ -41,7 +41,7 @@ fn bad_configurations_exit_64_naming_the_problem() {
             format!("{good_tls}{token}[server]\nlisten = \"localhost\"\n"),
             "server.listen:",
         ),
-        (format!("{good_tls}"), "auth: no credential is configured"),
+        (good_tls.clone(), "auth: no credential is configured"),
         (
             format!(
                 "{good_tls}[auth]\nsecret_token = {{ env = \"APM_AUTH_PROXY_UNSET_VAR_X\" }}\n"

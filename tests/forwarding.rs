@@ -73,54 +73,29 @@ fn credentials_never_reach_the_upstream_over_h1_or_h2() {
 fn upstream_token_replaces_the_client_credential() {
     let pki = pki();
     let upstream = Upstream::start();
-    let extra = format!("{TOKEN}[upstream]\n");
-    // [upstream] is already written by the harness; add the key through a file secret.
-    let _ = extra;
-    let proxy = Proxy::start_with(&pki, &upstream.url(), &format!("{TOKEN}"), |_| {});
-    drop(proxy);
-    // The harness writes [upstream] itself, so build this config by hand.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("upstream-token"), "internal-secret\n").unwrap();
-    let port = free_port();
-    let text = config_text(&pki, port, &upstream.url(), TOKEN).replace(
-        "[upstream]\n",
-        "[upstream]\nsecret_token = { file = \"upstream-token\" }\n",
+    // Keys before the first table header land in the harness's [upstream] section.
+    let extra = format!(
+        "secret_token = {{ file = \"upstream-token\" }}\n{TOKEN}[log]\nlevel = \"debug\"\n"
     );
-    let cfg = dir.path().join("proxy.toml");
-    std::fs::write(&cfg, text).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "proxy did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let status = rt().block_on(async {
-        post(
-            &client,
-            format!("https://localhost:{port}/intake/v2/events"),
-        )
-        .body("x")
-        .send()
-        .await
-        .unwrap()
-        .status()
+    let proxy = Proxy::start_with(&pki, &upstream.url(), &extra, |dir| {
+        std::fs::write(dir.join("upstream-token"), "internal-secret\n").unwrap();
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    let status = rt().block_on(async {
+        post(&proxy.client(false), proxy.url("/intake/v2/events"))
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
     assert_eq!(status, 202);
     let r = &upstream.requests()[0];
+    assert_eq!(r.headers.get_all("authorization").iter().count(), 1);
     assert_eq!(
         r.headers.get("authorization").unwrap(),
         "Bearer internal-secret"
     );
+    assert!(!proxy.log_text().contains("internal-secret"));
 }
 
 #[test]
