@@ -436,3 +436,77 @@ print(r.status, r.read().decode())
     );
     assert!(upstream.requests().is_empty());
 }
+
+#[test]
+fn upload_longer_than_the_upstream_read_timeout_completes() {
+    // The harness sets upstream.read_timeout = 5s: it bounds upstream *silence*, and an
+    // agent streaming events for longer than that must not be cut off.
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    let status = rt().block_on(async {
+        let chunks = futures_util::stream::unfold(0u32, |i| async move {
+            if i == 16 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            Some((
+                Ok::<_, std::io::Error>(bytes::Bytes::from(format!("{{\"n\":{i}}}\n"))),
+                i + 1,
+            ))
+        });
+        post(&proxy.client(false), proxy.url("/intake/v2/events"))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 202);
+    let r = &upstream.requests()[0];
+    assert!(r.complete);
+    assert_eq!(r.body.iter().filter(|&&b| b == b'\n').count(), 16);
+}
+
+#[test]
+fn only_tls_1_2_and_1_3_are_accepted() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    let ca = proxy.ca_file();
+    let url = proxy.url("/");
+    let attempt = |args: &[&str]| {
+        let mut all = vec![
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            ca.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        all.push(&url);
+        curl(&all).0
+    };
+    assert_eq!(attempt(&["--tlsv1.2", "--tls-max", "1.2"]), "200");
+    assert_eq!(attempt(&["--tlsv1.3"]), "200");
+    assert_eq!(
+        attempt(&["--tlsv1.0", "--tls-max", "1.1"]),
+        "000",
+        "TLS 1.0/1.1 must be refused"
+    );
+    // ALPN offers h2 and http/1.1.
+    let h2 = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version}",
+        "--cacert",
+        ca.to_str().unwrap(),
+        &url,
+    ])
+    .0;
+    assert_eq!(h2, "2");
+}
