@@ -19,6 +19,18 @@ fn post(client: &reqwest::Client, url: String) -> reqwest::RequestBuilder {
         .header("Content-Type", "application/x-ndjson")
 }
 
+/// POST one small authenticated event over HTTP/1.1; the status code.
+fn send_small_event(proxy: &Proxy) -> reqwest::StatusCode {
+    rt().block_on(async {
+        post(&proxy.client(false), proxy.url("/intake/v2/events"))
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    })
+}
+
 #[test]
 fn credentials_never_reach_the_upstream_over_h1_or_h2() {
     let pki = pki();
@@ -80,14 +92,7 @@ fn upstream_token_replaces_the_client_credential() {
     let proxy = Proxy::start_with(&pki, &upstream.url(), &extra, |dir| {
         std::fs::write(dir.join("upstream-token"), "internal-secret\n").unwrap();
     });
-    let status = rt().block_on(async {
-        post(&proxy.client(false), proxy.url("/intake/v2/events"))
-            .body("x")
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
+    let status = send_small_event(&proxy);
     assert_eq!(status, 202);
     let r = &upstream.requests()[0];
     assert_eq!(r.headers.get_all("authorization").iter().count(), 1);
@@ -234,14 +239,7 @@ fn upstream_down_gives_json_502_and_recovers() {
     let addr = upstream.addr;
     let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
     let client = proxy.client(false);
-    rt().block_on(async {
-        let ok = post(&client, proxy.url("/intake/v2/events"))
-            .body("x")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(ok.status(), 202);
-    });
+    assert_eq!(send_small_event(&proxy), 202);
     upstream.stop();
     rt().block_on(async {
         let started = Instant::now();
@@ -259,14 +257,7 @@ fn upstream_down_gives_json_502_and_recovers() {
         );
     });
     let upstream = Upstream::start_on(addr);
-    rt().block_on(async {
-        let resp = post(&proxy.client(false), proxy.url("/intake/v2/events"))
-            .body("x")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
-    });
+    assert_eq!(send_small_event(&proxy), 202);
     assert_eq!(upstream.requests().len(), 1);
 }
 
@@ -284,14 +275,7 @@ fn upstream_that_never_answers_gives_504() {
         std::thread::sleep(Duration::from_secs(30));
     });
     let proxy = Proxy::start(&pki, &format!("http://{addr}"), TOKEN);
-    let status = rt().block_on(async {
-        post(&proxy.client(false), proxy.url("/intake/v2/events"))
-            .body("x")
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
+    let status = send_small_event(&proxy);
     assert_eq!(status, 504);
 }
 
