@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks, and nothing that is already there.
 #   scripts/setup.sh build   cmake (Pingora's zlib-ng build needs it)
-#   scripts/setup.sh test    the above, plus curl and the Python APM agent used by the tests
+#   scripts/setup.sh test    the above, plus curl, openssl and the Python APM agent used by the tests
 set -euo pipefail
 
 want="${1:-build}"
@@ -12,6 +12,7 @@ command -v cmake >/dev/null 2>&1 || apt_packages+=(cmake)
 command -v cc >/dev/null 2>&1 || apt_packages+=(build-essential)
 if [ "$want" = test ]; then
   command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
+  command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
   command -v python3 >/dev/null 2>&1 || apt_packages+=(python3 python3-pip)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
