@@ -105,6 +105,23 @@ fn check(path: &std::path::Path) -> ExitCode {
                      certificate will be generated on first run"
                 );
             }
+            if let Some(left) = p.certificate.as_ref().map(|c| c.seconds_until_expiry()) {
+                if left < 14 * 24 * 3600 {
+                    eprintln!(
+                        "warning: a served certificate {} (within 14 days)",
+                        if left <= 0 {
+                            "has EXPIRED".to_string()
+                        } else {
+                            format!(
+                                "expires in {}",
+                                humantime::format_duration(std::time::Duration::from_secs(
+                                    left as u64
+                                ))
+                            )
+                        }
+                    );
+                }
+            }
             println!(
                 "configuration OK: listen {} ({}), upstream {}, {} secret token(s), API keys {}",
                 p.config.server.listen,

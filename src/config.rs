@@ -122,6 +122,22 @@ pub struct SslConfig {
     /// Generate a self-signed development certificate at `certificate`/`key` when both
     /// files are missing. Never use this in production.
     pub generate_dev_certificate: bool,
+    /// Further certificates, chosen by the server name the client asks for (SNI).
+    pub sni: Vec<SniCertificate>,
+    /// How often certificate files are checked for changes ("0s": only on SIGHUP).
+    pub reload_interval: HumanDuration,
+    /// `none`, `optional` or `required`; `required` when CAs are set and this is not.
+    pub client_authentication: Option<ClientAuthentication>,
+    /// PEM bundles of the CAs that sign client certificates.
+    pub certificate_authorities: Vec<PathBuf>,
+    /// Client certificates that are credentials of their own.
+    pub client_identities: Vec<ClientIdentityConfig>,
+    /// `TLSv1.2`, `TLSv1.3`; nothing older is ever accepted.
+    pub supported_protocols: Vec<String>,
+    /// rustls names, e.g. `TLS13_AES_128_GCM_SHA256`; empty: rustls' safe defaults.
+    pub cipher_suites: Vec<String>,
+    /// Key exchange groups: `X25519`, `P-256`, `P-384`; empty: rustls' defaults.
+    pub curve_types: Vec<String>,
 }
 
 impl Default for SslConfig {
@@ -131,6 +147,61 @@ impl Default for SslConfig {
             certificate: None,
             key: None,
             generate_dev_certificate: false,
+            sni: Vec::new(),
+            reload_interval: HumanDuration(Duration::from_secs(10)),
+            client_authentication: None,
+            certificate_authorities: Vec::new(),
+            client_identities: Vec::new(),
+            supported_protocols: vec!["TLSv1.2".into(), "TLSv1.3".into()],
+            cipher_suites: Vec::new(),
+            curve_types: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCertificate {
+    /// Names this certificate serves; `*.example.com` matches one label.
+    pub server_names: Vec<String>,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthentication {
+    None,
+    Optional,
+    Required,
+}
+
+/// A client certificate that maps to a name and privileges. Exactly one matcher is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIdentityConfig {
+    pub name: String,
+    /// Hex SHA-256 of the certificate (DER), e.g. from `openssl x509 -fingerprint -sha256`.
+    pub sha256: Option<String>,
+    pub subject_cn: Option<String>,
+    pub san_dns: Option<String>,
+    pub san_uri: Option<String>,
+    pub privileges: Vec<String>,
+    /// When true, the certificate alone is not enough: a token or API key is required too.
+    #[serde(default)]
+    pub require_credential: bool,
+}
+
+impl SslConfig {
+    /// The effective mode: APM Server makes it `required` when CAs are set and no mode is.
+    pub fn client_auth_mode(&self) -> ClientAuthentication {
+        match (
+            self.client_authentication,
+            self.certificate_authorities.is_empty(),
+        ) {
+            (Some(mode), _) => mode,
+            (None, false) => ClientAuthentication::Required,
+            (None, true) => ClientAuthentication::None,
         }
     }
 }
@@ -325,11 +396,12 @@ impl Config {
         if self.auth.secret_token.is_none()
             && self.auth.secret_tokens.is_empty()
             && !self.auth.api_key.enabled
+            && self.ssl.client_identities.is_empty()
         {
             return Err(ConfigError::invalid(
                 "auth",
-                "no credential is configured: set auth.secret_token, auth.secret_tokens or \
-                 auth.api_key.enabled = true (the proxy never runs open)",
+                "no credential is configured: set auth.secret_token, auth.secret_tokens, \
+                 auth.api_key.enabled = true or ssl.client_identities (the proxy never runs open)",
             ));
         }
         let mut names = std::collections::HashSet::new();
@@ -354,6 +426,26 @@ impl Config {
                 parse_rfc3339(&format!("{key}.expires"), exp)?;
             }
         }
+        if self.ssl.enabled {
+            crate::tls::policy::validate(&self.ssl)?;
+        }
+        if self.ssl.client_auth_mode() != ClientAuthentication::None
+            && self.ssl.certificate_authorities.is_empty()
+        {
+            return Err(ConfigError::invalid(
+                "ssl.certificate_authorities",
+                "client certificates need at least one CA bundle to verify them",
+            ));
+        }
+        if !self.ssl.client_identities.is_empty()
+            && self.ssl.client_auth_mode() == ClientAuthentication::None
+        {
+            return Err(ConfigError::invalid(
+                "ssl.client_identities",
+                "set ssl.client_authentication (and ssl.certificate_authorities) to use client identities",
+            ));
+        }
+        crate::auth::client_cert::IdentityMap::from_config(&self.ssl.client_identities)?;
         self.upstream_address()?;
         self.trusted_proxies()?;
         crate::logging::parse_filter(&self.log.level)

@@ -6,9 +6,13 @@ use std::time::SystemTime;
 
 use pingora::http::RequestHeader;
 
+use std::sync::Arc;
+
+use crate::auth::client_cert::IdentityMap;
 use crate::auth::{self, AuthOutcome, Authenticator, Identity};
 use crate::response::Reply;
 use crate::routes::{self, Endpoint};
+use crate::tls::client::PeerCertificate;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -30,62 +34,94 @@ fn head_size(req: &RequestHeader) -> usize {
     req.raw_path().len() + req.method.as_str().len() + 12 + headers
 }
 
-pub fn decide(
-    authenticator: &Authenticator,
-    req: &RequestHeader,
-    max_header_size: usize,
-    now: SystemTime,
-) -> Decision {
-    if head_size(req) > max_header_size {
-        return Decision::Reply(
-            Reply::error(431, "request header fields too large"),
-            "header_too_large",
-        );
-    }
-    let path = match routes::check_path(routes::path_of(req.raw_path())) {
-        Ok(path) => path,
-        Err(why) => {
+/// What the gate needs to decide.
+pub struct Gate {
+    pub authenticator: Arc<Authenticator>,
+    pub identities: IdentityMap,
+    pub max_header_size: usize,
+}
+
+impl Gate {
+    /// Decide on a request from its header and the connection's verified client
+    /// certificate, if any.
+    pub fn decide(
+        &self,
+        req: &RequestHeader,
+        peer_cert: Option<&PeerCertificate>,
+        now: SystemTime,
+    ) -> Decision {
+        if head_size(req) > self.max_header_size {
             return Decision::Reply(
-                Reply::error(400, format!("invalid request path: {why}")),
-                "ambiguous_path",
-            )
+                Reply::error(431, "request header fields too large"),
+                "header_too_large",
+            );
         }
-    };
-    let mut authorization = req.headers.get_all(http::header::AUTHORIZATION).iter();
-    let header = authorization.next().map(|v| v.as_bytes());
-    if authorization.next().is_some() {
-        return Decision::Reply(
-            Reply::error(400, "invalid request: more than one Authorization header"),
-            "duplicate_authorization",
-        );
-    }
-    let endpoint = routes::classify(path);
-    if endpoint == Endpoint::NotFound {
-        return Decision::Reply(Reply::not_found(), "not_found");
-    }
-    let outcome = authenticator.authenticate(header, now);
-    let Endpoint::Protected { action, kind } = endpoint else {
-        // `GET /`: never 401. Only authenticated callers see the server's version.
-        return match outcome {
-            AuthOutcome::Authenticated(identity) => Decision::Forward(identity),
-            _ => Decision::Reply(Reply::empty(200), "root_anonymous"),
-        };
-    };
-    match outcome {
-        AuthOutcome::Missing => Decision::Reply(
-            Reply::error(401, auth::missing_message()),
-            "missing_credentials",
-        ),
-        AuthOutcome::Failed(failure) => {
-            Decision::Reply(Reply::error(401, failure.message()), failure.reason())
-        }
-        AuthOutcome::Authenticated(identity) => match auth::authorize(&identity, action) {
-            Ok(()) => Decision::Forward(identity),
-            Err(message) if kind.reports_stream_errors() => {
-                Decision::Forbidden(Reply::stream_error(403, message), identity)
+        let path = match routes::check_path(routes::path_of(req.raw_path())) {
+            Ok(path) => path,
+            Err(why) => {
+                return Decision::Reply(
+                    Reply::error(400, format!("invalid request path: {why}")),
+                    "ambiguous_path",
+                )
             }
-            Err(message) => Decision::Forbidden(Reply::error(403, message), identity),
-        },
+        };
+        let mut authorization = req.headers.get_all(http::header::AUTHORIZATION).iter();
+        let header = authorization.next().map(|v| v.as_bytes());
+        if authorization.next().is_some() {
+            return Decision::Reply(
+                Reply::error(400, "invalid request: more than one Authorization header"),
+                "duplicate_authorization",
+            );
+        }
+        let endpoint = routes::classify(path);
+        if endpoint == Endpoint::NotFound {
+            return Decision::Reply(Reply::not_found(), "not_found");
+        }
+        let certificate = peer_cert.and_then(|c| self.identities.lookup(c));
+        // Who is calling: the credential, the certificate, or both. A wrong credential is
+        // never ignored, even when the certificate alone would do.
+        let (credential, cert_identity) =
+            match (self.authenticator.authenticate(header, now), certificate) {
+                (AuthOutcome::Failed(f), _) => (Err((f.message(), f.reason())), None),
+                (AuthOutcome::Missing, Some(c)) if !c.require_credential => {
+                    (Ok(None), Some(&c.identity))
+                }
+                (AuthOutcome::Missing, _) => {
+                    (Err((auth::missing_message(), "missing_credentials")), None)
+                }
+                (AuthOutcome::Authenticated(id), c) => (Ok(Some(id)), c.map(|c| &c.identity)),
+            };
+        let Endpoint::Protected { action, kind } = endpoint else {
+            // `GET /`: never 401. Only authenticated callers see the server's version.
+            return match (credential, cert_identity) {
+                (Ok(Some(identity)), _) => Decision::Forward(identity),
+                (Ok(None), Some(identity)) => Decision::Forward(identity.clone()),
+                _ => Decision::Reply(Reply::empty(200), "root_anonymous"),
+            };
+        };
+        let credential = match credential {
+            Ok(c) => c,
+            Err((message, reason)) => return Decision::Reply(Reply::error(401, message), reason),
+        };
+        // Every identity involved must hold the privilege.
+        for identity in credential.iter().chain(cert_identity) {
+            if let Err(message) = auth::authorize(identity, action) {
+                let reply = if kind.reports_stream_errors() {
+                    Reply::stream_error(403, message)
+                } else {
+                    Reply::error(403, message)
+                };
+                return Decision::Forbidden(reply, identity.clone());
+            }
+        }
+        match (credential, cert_identity) {
+            (Some(identity), _) => Decision::Forward(identity),
+            (None, Some(identity)) => Decision::Forward(identity.clone()),
+            (None, None) => Decision::Reply(
+                Reply::error(401, auth::missing_message()),
+                "missing_credentials",
+            ),
+        }
     }
 }
 
@@ -108,13 +144,16 @@ mod tests {
         r
     }
 
+    fn gate(max_header_size: usize, identities: IdentityMap) -> Gate {
+        Gate {
+            authenticator: Arc::new(authenticator()),
+            identities,
+            max_header_size,
+        }
+    }
+
     fn decide_now(path: &str, auth: &[&str]) -> Decision {
-        decide(
-            &authenticator(),
-            &req(path, auth),
-            1 << 20,
-            SystemTime::now(),
-        )
+        gate(1 << 20, IdentityMap::default()).decide(&req(path, auth), None, SystemTime::now())
     }
 
     fn status(d: &Decision) -> u16 {
@@ -122,6 +161,85 @@ mod tests {
             Decision::Forward(_) => 0,
             Decision::Reply(r, _) | Decision::Forbidden(r, _) => r.status,
         }
+    }
+
+    #[test]
+    fn client_certificates_as_credentials() {
+        use crate::config::ClientIdentityConfig;
+        let cert = PeerCertificate {
+            sha256: [1; 32],
+            subject_cn: Some("agent-1".into()),
+            san_dns: vec!["agent-1.example".into()],
+            san_uri: vec![],
+        };
+        let id =
+            |name: &str, cn: &str, privileges: &[&str], require_credential| ClientIdentityConfig {
+                name: name.into(),
+                sha256: None,
+                subject_cn: Some(cn.into()),
+                san_dns: None,
+                san_uri: None,
+                privileges: privileges.iter().map(|s| s.to_string()).collect(),
+                require_credential,
+            };
+        let alone = gate(
+            1 << 20,
+            IdentityMap::from_config(&[id("a", "agent-1", &["event:write"], false)]).unwrap(),
+        );
+        let now = SystemTime::now();
+        assert!(matches!(
+            alone.decide(&req("/intake/v2/events", &[]), Some(&cert), now),
+            Decision::Forward(Identity::ClientCert { .. })
+        ));
+        assert_eq!(
+            status(&alone.decide(&req("/config/v1/agents", &[]), Some(&cert), now)),
+            403
+        );
+        assert_eq!(
+            status(&alone.decide(
+                &req("/intake/v2/events", &["Bearer wrong"]),
+                Some(&cert),
+                now
+            )),
+            401
+        );
+        assert_eq!(
+            status(&alone.decide(&req("/intake/v2/events", &[]), None, now)),
+            401
+        );
+        let second_factor = gate(
+            1 << 20,
+            IdentityMap::from_config(&[id("b", "agent-1", &["event:write"], true)]).unwrap(),
+        );
+        assert_eq!(
+            status(&second_factor.decide(&req("/intake/v2/events", &[]), Some(&cert), now)),
+            401
+        );
+        assert_eq!(
+            status(&second_factor.decide(
+                &req("/intake/v2/events", &["Bearer tok"]),
+                Some(&cert),
+                now
+            )),
+            0
+        );
+        // The token could, the certificate may not: both must hold the privilege.
+        assert_eq!(
+            status(&second_factor.decide(
+                &req("/config/v1/agents", &["Bearer tok"]),
+                Some(&cert),
+                now
+            )),
+            403
+        );
+        let other = PeerCertificate {
+            subject_cn: Some("agent-2".into()),
+            ..cert.clone()
+        };
+        assert_eq!(
+            status(&alone.decide(&req("/intake/v2/events", &[]), Some(&other), now)),
+            401
+        );
     }
 
     #[test]
@@ -153,7 +271,7 @@ mod tests {
     fn oversized_head_is_refused() {
         let mut r = req("/intake/v2/events", &["Bearer tok"]);
         r.insert_header("x-big", "a".repeat(2000)).unwrap();
-        let d = decide(&authenticator(), &r, 1000, SystemTime::now());
+        let d = gate(1000, IdentityMap::default()).decide(&r, None, SystemTime::now());
         assert_eq!(status(&d), 431);
     }
 }

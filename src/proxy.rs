@@ -3,7 +3,6 @@
 //! Bodies are never touched: Pingora streams them chunk by chunk in both directions.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -13,10 +12,11 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::auth::{Authenticator, Identity};
+use crate::auth::Identity;
 use crate::client_ip::{self, ClientIpPolicy};
-use crate::gate::{self, Decision};
+use crate::gate::{Decision, Gate};
 use crate::response::{self, Reply};
+use crate::tls::client::PeerCertificate;
 
 /// Per-listener settings the proxy applies to each request.
 #[derive(Debug, Clone)]
@@ -25,14 +25,13 @@ pub struct ProxySettings {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub reject_drain_timeout: Duration,
-    pub max_header_size: usize,
     /// "https" when the listener terminates TLS.
     pub scheme: &'static str,
     pub access_log: bool,
 }
 
 pub struct ApmProxy {
-    authenticator: Arc<Authenticator>,
+    gate: Gate,
     client_ip: ClientIpPolicy,
     upstream: HttpPeer,
     /// `Bearer <upstream.secret_token>`, sent upstream in place of the client's credential.
@@ -42,7 +41,7 @@ pub struct ApmProxy {
 
 impl ApmProxy {
     pub fn new(
-        authenticator: Arc<Authenticator>,
+        gate: Gate,
         client_ip: ClientIpPolicy,
         upstream: HttpPeer,
         upstream_token: Option<&str>,
@@ -56,7 +55,7 @@ impl ApmProxy {
             })
             .transpose()?;
         Ok(ApmProxy {
-            authenticator,
+            gate,
             client_ip,
             upstream,
             upstream_authorization,
@@ -64,6 +63,17 @@ impl ApmProxy {
         })
     }
 }
+
+const CLIENT_CERT_HEADERS: [&str; 8] = [
+    "x-forwarded-client-cert",
+    "x-client-cert",
+    "x-client-verify",
+    "x-client-dn",
+    "x-ssl-client-cert",
+    "x-ssl-client-dn",
+    "x-ssl-client-verify",
+    "ssl-client-cert",
+];
 
 /// What the proxy learned about one request, for the later phases and the access log.
 pub struct RequestCtx {
@@ -100,12 +110,14 @@ impl ProxyHttp for ApmProxy {
             .client_ip
             .client_ip(peer, &session.req_header().headers);
 
-        match gate::decide(
-            &self.authenticator,
-            session.req_header(),
-            s.max_header_size,
-            SystemTime::now(),
-        ) {
+        let peer_cert = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|tls| tls.extension.get::<PeerCertificate>());
+        match self
+            .gate
+            .decide(session.req_header(), peer_cert, SystemTime::now())
+        {
             Decision::Forward(identity) => {
                 ctx.identity = Some(identity);
                 Ok(false)
@@ -141,6 +153,11 @@ impl ProxyHttp for ApmProxy {
         // The client's credential never leaves the proxy.
         upstream_request.remove_header(&http::header::AUTHORIZATION);
         upstream_request.remove_header(&http::header::PROXY_AUTHORIZATION);
+        // Headers other proxies use to pass a client certificate on: from a client they
+        // would be an impersonation attempt.
+        for name in CLIENT_CERT_HEADERS {
+            upstream_request.remove_header(name);
+        }
         if let Some(token) = &self.upstream_authorization {
             upstream_request.insert_header(http::header::AUTHORIZATION, token.clone())?;
         }

@@ -1,18 +1,23 @@
 //! Turning a validated config into a running Pingora server.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::prelude::HttpPeer;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
+use rustls::server::danger::ClientCertVerifier;
 
+use crate::auth::client_cert::IdentityMap;
 use crate::auth::{Authenticator, CredentialStore};
 use crate::client_ip::ClientIpPolicy;
 use crate::config::{Config, ConfigError, UpstreamAddress};
+use crate::gate::Gate;
 use crate::proxy::{ApmProxy, ProxySettings};
-use crate::tls::{self, CertResolver, TlsError};
+use crate::tls::reload::CertificateReloader;
+use crate::tls::{self, CertResolver, CertSet, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -32,8 +37,10 @@ pub enum StartupError {
 /// Everything `run` needs, loaded and checked. `check` builds it too, so both see the same
 /// problems.
 pub struct Prepared {
-    pub config: Config,
+    pub config: Arc<Config>,
     pub certificate: Option<Arc<CertResolver>>,
+    pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+    pub identities: IdentityMap,
     pub credentials: CredentialStore,
     pub upstream: UpstreamAddress,
     pub upstream_token: Option<String>,
@@ -52,31 +59,36 @@ pub enum Mode {
 pub fn prepare(config: Config, mode: Mode) -> Result<Prepared, StartupError> {
     config.validate()?;
     let mut dev_certificate = false;
-    let certificate = if config.ssl.enabled {
+    let mut certificate = None;
+    let mut client_verifier = None;
+    if config.ssl.enabled {
+        // The protocol policy must be in place before any key is loaded or listener built.
+        tls::policy::install(&config.ssl)?;
         // validate() guarantees both are set when ssl is enabled.
         let (Some(cert), Some(key)) = (&config.ssl.certificate, &config.ssl.key) else {
             return Err(ConfigError::invalid("ssl", "certificate and key are required").into());
         };
         let (cert, key) = (config.path(cert), config.path(key));
-        let missing = !cert.exists() && !key.exists();
-        if config.ssl.generate_dev_certificate && missing {
-            dev_certificate = true;
-            if mode == Mode::Check {
-                None
-            } else {
-                tls::ensure_dev_certificate(&cert, &key)?;
-                Some(Arc::new(CertResolver::new(tls::load_certified_key(
-                    &cert, &key,
-                )?)))
-            }
-        } else {
-            Some(Arc::new(CertResolver::new(tls::load_certified_key(
-                &cert, &key,
-            )?)))
+        dev_certificate = config.ssl.generate_dev_certificate && !cert.exists() && !key.exists();
+        if dev_certificate && mode == Mode::Run {
+            tls::ensure_dev_certificate(&cert, &key)?;
         }
-    } else {
-        None
-    };
+        if !(dev_certificate && mode == Mode::Check) {
+            certificate = Some(Arc::new(CertResolver::new(CertSet::load(&config)?)));
+        }
+        let authorities: Vec<_> = config
+            .ssl
+            .certificate_authorities
+            .iter()
+            .map(|p| config.path(p))
+            .collect();
+        client_verifier = tls::client::verifier(
+            config.ssl.client_auth_mode(),
+            &authorities,
+            tls::crypto_provider(),
+        )?;
+    }
+    let identities = IdentityMap::from_config(&config.ssl.client_identities)?;
     let credentials = CredentialStore::load(&config)?;
     let upstream = config.upstream_address()?;
     let upstream_token = config
@@ -96,14 +108,27 @@ pub fn prepare(config: Config, mode: Mode) -> Result<Prepared, StartupError> {
     }
     let client_ip = ClientIpPolicy::new(config.trusted_proxies()?);
     Ok(Prepared {
-        config,
+        config: Arc::new(config),
         certificate,
+        client_verifier,
+        identities,
         credentials,
         upstream,
         upstream_token,
         client_ip,
         dev_certificate,
     })
+}
+
+fn upstream_peer(config: &Config, upstream: &UpstreamAddress) -> HttpPeer {
+    let u = &config.upstream;
+    let mut peer = HttpPeer::new(upstream.socket, false, String::new());
+    peer.options.connection_timeout = Some(u.connect_timeout.0);
+    peer.options.total_connection_timeout = Some(u.connect_timeout.0);
+    peer.options.read_timeout = Some(u.read_timeout.0);
+    peer.options.write_timeout = Some(u.write_timeout.0);
+    peer.options.idle_timeout = Some(u.idle_timeout.0);
+    peer
 }
 
 /// Start serving; returns only on a startup error (Pingora exits the process on shutdown).
@@ -131,6 +156,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         secret_tokens = p.credentials.token_count(),
         api_keys = p.credentials.api_key_count(),
         api_keys_enabled = p.config.auth.api_key.enabled,
+        client_authentication = ?p.config.ssl.client_auth_mode(),
         "apm-auth-proxy starting"
     );
 
@@ -152,7 +178,6 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         read_timeout: s.read_timeout.0,
         write_timeout: s.write_timeout.0,
         reject_drain_timeout: s.reject_drain_timeout.0,
-        max_header_size: s.max_header_size,
         scheme: if p.certificate.is_some() {
             "https"
         } else {
@@ -161,10 +186,15 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         access_log: p.config.log.access_log,
     };
     let authenticator = Arc::new(Authenticator::new(p.credentials));
+    let gate = Gate {
+        authenticator: authenticator.clone(),
+        identities: p.identities,
+        max_header_size: s.max_header_size,
+    };
     let proxy = ApmProxy::new(
-        authenticator.clone(),
+        gate,
         p.client_ip.clone(),
-        upstream_peer_for(&p.config, &p.upstream),
+        upstream_peer(&p.config, &p.upstream),
         p.upstream_token.as_deref(),
         settings,
     )
@@ -177,7 +207,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     let addr = listen.to_string();
     match &p.certificate {
         Some(resolver) => {
-            let settings = tls::listener_settings(resolver.clone())
+            let settings = tls::listener_settings(resolver.clone(), p.client_verifier.clone())
                 .map_err(|e| StartupError::Pingora(e.to_string()))?;
             service.add_tls_with_settings(&addr, None, settings);
         }
@@ -185,38 +215,29 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     }
     server.add_service(service);
     server.add_service(background_service(
-        "reload on SIGHUP",
+        "reloader",
         Reloader {
+            certificates: p
+                .certificate
+                .map(|r| CertificateReloader::new(p.config.clone(), r)),
             config: p.config,
             authenticator,
-            certificate: p.certificate,
         },
     ));
     server.run_forever()
 }
 
-fn upstream_peer_for(config: &Config, upstream: &UpstreamAddress) -> HttpPeer {
-    let u = &config.upstream;
-    let mut peer = HttpPeer::new(upstream.socket, false, String::new());
-    peer.options.connection_timeout = Some(u.connect_timeout.0);
-    peer.options.total_connection_timeout = Some(u.connect_timeout.0);
-    peer.options.read_timeout = Some(u.read_timeout.0);
-    peer.options.write_timeout = Some(u.write_timeout.0);
-    peer.options.idle_timeout = Some(u.idle_timeout.0);
-    peer
-}
-
-/// SIGHUP re-reads credentials (tokens, keys file) and the certificate. A broken file keeps
-/// what was loaded before. Pingora installs no SIGHUP handler, so without this one SIGHUP
-/// would kill the process.
+/// SIGHUP re-reads credentials (tokens, keys file) and certificates; certificate files are
+/// also polled every `ssl.reload_interval`. A broken file keeps what was loaded before.
+/// Pingora installs no SIGHUP handler, so without this one SIGHUP would kill the process.
 struct Reloader {
-    config: Config,
+    config: Arc<Config>,
     authenticator: Arc<Authenticator>,
-    certificate: Option<Arc<CertResolver>>,
+    certificates: Option<CertificateReloader>,
 }
 
 impl Reloader {
-    fn reload(&self) {
+    fn reload_credentials(&self) {
         match CredentialStore::load(&self.config) {
             Ok(store) => {
                 tracing::info!(
@@ -226,24 +247,10 @@ impl Reloader {
                 );
                 self.authenticator.replace(store);
             }
-            Err(e) => {
-                tracing::error!(error = %e, "credential reload failed; keeping the previous credentials")
-            }
-        }
-        if let (Some(resolver), Some(cert), Some(key)) = (
-            &self.certificate,
-            &self.config.ssl.certificate,
-            &self.config.ssl.key,
-        ) {
-            match tls::load_certified_key(&self.config.path(cert), &self.config.path(key)) {
-                Ok(k) => {
-                    resolver.replace(k);
-                    tracing::info!("certificate reloaded");
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "certificate reload failed; keeping the previous certificate")
-                }
-            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "credential reload failed; keeping the previous credentials"
+            ),
         }
     }
 }
@@ -253,15 +260,32 @@ impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; reload is unavailable");
-                return;
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload on signal is unavailable");
+                None
             }
         };
+        let every = self.config.ssl.reload_interval.0;
+        let mut poll = tokio::time::interval(if every.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            every
+        });
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = hangup.recv() => self.reload(),
+                Some(_) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                    self.reload_credentials();
+                    if let Some(c) = &self.certificates {
+                        c.reload("SIGHUP");
+                    }
+                }
+                _ = poll.tick() => {
+                    if let (Some(c), false) = (&self.certificates, every.is_zero()) {
+                        c.poll();
+                    }
+                }
                 _ = shutdown.changed() => return,
             }
         }

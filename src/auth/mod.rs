@@ -4,6 +4,7 @@
 //! and whether that caller may perform the endpoint's action ([`authorize`]). Nothing here
 //! knows about Pingora or HTTP sessions, so every rule is unit-testable.
 
+pub mod client_cert;
 pub mod go_base64;
 pub mod header;
 pub mod keys_file;
@@ -95,6 +96,11 @@ pub enum Identity {
         privileges: Privileges,
         services: Arc<[String]>,
     },
+    /// A verified client certificate mapped by `ssl.client_identities`.
+    ClientCert {
+        name: Arc<str>,
+        privileges: Privileges,
+    },
 }
 
 impl Identity {
@@ -102,7 +108,9 @@ impl Identity {
         match self {
             // A secret token grants every action, as in APM Server.
             Identity::SecretToken { .. } => Privileges::ALL,
-            Identity::ApiKey { privileges, .. } => *privileges,
+            Identity::ApiKey { privileges, .. } | Identity::ClientCert { privileges, .. } => {
+                *privileges
+            }
         }
     }
 
@@ -111,6 +119,7 @@ impl Identity {
         match self {
             Identity::SecretToken { name } => format!("token:{name}"),
             Identity::ApiKey { id, .. } => format!("api_key:{id}"),
+            Identity::ClientCert { name, .. } => format!("client_cert:{name}"),
         }
     }
 }
@@ -174,21 +183,19 @@ pub fn missing_message() -> String {
     )
 }
 
-/// An authenticated caller lacking the privilege: APM Server's 403 message.
-pub fn forbidden_message(action: Action) -> String {
-    format!(
-        "unauthorized: API Key not permitted action \"{}\"",
-        action.name()
-    )
-}
-
-/// May `identity` perform `action`?
+/// May `identity` perform `action`? If not, APM Server's 403 message.
 pub fn authorize(identity: &Identity, action: Action) -> Result<(), String> {
     if identity.privileges().allows(action) {
-        Ok(())
-    } else {
-        Err(forbidden_message(action))
+        return Ok(());
     }
+    let who = match identity {
+        Identity::ClientCert { .. } => "client certificate",
+        _ => "API Key",
+    };
+    Err(format!(
+        "unauthorized: {who} not permitted action \"{}\"",
+        action.name()
+    ))
 }
 
 #[derive(Debug)]
