@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks, and nothing that is already there.
 #   scripts/setup.sh build   cmake (Pingora's zlib-ng build needs it)
-#   scripts/setup.sh test    the above, plus curl, openssl and the Python APM agent used by the tests
+#   scripts/setup.sh test    the above, plus curl, openssl, the Python APM agent and sslyze for the tests
 set -euo pipefail
 
 want="${1:-build}"
@@ -21,8 +21,16 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
 
-if [ "$want" = test ] && ! python3 -c 'import elasticapm' >/dev/null 2>&1; then
-  echo "setup: installing the elastic-apm Python agent" >&2
-  python3 -m pip install --quiet --disable-pip-version-check elastic-apm \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages elastic-apm
+pip_install() {
+  python3 -m pip install --quiet --disable-pip-version-check "$@" \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
+}
+if [ "$want" = test ]; then
+  # module:package — the official Python APM agent, and the TLS scanner.
+  for pair in elasticapm:elastic-apm sslyze:sslyze; do
+    if ! python3 -c "import ${pair%%:*}" >/dev/null 2>&1; then
+      echo "setup: installing ${pair#*:} from PyPI" >&2
+      pip_install "${pair#*:}"
+    fi
+  done
 fi

@@ -25,6 +25,63 @@ pub struct Pki {
     pub key: PathBuf,
 }
 
+/// A test CA that issues server and client certificates.
+pub struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    pub pem: String,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pem = issuer.pem();
+        Ca { issuer, pem }
+    }
+
+    /// (certificate PEM, key PEM) for the given SANs; `client` makes it a client certificate.
+    pub fn issue(&self, cn: &str, sans: &[&str], client: bool) -> (String, String) {
+        let (uris, names): (Vec<&str>, Vec<&str>) = sans.iter().partition(|s| s.contains("://"));
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        for uri in uris {
+            params.subject_alt_names.push(rcgen::SanType::URI(
+                rcgen::string::Ia5String::try_from(uri).unwrap(),
+            ));
+        }
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A server certificate for localhost written into a fresh directory, as a `Pki`.
+    pub fn server_pki(&self, sans: &[&str]) -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_pem, key_pem) = self.issue("server", sans, false);
+        let (cert, key) = (
+            dir.path().join("server.pem"),
+            dir.path().join("server-key.pem"),
+        );
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        Pki {
+            dir,
+            ca_pem: self.pem.clone(),
+            cert,
+            key,
+        }
+    }
+}
+
 pub fn pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -217,10 +274,21 @@ pub struct Proxy {
 
 /// The `[ssl]`, `[server]` and `[upstream]` sections for a test; `extra` adds the rest.
 pub fn config_text(pki: &Pki, port: u16, upstream: &str, extra: &str) -> String {
+    config_text_tls(pki, port, upstream, "", extra)
+}
+
+/// Like `config_text`, with `ssl_extra` lines added to the `[ssl]` section.
+pub fn config_text_tls(
+    pki: &Pki,
+    port: u16,
+    upstream: &str,
+    ssl_extra: &str,
+    extra: &str,
+) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nthreads = 1\nreject_drain_timeout = \"2s\"\n\
          shutdown_grace_period = \"0s\"\n\
-         [ssl]\ncertificate = {cert:?}\nkey = {key:?}\n\
+         [ssl]\ncertificate = {cert:?}\nkey = {key:?}\n{ssl_extra}\n\
          [upstream]\nurl = \"{upstream}\"\nconnect_timeout = \"1s\"\nread_timeout = \"5s\"\n\
          {extra}\n",
         cert = pki.cert,
@@ -242,12 +310,27 @@ impl Proxy {
         extra: &str,
         prepare: impl FnOnce(&Path),
     ) -> Proxy {
+        Self::start_tls(pki, upstream, "", extra, prepare)
+    }
+
+    /// The general form: `ssl_extra` goes into `[ssl]`, `extra` after the harness's sections.
+    pub fn start_tls(
+        pki: &Pki,
+        upstream: &str,
+        ssl_extra: &str,
+        extra: &str,
+        prepare: impl FnOnce(&Path),
+    ) -> Proxy {
         let mut dir = tempfile::tempdir().unwrap();
         prepare(dir.path());
         for _attempt in 0..3 {
             let port = free_port();
             let config = dir.path().join("proxy.toml");
-            std::fs::write(&config, config_text(pki, port, upstream, extra)).unwrap();
+            std::fs::write(
+                &config,
+                config_text_tls(pki, port, upstream, ssl_extra, extra),
+            )
+            .unwrap();
             let log = dir.path().join("proxy.log");
             let child = Command::new(BIN)
                 .args(["run", "--config"])

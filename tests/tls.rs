@@ -1,0 +1,433 @@
+//! TLS lifecycle through the real proxy: certificate reload under traffic (file change,
+//! Kubernetes-style symlink swap, broken file), SNI, client certificates in each mode and
+//! as credentials, and the protocol/cipher policy.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const TOKEN: &str = "[auth]\nsecret_token = \"tls-token\"\n";
+
+fn client_for(ca_pem: &str, h2: bool, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(30));
+    if !h2 {
+        b = b.http1_only();
+    }
+    if let Some((cert, key)) = identity {
+        b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+async fn status(client: &reqwest::Client, url: &str, token: bool) -> Result<u16, reqwest::Error> {
+    let mut req = client.post(url).body("{\"metadata\":{}}\n");
+    if token {
+        req = req.header("Authorization", "Bearer tls-token");
+    }
+    req.send().await.map(|r| r.status().as_u16())
+}
+
+/// Replace `path` atomically with `content`, as deployment tools do.
+fn replace(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn reload_under_traffic_keeps_open_connections_and_falls_back_on_broken_files() {
+    let (ca_a, ca_b) = (Ca::new("CA A"), Ca::new("CA B"));
+    let pki = ca_a.server_pki(&["localhost"]);
+    let upstream = Upstream::start();
+    let proxy = Proxy::start_tls(
+        &pki,
+        &upstream.url(),
+        "reload_interval = \"200ms\"",
+        TOKEN,
+        |_| {},
+    );
+    let url = proxy.url("/intake/v2/events");
+    let old_client = client_for(&ca_a.pem, false, None);
+    rt().block_on(async {
+        // A kept-alive connection, and an upload in flight, both on certificate A.
+        assert_eq!(status(&old_client, &url, true).await.unwrap(), 202);
+        let upload = {
+            let (client, url) = (old_client.clone(), url.clone());
+            tokio::spawn(async move {
+                let chunks = futures_util::stream::unfold(0u32, |i| async move {
+                    if i == 8 {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    Some((
+                        Ok::<_, std::io::Error>(bytes::Bytes::from(format!("{{\"n\":{i}}}\n"))),
+                        i + 1,
+                    ))
+                });
+                client
+                    .post(url)
+                    .header("Authorization", "Bearer tls-token")
+                    .body(reqwest::Body::wrap_stream(chunks))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (cert_b, key_b) = ca_b.issue("server", &["localhost"], false);
+        replace(&pki.key, &key_b);
+        replace(&pki.cert, &cert_b);
+        let new_b = client_for(&ca_b.pem, false, None);
+        wait_until("certificate B on new connections", || async {
+            status(&new_b, &url, true).await.is_ok()
+        })
+        .await;
+        // New connections no longer get A ...
+        assert!(status(&client_for(&ca_a.pem, false, None), &url, true)
+            .await
+            .is_err());
+        // ... but the open ones carry on.
+        assert_eq!(upload.await.unwrap().unwrap(), 202);
+        assert_eq!(status(&old_client, &url, true).await.unwrap(), 202);
+
+        // A broken file: the last good certificate stays.
+        replace(
+            &pki.cert,
+            "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+        );
+        wait_until("the reload failure in the log", || async {
+            proxy.log_text().contains("certificate reload failed")
+        })
+        .await;
+        assert_eq!(
+            status(&client_for(&ca_b.pem, false, None), &url, true)
+                .await
+                .unwrap(),
+            202
+        );
+    });
+    let log = proxy.log_text();
+    let failure = log
+        .lines()
+        .find(|l| l.contains("certificate reload failed"))
+        .unwrap();
+    assert!(
+        failure.contains(pki.cert.to_str().unwrap()),
+        "names the file: {failure}"
+    );
+    assert_eq!(
+        log.matches("certificate reload failed").count(),
+        1,
+        "reported once, not at every poll"
+    );
+}
+
+#[test]
+fn kubernetes_secret_symlink_swap_is_picked_up() {
+    let (ca_a, ca_b) = (Ca::new("CA A"), Ca::new("CA B"));
+    let upstream = Upstream::start();
+    // The layout a Secret volume has: files are links through `..data` to a timestamped dir.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write_version = |name: &str, ca: &Ca| {
+        std::fs::create_dir(d.join(name)).unwrap();
+        let (c, k) = ca.issue("server", &["localhost"], false);
+        std::fs::write(d.join(name).join("tls.crt"), c).unwrap();
+        std::fs::write(d.join(name).join("tls.key"), k).unwrap();
+    };
+    write_version("..2026_11_22_v1", &ca_a);
+    std::os::unix::fs::symlink("..2026_11_22_v1", d.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/tls.crt", d.join("tls.crt")).unwrap();
+    std::os::unix::fs::symlink("..data/tls.key", d.join("tls.key")).unwrap();
+    let pki = Pki {
+        ca_pem: ca_a.pem.clone(),
+        cert: d.join("tls.crt"),
+        key: d.join("tls.key"),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let proxy = Proxy::start_tls(
+        &pki,
+        &upstream.url(),
+        "reload_interval = \"200ms\"",
+        TOKEN,
+        |_| {},
+    );
+    let url = proxy.url("/intake/v2/events");
+    rt().block_on(async {
+        assert_eq!(
+            status(&client_for(&ca_a.pem, false, None), &url, true)
+                .await
+                .unwrap(),
+            202
+        );
+        write_version("..2026_11_22_v2", &ca_b);
+        std::os::unix::fs::symlink("..2026_11_22_v2", d.join("..data_tmp")).unwrap();
+        std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+        wait_until("the swapped certificate", || async {
+            status(&client_for(&ca_b.pem, false, None), &url, true)
+                .await
+                .is_ok()
+        })
+        .await;
+    });
+}
+
+#[test]
+fn sni_selects_the_certificate_by_server_name() {
+    let (ca_default, ca_sni) = (Ca::new("default CA"), Ca::new("SNI CA"));
+    let pki = ca_default.server_pki(&["localhost"]);
+    let (c, k) = ca_sni.issue("apm", &["apm.example.test"], false);
+    std::fs::write(pki.dir.path().join("apm.pem"), c).unwrap();
+    std::fs::write(pki.dir.path().join("apm-key.pem"), k).unwrap();
+    let ssl = format!(
+        "[[ssl.sni]]\nserver_names = [\"apm.example.test\"]\ncertificate = {:?}\nkey = {:?}\n",
+        pki.dir.path().join("apm.pem"),
+        pki.dir.path().join("apm-key.pem")
+    );
+    let upstream = Upstream::start();
+    // `[[ssl.sni]]` is an array of tables: it can follow the harness's sections.
+    let proxy = Proxy::start(&pki, &upstream.url(), &format!("{TOKEN}{ssl}"));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
+    rt().block_on(async {
+        let sni_client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_sni.pem.as_bytes()).unwrap())
+            .tls_built_in_root_certs(false)
+            .resolve("apm.example.test", addr)
+            .build()
+            .unwrap();
+        let url = format!("https://apm.example.test:{}/intake/v2/events", proxy.port);
+        assert_eq!(status(&sni_client, &url, true).await.unwrap(), 202);
+        // localhost gets the default certificate, which the SNI CA did not sign.
+        assert!(status(&sni_client, &proxy.url("/intake/v2/events"), true)
+            .await
+            .is_err());
+        let default_client = client_for(&ca_default.pem, true, None);
+        assert_eq!(
+            status(&default_client, &proxy.url("/intake/v2/events"), true)
+                .await
+                .unwrap(),
+            202
+        );
+    });
+}
+
+/// (proxy, client CA PEM, a good client identity, an untrusted one)
+fn mtls_proxy(
+    mode: &str,
+    identities: &str,
+    upstream: &Upstream,
+) -> (Proxy, Ca, (String, String), (String, String)) {
+    let server_ca = Ca::new("server CA");
+    let pki = server_ca.server_pki(&["localhost"]);
+    let client_ca = Ca::new("client CA");
+    let rogue_ca = Ca::new("rogue CA");
+    let good = client_ca.issue(
+        "agent-1",
+        &["agent-1.example", "spiffe://apm/agent-1"],
+        true,
+    );
+    let rogue = rogue_ca.issue("agent-1", &["agent-1.example"], true);
+    let ca_file = pki.dir.path().join("client-ca.pem");
+    std::fs::write(&ca_file, &client_ca.pem).unwrap();
+    let ssl = format!("certificate_authorities = [{ca_file:?}]\n{mode}");
+    let proxy = Proxy::start_tls(
+        &pki,
+        &upstream.url(),
+        &ssl,
+        &format!("{TOKEN}{identities}"),
+        |_| {},
+    );
+    (proxy, server_ca, good, rogue)
+}
+
+#[test]
+fn client_certificate_modes() {
+    let upstream = Upstream::start();
+    for mode in [
+        "client_authentication = \"required\"",
+        "",
+        "client_authentication = \"optional\"",
+        "client_authentication = \"none\"",
+    ] {
+        let (proxy, server_ca, good, rogue) = mtls_proxy(mode, "", &upstream);
+        let url = proxy.url("/intake/v2/events");
+        let required = mode.is_empty() || mode.contains("required");
+        rt().block_on(async {
+            let none = status(&client_for(&server_ca.pem, false, None), &url, true).await;
+            let good = status(
+                &client_for(&server_ca.pem, false, Some((&good.0, &good.1))),
+                &url,
+                true,
+            )
+            .await;
+            let rogue = status(
+                &client_for(&server_ca.pem, false, Some((&rogue.0, &rogue.1))),
+                &url,
+                true,
+            )
+            .await;
+            assert_eq!(
+                good.unwrap(),
+                202,
+                "{mode:?}: a CA-signed client certificate is accepted"
+            );
+            if mode.contains("none") {
+                assert_eq!(none.unwrap(), 202, "{mode:?}");
+                assert_eq!(rogue.unwrap(), 202, "{mode:?}: no certificate is requested");
+            } else {
+                assert!(
+                    rogue.is_err(),
+                    "{mode:?}: an untrusted certificate fails the handshake"
+                );
+                if required {
+                    assert!(
+                        none.is_err(),
+                        "{mode:?}: no certificate fails the handshake"
+                    );
+                } else {
+                    assert_eq!(none.unwrap(), 202, "{mode:?}");
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn mapped_client_certificate_is_a_credential_and_cannot_be_impersonated() {
+    let upstream = Upstream::start();
+    let identities = "[[ssl.client_identities]]\nname = \"agent-one\"\nsan_uri = \"spiffe://apm/agent-1\"\nprivileges = [\"event:write\"]\n";
+    let (proxy, server_ca, good, _) = mtls_proxy(
+        "client_authentication = \"optional\"",
+        identities,
+        &upstream,
+    );
+    let url = proxy.url("/intake/v2/events");
+    rt().block_on(async {
+        let with_cert = client_for(&server_ca.pem, true, Some((&good.0, &good.1)));
+        let resp = with_cert
+            .post(&url)
+            .header("X-Forwarded-Client-Cert", "Hash=forged;Subject=\"CN=admin\"")
+            .header("X-SSL-Client-DN", "CN=admin")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "the certificate alone authorises event:write");
+        let resp = with_cert.get(proxy.url("/config/v1/agents")).header("Accept", "text/plain").send().await.unwrap();
+        assert_eq!(resp.status(), 403);
+        assert_eq!(
+            resp.text().await.unwrap(),
+            "{\"error\":\"unauthorized: client certificate not permitted action \\\"config_agent:read\\\"\"}\n"
+        );
+        // Without the certificate the same request needs a credential.
+        let anonymous = client_for(&server_ca.pem, true, None);
+        assert_eq!(status(&anonymous, &url, false).await.unwrap(), 401);
+    });
+    let r = &upstream.requests()[0];
+    assert!(r.headers.get("x-forwarded-client-cert").is_none());
+    assert!(r.headers.get("x-ssl-client-dn").is_none());
+    assert!(r.headers.get("authorization").is_none());
+    assert!(proxy.log_text().contains("client_cert:agent-one"));
+}
+
+fn curl_status(proxy: &Proxy, args: &[&str]) -> String {
+    let ca = proxy.ca_file();
+    let url = proxy.url("/");
+    let mut all = vec![
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        ca.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    all.push(&url);
+    let out = std::process::Command::new("curl")
+        .args(&all)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn protocol_and_cipher_policy_is_enforced() {
+    let upstream = Upstream::start();
+    let pki = pki();
+    let tls13_only = Proxy::start_tls(
+        &pki,
+        &upstream.url(),
+        "supported_protocols = [\"TLSv1.3\"]",
+        TOKEN,
+        |_| {},
+    );
+    assert_eq!(curl_status(&tls13_only, &["--tlsv1.3"]), "200");
+    assert_eq!(
+        curl_status(&tls13_only, &["--tlsv1.2", "--tls-max", "1.2"]),
+        "000"
+    );
+    let one_suite = Proxy::start_tls(
+        &pki,
+        &upstream.url(),
+        "cipher_suites = [\"TLS13_AES_256_GCM_SHA384\", \"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"]",
+        TOKEN,
+        |_| {},
+    );
+    assert_eq!(
+        curl_status(
+            &one_suite,
+            &["--tlsv1.3", "--tls13-ciphers", "TLS_AES_256_GCM_SHA384"]
+        ),
+        "200"
+    );
+    assert_eq!(
+        curl_status(
+            &one_suite,
+            &["--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256"]
+        ),
+        "000"
+    );
+    assert_eq!(
+        curl_status(
+            &one_suite,
+            &[
+                "--tls-max",
+                "1.2",
+                "--ciphers",
+                "ECDHE-ECDSA-AES256-GCM-SHA384"
+            ]
+        ),
+        "200"
+    );
+    assert_eq!(
+        curl_status(
+            &one_suite,
+            &[
+                "--tls-max",
+                "1.2",
+                "--ciphers",
+                "ECDHE-ECDSA-AES128-GCM-SHA256"
+            ]
+        ),
+        "000"
+    );
+}
