@@ -3,9 +3,11 @@
 //! (token name or API key id), and Pingora's TRACE output, which dumps raw request headers
 //! (`Authorization` included) before any filter runs, is dropped at every log level.
 
-use tracing::{Level, Metadata};
-use tracing_subscriber::filter::filter_fn;
-use tracing_subscriber::layer::SubscriberExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Metadata};
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -22,6 +24,62 @@ pub fn is_credential_safe(meta: &Metadata<'_>) -> bool {
     !(*meta.level() == Level::TRACE && meta.target().starts_with("pingora"))
 }
 
+static HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Failed TLS handshakes since start (port scans, clients that distrust the certificate,
+/// refused protocol versions). Pingora logs each at ERROR; the proxy counts them instead and
+/// [`report_handshake_failures`] summarises them, so a scan cannot flood the log.
+pub fn handshake_failures() -> u64 {
+    HANDSHAKE_FAILURES.load(Ordering::Relaxed)
+}
+
+/// Log how many handshakes failed since `*last_reported`, if any (one line, WARN).
+pub fn report_handshake_failures(last_reported: &mut u64) {
+    let now = handshake_failures();
+    if now > *last_reported {
+        tracing::warn!(
+            failed = now - *last_reported,
+            total = now,
+            "TLS handshakes failed since the last report (untrusted certificate, old protocol, scans)"
+        );
+        *last_reported = now;
+    }
+}
+
+/// The proxy's log filter on top of the level filter: drops Pingora events that may carry a
+/// credential, and counts (instead of printing) Pingora's per-handshake failure lines.
+struct ProxyLogFilter;
+
+struct StartsWith(&'static str, bool);
+
+impl Visit for StartsWith {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.1 = format!("{value:?}").starts_with(self.0);
+        }
+    }
+}
+
+impl<S> Filter<S> for ProxyLogFilter {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        is_credential_safe(meta)
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, _: &Context<'_, S>) -> bool {
+        // Events bridged from `log` carry a generic target here, so match on level and text;
+        // only ERROR events are looked at, which keeps the access log path free of work.
+        if *event.metadata().level() != Level::ERROR {
+            return true;
+        }
+        let mut handshake = StartsWith("Downstream handshake", false);
+        event.record(&mut handshake);
+        if handshake.1 {
+            HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+        }
+        !handshake.1
+    }
+}
+
 /// Install the global subscriber. Safe to call once; later calls are ignored.
 pub fn init(config: &LogConfig) {
     let filter = parse_filter(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
@@ -34,10 +92,6 @@ pub fn init(config: &LogConfig) {
         LogFormat::Text => fmt.boxed(),
     };
     let _ = tracing_subscriber::registry()
-        .with(
-            layer
-                .with_filter(filter_fn(is_credential_safe))
-                .with_filter(filter),
-        )
+        .with(layer.with_filter(ProxyLogFilter).with_filter(filter))
         .try_init();
 }

@@ -273,6 +273,8 @@ impl BackgroundService for Reloader {
             every
         });
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut report = tokio::time::interval(Duration::from_secs(60));
+        let mut reported = 0;
         loop {
             tokio::select! {
                 Some(_) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
@@ -286,6 +288,7 @@ impl BackgroundService for Reloader {
                         c.poll();
                     }
                 }
+                _ = report.tick() => crate::logging::report_handshake_failures(&mut reported),
                 _ = shutdown.changed() => return,
             }
         }

@@ -431,3 +431,35 @@ fn protocol_and_cipher_policy_is_enforced() {
         "000"
     );
 }
+
+#[test]
+fn failed_handshakes_do_not_flood_the_log() {
+    let upstream = Upstream::start();
+    let pki = pki();
+    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    // Clients that do not trust the certificate, and clients with too old a protocol.
+    for i in 0..20 {
+        let args: &[&str] = if i % 2 == 0 {
+            &[]
+        } else {
+            &["-k", "--tls-max", "1.1"]
+        };
+        assert_eq!(
+            curl_status(
+                &proxy,
+                &["--cacert", "/dev/null"]
+                    .iter()
+                    .chain(args)
+                    .copied()
+                    .collect::<Vec<_>>()
+            ),
+            "000"
+        );
+    }
+    assert_eq!(curl_status(&proxy, &[]), "200", "the proxy still serves");
+    let log = proxy.log_text();
+    assert!(
+        !log.contains("handshake error"),
+        "one line per failed handshake: {log}"
+    );
+}
