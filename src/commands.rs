@@ -113,10 +113,9 @@ fn check(path: &std::path::Path) -> ExitCode {
                             "has EXPIRED".to_string()
                         } else {
                             format!(
-                                "expires in {}",
-                                humantime::format_duration(std::time::Duration::from_secs(
-                                    left as u64
-                                ))
+                                "expires in {} days {} hours",
+                                left / 86_400,
+                                left % 86_400 / 3600
                             )
                         }
                     );

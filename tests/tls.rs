@@ -463,3 +463,66 @@ fn failed_handshakes_do_not_flood_the_log() {
         "one line per failed handshake: {log}"
     );
 }
+
+#[test]
+fn sighup_reloads_certificates_when_polling_is_off() {
+    let (ca_a, ca_b) = (Ca::new("CA A"), Ca::new("CA B"));
+    let pki = ca_a.server_pki(&["localhost"]);
+    let upstream = Upstream::start();
+    let proxy = Proxy::start_tls(
+        &pki,
+        &upstream.url(),
+        "reload_interval = \"0s\"",
+        TOKEN,
+        |_| {},
+    );
+    let url = proxy.url("/intake/v2/events");
+    let (cert_b, key_b) = ca_b.issue("server", &["localhost"], false);
+    replace(&pki.key, &key_b);
+    replace(&pki.cert, &cert_b);
+    rt().block_on(async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            status(&client_for(&ca_a.pem, false, None), &url, true)
+                .await
+                .unwrap(),
+            202,
+            "no reload without a signal"
+        );
+        let kill = std::process::Command::new("kill")
+            .args(["-HUP", &proxy.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        wait_until("certificate B after SIGHUP", || async {
+            status(&client_for(&ca_b.pem, false, None), &url, true)
+                .await
+                .is_ok()
+        })
+        .await;
+    });
+}
+
+#[test]
+fn check_warns_about_a_certificate_that_expires_soon() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::hours(5 * 24 + 6);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+    let cfg = dir.path().join("proxy.toml");
+    std::fs::write(
+        &cfg,
+        "[ssl]\ncertificate = \"c.pem\"\nkey = \"k.pem\"\n[auth]\nsecret_token = \"t\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: a served certificate expires in 5 days "),
+        "{err}"
+    );
+}
