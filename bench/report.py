@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Aggregate bench/run.sh samples (peer,metric,value lines) into one Markdown table:
+medians over rounds, with ratios to nginx."""
+import statistics
+import sys
+from collections import defaultdict
+
+samples = defaultdict(list)
+notes = []
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line.startswith("#"):
+        notes.append(line[1:].strip())
+        continue
+    peer, metric, value = line.split(",")
+    samples[(peer, metric)].append(float(value))
+
+peers = ["apm-auth-proxy", "nginx", "haproxy"]
+columns = [
+    ("ka_rps", "keep-alive req/s", "{:.0f}"),
+    ("ka_cpu_us", "keep-alive µs CPU/req", "{:.1f}"),
+    ("ka_p50_ms", "keep-alive p50 ms", "{:.2f}"),
+    ("ka_p99_ms", "keep-alive p99 ms", "{:.2f}"),
+    ("rej_rps", "401 req/s", "{:.0f}"),
+    ("rej_cpu_us", "401 µs CPU/req", "{:.1f}"),
+    ("hs_cps", "full TLS 1.3 handshakes/s", "{:.0f}"),
+    ("hs_cpu_us", "µs CPU/handshake", "{:.1f}"),
+    ("up_mbps", "upload MB/s", "{:.0f}"),
+    ("up_cpu_s_gib", "upload CPU s/GiB", "{:.2f}"),
+    ("up_rss_growth_mib", "upload RSS growth MiB", "{:.1f}"),
+    ("idle_rss_mib", "idle RSS MiB", "{:.1f}"),
+]
+
+def median(peer, metric):
+    v = samples.get((peer, metric))
+    return statistics.median(v) if v else None
+
+print("| peer | " + " | ".join(c[1] for c in columns) + " |")
+print("| --- | " + " | ".join("---:" for _ in columns) + " |")
+for peer in peers:
+    cells = []
+    for key, _, fmt in columns:
+        m = median(peer, key)
+        cells.append("n/a" if m is None else fmt.format(m))
+    print(f"| {peer} | " + " | ".join(cells) + " |")
+print()
+print("Ratios to nginx (same run; for CPU, latency and RSS lower is better):")
+print()
+print("| peer | " + " | ".join(c[1] for c in columns) + " |")
+print("| --- | " + " | ".join("---:" for _ in columns) + " |")
+for peer in peers:
+    cells = []
+    for key, _, _ in columns:
+        m, base = median(peer, key), median("nginx", key)
+        cells.append("n/a" if m is None or not base else f"{m / base:.2f}×")
+    print(f"| {peer} | " + " | ".join(cells) + " |")
+for n in notes:
+    print(f"\n- {n}")

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of apm-auth-proxy, nginx and HAProxy doing the same job on this
+# machine, over loopback only: TLS 1.3 termination with one ECDSA P-256 certificate, a bearer
+# token check, 401 JSON on failure, Authorization removed, keep-alive to the upstream,
+# request buffering off, access logs off. Each proxy is pinned to CPU 0 with one worker; the
+# load generator and the stand-in upstream share CPU 1. Peers alternate round by round and
+# medians are reported, with each proxy's own CPU time per unit of work (process time plus
+# CPU 0's softirq time), which stays meaningful when the load generator is the bottleneck.
+#
+#   bench/run.sh            full mode (3 rounds × 10 s per measurement, 1 GiB upload; ~10 min)
+#   bench/run.sh --quick    1 round × 4 s, 256 MiB upload (~2 min)
+#
+# Every process it starts is stopped by PID at the end. Output: a Markdown table on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=3 SECS=10 UPLOAD_MIB=1024
+if [ "${1:-}" = "--quick" ]; then ROUNDS=1 SECS=4 UPLOAD_MIB=256; fi
+[ "$(nproc)" -ge 2 ] || { echo "bench: needs 2 CPUs" >&2; exit 1; }
+
+# --- tools -------------------------------------------------------------------------------
+scripts/setup.sh build
+missing=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+cargo build --release --locked --bin apm-auth-proxy --example bench_upstream >&2
+
+W=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+
+TOKEN=bench-$(openssl rand -hex 16)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/key.pem" \
+  -out "$W/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+cat "$W/cert.pem" "$W/key.pem" > "$W/combined.pem"
+
+UP=127.0.0.1:18201
+declare -A PORT=([apm-auth-proxy]=18443 [nginx]=18444 [haproxy]=18445)
+
+# --- the peers ---------------------------------------------------------------------------
+cat > "$W/proxy.toml" <<EOT
+[server]
+listen = "127.0.0.1:${PORT[apm-auth-proxy]}"
+threads = 1
+[ssl]
+certificate = "$W/cert.pem"
+key = "$W/key.pem"
+supported_protocols = ["TLSv1.3"]
+[auth]
+secret_token = "$TOKEN"
+[upstream]
+url = "http://$UP"
+[log]
+level = "warn"
+access_log = false
+EOT
+
+mkdir -p "$W/nginx"
+cat > "$W/nginx.conf" <<EOT
+worker_processes 1;
+worker_cpu_affinity 01;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $W/nginx; proxy_temp_path $W/nginx; fastcgi_temp_path $W/nginx;
+  uwsgi_temp_path $W/nginx; scgi_temp_path $W/nginx;
+  client_max_body_size 0;
+  map \$http_authorization \$authorized { "Bearer $TOKEN" 1; default 0; }
+  upstream apm { server $UP; keepalive 64; }
+  server {
+    listen 127.0.0.1:${PORT[nginx]} ssl;
+    ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem;
+    ssl_protocols TLSv1.3;
+    default_type application/json;
+    location / {
+      if (\$authorized = 0) {
+        add_header X-Content-Type-Options nosniff always;
+        return 401 '{"error":"authentication failed"}\n';
+      }
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "";
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_pass http://apm;
+    }
+  }
+}
+EOT
+
+cat > "$W/haproxy.cfg" <<EOT
+global
+  nbthread 1
+  cpu-map 1/1 0
+  ssl-default-bind-options ssl-min-ver TLSv1.3
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend apm
+  bind 127.0.0.1:${PORT[haproxy]} ssl crt $W/combined.pem
+  http-request return status 401 content-type application/json string '{"error":"authentication failed"}' hdr X-Content-Type-Options nosniff unless { req.hdr(authorization) -m str "Bearer $TOKEN" }
+  http-request del-header authorization
+  default_backend apm
+backend apm
+  server apm $UP
+EOT
+
+taskset -c 1 target/release/examples/bench_upstream "$UP" & PIDS+=($!)
+taskset -c 0 target/release/apm-auth-proxy run --config "$W/proxy.toml" 2>"$W/proxy.log" & PIDS+=($!)
+taskset -c 0 "$NGINX" -c "$W/nginx.conf" -e "$W/nginx/error.log" 2>>"$W/nginx.err" & PIDS+=($!)
+taskset -c 0 "$HAPROXY" -f "$W/haproxy.cfg" -q & PIDS+=($!)
+for port in 18201 "${PORT[@]}"; do
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+  if ! (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "bench: nothing listens on $port; logs:" >&2
+    cat "$W/proxy.log" "$W/nginx.err" "$W/nginx/error.log" >&2 2>/dev/null || true
+    exit 1
+  fi
+done
+
+pids_of() { # every process holding the peer's listening socket (nginx: master and worker)
+  ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u
+}
+cpu_ticks() { # process ticks of the peer + softirq ticks of CPU 0
+  local t=0
+  for p in $1; do t=$((t + $(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0))); done
+  echo $((t + $(awk '$1=="cpu0"{print $8}' /proc/stat)))
+}
+rss_kib() { local t=0; for p in $1; do t=$((t + $(awk '/VmRSS/{print $2}' /proc/"$p"/status 2>/dev/null || echo 0))); done; echo $t; }
+HZ=$(getconf CLK_TCK)
+to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v/1000; else if (v ~ /ms$/) print v+0; else if (v ~ /s$/) print v*1000; else print v }'; }
+
+OUT="$W/samples.csv"
+: > "$OUT"
+run_wrk() { # peer auth close → "rps p50 p99 requests cpu_ticks non2xx"
+  local peer=$1 pids=$2 before after out
+  before=$(cpu_ticks "$pids")
+  out=$(BENCH_AUTH="$3" BENCH_CLOSE="$4" taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s bench/post.lua "https://127.0.0.1:${PORT[$peer]}/intake/v2/events")
+  after=$(cpu_ticks "$pids")
+  local rps p50 p99 reqs non2xx
+  rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+  p50=$(to_ms "$(awk '$1=="50%"{print $2}' <<<"$out")")
+  p99=$(to_ms "$(awk '$1=="99%"{print $2}' <<<"$out")")
+  reqs=$(awk '/requests in/{print $1}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/{print $5}' <<<"$out"); non2xx=${non2xx:-0}
+  echo "$rps $p50 $p99 $reqs $((after - before)) $non2xx"
+}
+
+for round in $(seq "$ROUNDS"); do
+  order=(apm-auth-proxy nginx haproxy)
+  [ $((round % 2)) -eq 0 ] && order=(haproxy nginx apm-auth-proxy)
+  for peer in "${order[@]}"; do
+    pids=$(pids_of "${PORT[$peer]}")
+    echo "round $round: $peer (pids $(echo $pids))" >&2
+    echo "$peer,idle_rss_mib,$(awk -v k="$(rss_kib "$pids")" 'BEGIN{print k/1024}')" >> "$OUT"
+    read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "$pids" "Bearer $TOKEN" 0)
+    [ "$non2xx" = 0 ] || echo "# $peer: $non2xx non-2xx responses in the keep-alive run" >> "$OUT"
+    echo "$peer,ka_rps,$rps" >> "$OUT"; echo "$peer,ka_p50_ms,$p50" >> "$OUT"; echo "$peer,ka_p99_ms,$p99" >> "$OUT"
+    echo "$peer,ka_cpu_us,$(awk -v t="$ticks" -v n="$reqs" -v hz="$HZ" 'BEGIN{print t/hz*1e6/n}')" >> "$OUT"
+    read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "$pids" "Bearer wrong-token" 0)
+    [ "$non2xx" = "$reqs" ] || echo "# $peer: only $non2xx of $reqs rejected in the 401 run" >> "$OUT"
+    echo "$peer,rej_rps,$rps" >> "$OUT"
+    echo "$peer,rej_cpu_us,$(awk -v t="$ticks" -v n="$reqs" -v hz="$HZ" 'BEGIN{print t/hz*1e6/n}')" >> "$OUT"
+    read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "$pids" "Bearer $TOKEN" 1)
+    echo "$peer,hs_cps,$rps" >> "$OUT"
+    echo "$peer,hs_cpu_us,$(awk -v t="$ticks" -v n="$reqs" -v hz="$HZ" 'BEGIN{print t/hz*1e6/n}')" >> "$OUT"
+    # Large chunked upload: throughput, CPU per GiB, RSS growth (sampled every 50 ms).
+    rss0=$(rss_kib "$pids")
+    ( peak=0; while :; do r=$(rss_kib "$pids"); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" > "$W/peak"; sleep 0.05; done ) & sampler=$!
+    before=$(cpu_ticks "$pids"); start=$(date +%s.%N)
+    head -c $((UPLOAD_MIB * 1048576)) /dev/zero | taskset -c 1 curl -sk --http1.1 -T - -X POST \
+      -H "Authorization: Bearer $TOKEN" -o /dev/null "https://127.0.0.1:${PORT[$peer]}/intake/v2/events"
+    end=$(date +%s.%N); after=$(cpu_ticks "$pids"); kill $sampler; wait $sampler 2>/dev/null || true
+    peak=$(cat "$W/peak" 2>/dev/null || echo "$rss0")
+    echo "$peer,up_mbps,$(awk -v s="$start" -v e="$end" -v m="$UPLOAD_MIB" 'BEGIN{print m*1.048576/(e-s)}')" >> "$OUT"
+    echo "$peer,up_cpu_s_gib,$(awk -v t=$((after - before)) -v hz="$HZ" -v m="$UPLOAD_MIB" 'BEGIN{print t/hz/(m/1024)}')" >> "$OUT"
+    echo "$peer,up_rss_growth_mib,$(awk -v a="$rss0" -v b="$peak" 'BEGIN{print (b-a)/1024}')" >> "$OUT"
+  done
+done
+
+{
+  echo "# mode: $([ "$ROUNDS" = 1 ] && echo quick || echo full), $ROUNDS round(s) × ${SECS}s, wrk -t1 -c32, ${UPLOAD_MIB} MiB upload; $(nproc) CPUs: $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')"
+  echo "# versions: $(target/release/apm-auth-proxy --version), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY" -v | head -1 | awk '{print "haproxy " $3}'), $(openssl version | awk '{print "OpenSSL " $2}')"
+  echo "# CPU 1 runs wrk and the upstream: when it saturates, req/s is co-limited by the load generator; compare CPU per request instead."
+} >> "$OUT"
+python3 bench/report.py "$OUT"
