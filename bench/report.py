@@ -28,7 +28,7 @@ columns = [
     ("up_mbps", "upload MB/s", "{:.0f}"),
     ("up_cpu_s_gib", "upload CPU s/GiB", "{:.2f}"),
     ("up_rss_growth_mib", "upload RSS growth MiB", "{:.1f}"),
-    ("idle_rss_mib", "idle RSS MiB", "{:.1f}"),
+    ("start_rss_mib", "RSS at round start MiB", "{:.1f}"),
 ]
 
 def median(peer, metric):

@@ -9,6 +9,7 @@
 #
 #   bench/run.sh            full mode (3 rounds × 10 s per measurement, 1 GiB upload; ~10 min)
 #   bench/run.sh --quick    1 round × 4 s, 256 MiB upload (~2 min)
+#   PEERS="apm-auth-proxy" bench/run.sh --quick    only the named peers (optimisation loops)
 #
 # Every process it starts is stopped by PID at the end. Output: a Markdown table on stdout.
 set -euo pipefail
@@ -164,12 +165,14 @@ run_wrk() { # peer auth close → "rps p50 p99 requests cpu_ticks non2xx"
 }
 
 for round in $(seq "$ROUNDS"); do
-  order=(apm-auth-proxy nginx haproxy)
-  [ $((round % 2)) -eq 0 ] && order=(haproxy nginx apm-auth-proxy)
+  read -r -a order <<<"${PEERS:-apm-auth-proxy nginx haproxy}"
+  if [ $((round % 2)) -eq 0 ]; then
+    for ((i = 0, j = ${#order[@]} - 1; i < j; i++, j--)); do t=${order[i]}; order[i]=${order[j]}; order[j]=$t; done
+  fi
   for peer in "${order[@]}"; do
     pids=$(pids_of "${PORT[$peer]}")
     echo "round $round: $peer (pids $(echo $pids))" >&2
-    echo "$peer,idle_rss_mib,$(awk -v k="$(rss_kib "$pids")" 'BEGIN{print k/1024}')" >> "$OUT"
+    echo "$peer,start_rss_mib,$(awk -v k="$(rss_kib "$pids")" 'BEGIN{print k/1024}')" >> "$OUT"
     read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "$pids" "Bearer $TOKEN" 0)
     [ "$non2xx" = 0 ] || echo "# $peer: $non2xx non-2xx responses in the keep-alive run" >> "$OUT"
     echo "$peer,ka_rps,$rps" >> "$OUT"; echo "$peer,ka_p50_ms,$p50" >> "$OUT"; echo "$peer,ka_p99_ms,$p99" >> "$OUT"

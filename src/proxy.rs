@@ -189,6 +189,16 @@ impl ProxyHttp for ApmProxy {
         }
     }
 
+    /// A client that hangs up mid-request is routine for agents (they cut uploads at
+    /// `api_request_time`); it is in the access log, not worth an ERROR line each.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        *e.esource() == ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            )
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if !self.settings.access_log {
             return;

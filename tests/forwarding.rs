@@ -494,3 +494,46 @@ fn only_tls_1_2_and_1_3_are_accepted() {
     .0;
     assert_eq!(h2, "2");
 }
+
+#[test]
+fn client_hanging_up_mid_upload_is_not_an_error_line() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    rt().block_on(async {
+        let chunks = futures_util::stream::unfold(0u32, |i| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((
+                Ok::<_, std::io::Error>(bytes::Bytes::from(format!("{{\"n\":{i}}}\n"))),
+                i + 1,
+            ))
+        });
+        let request = post(&proxy.client(false), proxy.url("/intake/v2/events"))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send();
+        // The client gives up after half a second, mid-body.
+        assert!(tokio::time::timeout(Duration::from_millis(500), request)
+            .await
+            .is_err());
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let access = loop {
+        let log = proxy.log_text();
+        if let Some(line) = log.lines().find(|l| l.contains(" access: ")) {
+            break line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access log line for the aborted request: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !access.contains("error=\"-\""),
+        "the access log records the failure: {access}"
+    );
+    assert!(
+        !proxy.log_text().contains("ERROR"),
+        "no ERROR line for a client hang-up"
+    );
+}
