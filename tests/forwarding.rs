@@ -457,22 +457,7 @@ fn only_tls_1_2_and_1_3_are_accepted() {
     let pki = pki();
     let upstream = Upstream::start();
     let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
-    let ca = proxy.ca_file();
-    let url = proxy.url("/");
-    let attempt = |args: &[&str]| {
-        let mut all = vec![
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--cacert",
-            ca.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        all.push(&url);
-        curl(&all).0
-    };
+    let attempt = |args: &[&str]| curl_status(&proxy, args);
     assert_eq!(attempt(&["--tlsv1.2", "--tls-max", "1.2"]), "200");
     assert_eq!(attempt(&["--tlsv1.3"]), "200");
     assert_eq!(
@@ -481,17 +466,8 @@ fn only_tls_1_2_and_1_3_are_accepted() {
         "TLS 1.0/1.1 must be refused"
     );
     // ALPN offers h2 and http/1.1.
-    let h2 = curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_version}",
-        "--cacert",
-        ca.to_str().unwrap(),
-        &url,
-    ])
-    .0;
+    // The later `-w` wins: print the negotiated HTTP version.
+    let h2 = curl_status(&proxy, &["-w", "%{http_version}"]);
     assert_eq!(h2, "2");
 }
 

@@ -40,6 +40,16 @@ fn replace(path: &Path, content: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Wait until new connections are served a certificate signed by `ca`.
+async fn wait_for_certificate_from(ca: &Ca, url: &str) {
+    wait_until("the new certificate", || async {
+        status(&client_for(&ca.pem, false, None), url, true)
+            .await
+            .is_ok()
+    })
+    .await;
+}
+
 async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -181,12 +191,7 @@ fn kubernetes_secret_symlink_swap_is_picked_up() {
         write_version("..2026_11_22_v2", &ca_b);
         std::os::unix::fs::symlink("..2026_11_22_v2", d.join("..data_tmp")).unwrap();
         std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
-        wait_until("the swapped certificate", || async {
-            status(&client_for(&ca_b.pem, false, None), &url, true)
-                .await
-                .is_ok()
-        })
-        .await;
+        wait_for_certificate_from(&ca_b, &url).await;
     });
 }
 
@@ -348,27 +353,6 @@ fn mapped_client_certificate_is_a_credential_and_cannot_be_impersonated() {
     assert!(proxy.log_text().contains("client_cert:agent-one"));
 }
 
-fn curl_status(proxy: &Proxy, args: &[&str]) -> String {
-    let ca = proxy.ca_file();
-    let url = proxy.url("/");
-    let mut all = vec![
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--cacert",
-        ca.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    all.push(&url);
-    let out = std::process::Command::new("curl")
-        .args(&all)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn protocol_and_cipher_policy_is_enforced() {
     let upstream = Upstream::start();
@@ -494,12 +478,7 @@ fn sighup_reloads_certificates_when_polling_is_off() {
             .status()
             .unwrap();
         assert!(kill.success());
-        wait_until("certificate B after SIGHUP", || async {
-            status(&client_for(&ca_b.pem, false, None), &url, true)
-                .await
-                .is_ok()
-        })
-        .await;
+        wait_for_certificate_from(&ca_b, &url).await;
     });
 }
 

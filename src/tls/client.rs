@@ -8,8 +8,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
@@ -81,16 +79,7 @@ pub fn verifier(
     }
     let mut roots = RootCertStore::empty();
     for path in authorities {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| TlsError::Read {
-                what: "CA bundle",
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        if certs.is_empty() {
-            return Err(TlsError::NoCertificate { path: path.clone() });
-        }
+        let certs = super::read_pem_certificates(path, "CA bundle")?;
         for c in certs {
             roots.add(c).map_err(|e| TlsError::Read {
                 what: "CA certificate in",

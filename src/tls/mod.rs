@@ -52,21 +52,30 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
 }
 
+/// Every certificate in a PEM file; at least one.
+pub fn read_pem_certificates(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Read {
+            what,
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
 /// Read a PEM chain (leaf first) and a PEM key (PKCS#8, PKCS#1 or SEC1) and check that they
 /// belong together.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::Read {
-            what: "certificate",
-            path: cert.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: cert.to_path_buf(),
-        });
-    }
+    let chain = read_pem_certificates(cert, "certificate")?;
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Read {
         what: "private key",
         path: key.to_path_buf(),

@@ -414,6 +414,29 @@ impl Drop for Proxy {
     }
 }
 
+/// `curl` to the proxy's `/` with its CA and extra `args`; the HTTP status, `000` when
+/// the connection or handshake failed.
+pub fn curl_status(proxy: &Proxy, args: &[&str]) -> String {
+    let ca = proxy.ca_file();
+    let url = proxy.url("/");
+    let mut all = vec![
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        ca.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    all.push(&url);
+    let out = Command::new("curl")
+        .args(&all)
+        .output()
+        .expect("curl is installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Run the binary with `args` and return (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
