@@ -117,10 +117,10 @@ fn go_html_escape(text: String) -> String {
 /// after the answer (an agent with a bad token must stay cheap, but not at any price).
 pub const KEEPALIVE_DRAIN_LIMIT: usize = 256 * 1024;
 
-/// Send `reply` on `session`. For HTTP/1.1, the unread request body is drained first when
-/// it is small, so the connection can be reused; otherwise the reply is sent with the
-/// connection marked for close and the body is drained for up to `drain_timeout`, so a
-/// client that reads only after it has finished sending still sees the status.
+/// Send `reply` on `session`. The unread request body is drained first when it is small, so
+/// an HTTP/1.1 connection can be reused and an HTTP/2 stream ends cleanly; otherwise the
+/// reply is sent (HTTP/1.1: with the connection marked for close, the body then drained for
+/// up to `drain_timeout`, so a client that reads only after sending still sees the status).
 pub async fn send(
     session: &mut Session,
     reply: &Reply,
@@ -140,7 +140,9 @@ pub async fn send(
         .get(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let mut body_done = session.is_body_done();
-    if h1 && !body_done && !expects_continue {
+    // Also for HTTP/2: a reply sent before the body ends is followed by RST_STREAM, which
+    // some clients (curl among them) report as a failure instead of showing the reply.
+    if !body_done && !expects_continue {
         body_done = drain_up_to(session, KEEPALIVE_DRAIN_LIMIT, drain_timeout).await;
     }
     let empty = body.is_empty();

@@ -513,3 +513,31 @@ fn client_hanging_up_mid_upload_is_not_an_error_line() {
         "no ERROR line for a client hang-up"
     );
 }
+
+#[test]
+fn http2_rejection_of_a_request_with_a_body_reaches_curl() {
+    // A reply sent while the request body is still unread used to end in RST_STREAM, which
+    // curl reported as a failed transfer (http_code 000) instead of the 401.
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    let (ca, url) = (proxy.ca_file(), proxy.url("/intake/v2/events"));
+    for _ in 0..20 {
+        let (code, err) = curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            "--http2",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-H",
+            "Authorization: Bearer wrong",
+            "-d",
+            "{\"metadata\":{}}",
+            &url,
+        ]);
+        assert_eq!(code, "401 2", "{err}");
+    }
+}
