@@ -180,10 +180,11 @@ fn slow_chunked_upload_streams_chunk_by_chunk() {
         let rec = upstream.requests().pop().unwrap();
         assert!(rec.complete);
         assert_eq!(rec.body.iter().filter(|&&b| b == b'\n').count(), 5);
-        // The first chunk reached the APM Server long before the client finished sending.
+        // The first chunk reached the APM Server long before the client finished sending
+        // (1.2 s of pauses; a buffering proxy would deliver everything at the end).
         let first = rec.chunk_times[0];
         assert!(
-            finished_sending.duration_since(first) >= Duration::from_millis(900),
+            finished_sending.duration_since(first) >= Duration::from_millis(600),
             "h2={h2}: the upload was buffered ({:?} between first upstream chunk and end)",
             finished_sending.duration_since(first)
         );
