@@ -210,7 +210,8 @@ impl ProxyHttp for ApmProxy {
         tracing::info!(
             target: "access",
             method = %req.method,
-            path = %String::from_utf8_lossy(crate::routes::path_of(req.raw_path())),
+            // Debug-quoted: a hostile path cannot forge log lines.
+            path = ?String::from_utf8_lossy(crate::routes::path_of(req.raw_path())),
             status,
             client_ip = %ctx.client_ip,
             credential = credential.as_deref().unwrap_or("-"),
