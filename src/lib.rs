@@ -14,6 +14,7 @@ pub mod client_ip;
 pub mod commands;
 pub mod config;
 pub mod gate;
+pub mod intake;
 pub mod logging;
 pub mod proxy;
 pub mod response;

@@ -1,0 +1,494 @@
+//! A streaming reader of APM intake bodies (ndjson, v2 and RUM v3): finds the metadata
+//! line's service and agent names and the per-event overrides, through gzip, zlib/deflate or
+//! plain bodies (sniffed like APM Server when `Content-Encoding` says nothing useful), fed
+//! chunk by chunk as the body streams. Memory stays bounded: at most one event line
+//! (`max_event_size`) plus the decompressor's window, whatever the body's size or ratio.
+//!
+//! The checks themselves (allow-lists, service-bound keys, event counting for rate limits)
+//! belong to the caller, through [`EventVisitor`]; the first rejection stops the reading.
+
+use std::io::Write;
+
+use serde::Deserialize;
+
+/// Service and agent names an event names (metadata, or a per-event override).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub service: Option<String>,
+    pub agent: Option<String>,
+}
+
+/// What the caller decides per line; an `Err` stops the body with that rejection.
+pub trait EventVisitor {
+    type Reject;
+    fn metadata(&mut self, names: Names) -> Result<(), Self::Reject>;
+    /// Every event after the metadata; `overrides` is empty when the event names nothing.
+    fn event(&mut self, overrides: Names) -> Result<(), Self::Reject>;
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScanError<R> {
+    /// The visitor refused a line.
+    Rejected(R),
+    /// A line longer than `max_event_size` (APM Server: `event exceeded the permitted size`).
+    EventTooLarge,
+    /// The first line is not a metadata object.
+    MissingMetadata,
+    /// A line is not JSON.
+    InvalidJson,
+    /// The compressed stream is corrupt.
+    Decompression,
+}
+
+enum Stage<V: EventVisitor> {
+    /// Waiting for the first bytes to sniff the encoding.
+    Sniff(Lines<V>, Vec<u8>),
+    Plain(Lines<V>),
+    Gzip(Box<flate2::write::MultiGzDecoder<Lines<V>>>),
+    Zlib(Box<flate2::write::ZlibDecoder<Lines<V>>>),
+    Done,
+}
+
+/// Feed body chunks with [`IntakeReader::feed`], then call [`IntakeReader::finish`].
+pub struct IntakeReader<V: EventVisitor> {
+    stage: Stage<V>,
+}
+
+impl<V: EventVisitor> IntakeReader<V> {
+    pub fn new(content_encoding: Option<&[u8]>, max_event_size: usize, visitor: V) -> Self {
+        let lines = Lines::new(max_event_size, visitor);
+        let stage = match content_encoding.map(|e| e.trim_ascii().to_ascii_lowercase()) {
+            Some(e) if e == b"gzip" => {
+                Stage::Gzip(Box::new(flate2::write::MultiGzDecoder::new(lines)))
+            }
+            Some(e) if e == b"deflate" => {
+                Stage::Zlib(Box::new(flate2::write::ZlibDecoder::new(lines)))
+            }
+            // Missing or unknown: sniff, as APM Server does for RUM beacons.
+            _ => Stage::Sniff(lines, Vec::with_capacity(2)),
+        };
+        IntakeReader { stage }
+    }
+
+    pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), ScanError<V::Reject>> {
+        if let Stage::Sniff(_, head) = &mut self.stage {
+            let take = (2 - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if head.len() < 2 {
+                return Ok(());
+            }
+            self.choose()?;
+        }
+        self.write(chunk)
+    }
+
+    /// The body ended: check the last line and the compressed stream's end.
+    pub fn finish(mut self) -> Result<V, ScanError<V::Reject>> {
+        if matches!(self.stage, Stage::Sniff(..)) {
+            self.choose()?;
+        }
+        let lines = match std::mem::replace(&mut self.stage, Stage::Done) {
+            Stage::Plain(l) => Ok(l),
+            Stage::Gzip(d) => d.finish().map_err(|_| ()),
+            Stage::Zlib(d) => d.finish().map_err(|_| ()),
+            Stage::Sniff(..) | Stage::Done => Err(()),
+        };
+        let mut lines = match lines {
+            Ok(l) => l,
+            Err(()) => return Err(ScanError::Decompression),
+        };
+        if let Some(e) = lines.error.take() {
+            return Err(e);
+        }
+        lines.end_of_body()?;
+        Ok(lines.visitor)
+    }
+
+    /// Decide the encoding from the (up to) two sniffed bytes and replay them.
+    fn choose(&mut self) -> Result<(), ScanError<V::Reject>> {
+        let Stage::Sniff(lines, head) = std::mem::replace(&mut self.stage, Stage::Done) else {
+            return Ok(());
+        };
+        self.stage = match head.as_slice() {
+            [0x1f, 0x8b, ..] => Stage::Gzip(Box::new(flate2::write::MultiGzDecoder::new(lines))),
+            [b, ..] if b & 0x0f == 8 => {
+                Stage::Zlib(Box::new(flate2::write::ZlibDecoder::new(lines)))
+            }
+            _ => Stage::Plain(lines),
+        };
+        self.write(&head)
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<(), ScanError<V::Reject>> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let result = match &mut self.stage {
+            Stage::Plain(l) => l.write_all(data),
+            Stage::Gzip(d) => d.write_all(data),
+            Stage::Zlib(d) => d.write_all(data),
+            Stage::Sniff(..) | Stage::Done => Ok(()),
+        };
+        let lines = match &mut self.stage {
+            Stage::Plain(l) => Some(l),
+            Stage::Gzip(d) => Some(d.get_mut()),
+            Stage::Zlib(d) => Some(d.get_mut()),
+            _ => None,
+        };
+        if let Some(e) = lines.and_then(|l| l.error.take()) {
+            self.stage = Stage::Done;
+            return Err(e);
+        }
+        result.map_err(|_| ScanError::Decompression)
+    }
+}
+
+/// Splits decompressed bytes into lines and hands each to the visitor; a `Write` sink so
+/// the decompressor streams into it without an intermediate buffer.
+struct Lines<V: EventVisitor> {
+    visitor: V,
+    line: Vec<u8>,
+    max_event_size: usize,
+    seen_metadata: bool,
+    error: Option<ScanError<V::Reject>>,
+}
+
+impl<V: EventVisitor> Lines<V> {
+    fn new(max_event_size: usize, visitor: V) -> Self {
+        Lines {
+            visitor,
+            line: Vec::new(),
+            max_event_size,
+            seen_metadata: false,
+            error: None,
+        }
+    }
+
+    fn line_done(&mut self) -> Result<(), ScanError<V::Reject>> {
+        let line = std::mem::take(&mut self.line);
+        let result = self.visit(line.trim_ascii());
+        self.line = line;
+        self.line.clear();
+        result
+    }
+
+    fn visit(&mut self, line: &[u8]) -> Result<(), ScanError<V::Reject>> {
+        if line.is_empty() {
+            return Ok(());
+        }
+        let parsed: Line = serde_json::from_slice(line).map_err(|_| ScanError::InvalidJson)?;
+        if !self.seen_metadata {
+            let Some(names) = parsed.metadata_names() else {
+                return Err(ScanError::MissingMetadata);
+            };
+            self.seen_metadata = true;
+            return self.visitor.metadata(names).map_err(ScanError::Rejected);
+        }
+        self.visitor
+            .event(parsed.override_names())
+            .map_err(ScanError::Rejected)
+    }
+
+    fn end_of_body(&mut self) -> Result<(), ScanError<V::Reject>> {
+        if !self.line.is_empty() {
+            self.line_done()?;
+        }
+        Ok(())
+    }
+}
+
+impl<V: EventVisitor> Write for Lines<V> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.error.is_some() {
+            return Err(std::io::Error::other("stopped"));
+        }
+        for part in buf.split_inclusive(|&b| b == b'\n') {
+            let (content, ends_line) = match part.split_last() {
+                Some((b'\n', rest)) => (rest, true),
+                _ => (part, false),
+            };
+            if self.line.len() + content.len() > self.max_event_size {
+                self.error = Some(ScanError::EventTooLarge);
+                return Err(std::io::Error::other("event too large"));
+            }
+            self.line.extend_from_slice(content);
+            if ends_line {
+                if let Err(e) = self.line_done() {
+                    self.error = Some(e);
+                    return Err(std::io::Error::other("rejected"));
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The few fields of an intake line the proxy looks at; everything else is skipped.
+#[derive(Deserialize, Default)]
+struct Line {
+    metadata: Option<V2Metadata>,
+    m: Option<V3Metadata>,
+    transaction: Option<V2Event>,
+    span: Option<V2Event>,
+    error: Option<V2Event>,
+    metricset: Option<V2Event>,
+    log: Option<V2Event>,
+    x: Option<V3Event>,
+    e: Option<V3Event>,
+    me: Option<V3Event>,
+}
+
+#[derive(Deserialize, Default)]
+struct V2Metadata {
+    service: Option<V2Service>,
+}
+
+#[derive(Deserialize, Default)]
+struct V2Service {
+    name: Option<String>,
+    agent: Option<V2Agent>,
+}
+
+#[derive(Deserialize, Default)]
+struct V2Agent {
+    name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct V2Event {
+    context: Option<V2Context>,
+}
+
+#[derive(Deserialize, Default)]
+struct V2Context {
+    service: Option<V2Service>,
+}
+
+#[derive(Deserialize, Default)]
+struct V3Metadata {
+    se: Option<V3Service>,
+}
+
+#[derive(Deserialize, Default)]
+struct V3Service {
+    n: Option<String>,
+    a: Option<V3Agent>,
+}
+
+#[derive(Deserialize, Default)]
+struct V3Agent {
+    n: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct V3Event {
+    c: Option<V3Context>,
+}
+
+#[derive(Deserialize, Default)]
+struct V3Context {
+    se: Option<V3Service>,
+}
+
+fn v2_names(s: Option<V2Service>) -> Names {
+    s.map(|s| Names {
+        service: s.name,
+        agent: s.agent.and_then(|a| a.name),
+    })
+    .unwrap_or_default()
+}
+
+fn v3_names(s: Option<V3Service>) -> Names {
+    s.map(|s| Names {
+        service: s.n,
+        agent: s.a.and_then(|a| a.n),
+    })
+    .unwrap_or_default()
+}
+
+impl Line {
+    fn metadata_names(self) -> Option<Names> {
+        match (self.metadata, self.m) {
+            (Some(m), _) => Some(v2_names(m.service)),
+            (None, Some(m)) => Some(v3_names(m.se)),
+            (None, None) => None,
+        }
+    }
+
+    fn override_names(self) -> Names {
+        let v2 = [
+            self.transaction,
+            self.span,
+            self.error,
+            self.metricset,
+            self.log,
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .and_then(|e| e.context)
+        .map(|c| v2_names(c.service));
+        let v3 = [self.x, self.e, self.me]
+            .into_iter()
+            .flatten()
+            .next()
+            .and_then(|e| e.c)
+            .map(|c| v3_names(c.se));
+        v2.or(v3).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what it saw; refuses the service "forbidden".
+    #[derive(Default)]
+    struct Record {
+        metadata: Vec<Names>,
+        events: Vec<Names>,
+    }
+
+    impl EventVisitor for Record {
+        type Reject = String;
+        fn metadata(&mut self, names: Names) -> Result<(), String> {
+            self.metadata.push(names);
+            Ok(())
+        }
+        fn event(&mut self, names: Names) -> Result<(), String> {
+            if names.service.as_deref() == Some("forbidden") {
+                return Err("service forbidden".into());
+            }
+            self.events.push(names);
+            Ok(())
+        }
+    }
+
+    const V2: &str = "{\"metadata\":{\"service\":{\"name\":\"shop\",\"agent\":{\"name\":\"rum-js\",\"version\":\"5\"}}}}\n\
+        {\"transaction\":{\"id\":\"a\",\"context\":{\"service\":{\"name\":\"checkout\",\"agent\":{\"name\":\"js-base\"}}}}}\n\
+        \n\
+        {\"span\":{\"id\":\"b\",\"name\":\"GET /x\"}}\n";
+
+    fn read(
+        body: &[u8],
+        encoding: Option<&[u8]>,
+        chunk: usize,
+    ) -> Result<Record, ScanError<String>> {
+        let mut r = IntakeReader::new(encoding, 1024, Record::default());
+        for c in body.chunks(chunk.max(1)) {
+            r.feed(c)?;
+        }
+        r.finish()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn expect_v2(r: Record) {
+        assert_eq!(
+            r.metadata,
+            vec![Names {
+                service: Some("shop".into()),
+                agent: Some("rum-js".into())
+            }]
+        );
+        assert_eq!(
+            r.events,
+            vec![
+                Names {
+                    service: Some("checkout".into()),
+                    agent: Some("js-base".into())
+                },
+                Names::default()
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_gzip_and_zlib_with_and_without_headers_in_any_chunking() {
+        for chunk in [1, 2, 3, 7, 64, 4096] {
+            expect_v2(read(V2.as_bytes(), None, chunk).unwrap());
+            expect_v2(read(V2.as_bytes(), Some(b"identity"), chunk).unwrap());
+            expect_v2(read(&gzip(V2.as_bytes()), Some(b"gzip"), chunk).unwrap());
+            expect_v2(read(&gzip(V2.as_bytes()), None, chunk).unwrap());
+            expect_v2(read(&zlib(V2.as_bytes()), Some(b"deflate"), chunk).unwrap());
+            expect_v2(read(&zlib(V2.as_bytes()), None, chunk).unwrap());
+        }
+    }
+
+    #[test]
+    fn rum_v3_names() {
+        let body = "{\"m\":{\"se\":{\"n\":\"web\",\"a\":{\"n\":\"rum-js\"}}}}\n{\"x\":{\"c\":{\"se\":{\"n\":\"other\"}}}}\n{\"e\":{\"id\":\"1\"}}";
+        let r = read(body.as_bytes(), None, 5).unwrap();
+        assert_eq!(r.metadata[0].service.as_deref(), Some("web"));
+        assert_eq!(r.metadata[0].agent.as_deref(), Some("rum-js"));
+        assert_eq!(r.events[0].service.as_deref(), Some("other"));
+        assert_eq!(r.events.len(), 2, "the last line needs no newline");
+    }
+
+    #[test]
+    fn rejections_and_malformed_bodies() {
+        let forbidden = format!(
+            "{V2}{{\"error\":{{\"context\":{{\"service\":{{\"name\":\"forbidden\"}}}}}}}}\n"
+        );
+        assert_eq!(
+            read(forbidden.as_bytes(), None, 10).err(),
+            Some(ScanError::Rejected("service forbidden".into()))
+        );
+        assert_eq!(
+            read(&gzip(forbidden.as_bytes()), None, 10).err(),
+            Some(ScanError::Rejected("service forbidden".into()))
+        );
+        assert_eq!(
+            read(b"{\"transaction\":{}}\n", None, 10).err(),
+            Some(ScanError::MissingMetadata)
+        );
+        assert_eq!(
+            read(b"{\"metadata\":{}}\nnot json\n", None, 10).err(),
+            Some(ScanError::InvalidJson)
+        );
+        assert_eq!(
+            read(b"\x1f\x8bgarbage-that-is-not-gzip", None, 10).err(),
+            Some(ScanError::Decompression)
+        );
+        let long = format!(
+            "{{\"metadata\":{{}}}}\n{{\"span\":{{\"name\":\"{}\"}}}}\n",
+            "x".repeat(2000)
+        );
+        assert_eq!(
+            read(long.as_bytes(), None, 100).err(),
+            Some(ScanError::EventTooLarge)
+        );
+    }
+
+    #[test]
+    fn a_compression_bomb_stays_bounded() {
+        // 64 MiB of one endless line, compressed to a few tens of KiB: stopped at the limit.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(b"{\"metadata\":{}}\n").unwrap();
+        let block = vec![b'a'; 1 << 20];
+        for _ in 0..64 {
+            e.write_all(&block).unwrap();
+        }
+        let bomb = e.finish().unwrap();
+        assert!(bomb.len() < 1 << 20);
+        assert_eq!(
+            read(&bomb, Some(b"gzip"), 8192).err(),
+            Some(ScanError::EventTooLarge)
+        );
+    }
+}
