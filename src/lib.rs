@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod commands;
 pub mod config;
+pub mod cors;
 pub mod gate;
 pub mod intake;
 pub mod logging;
