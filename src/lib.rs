@@ -18,6 +18,7 @@ pub mod gate;
 pub mod intake;
 pub mod logging;
 pub mod proxy;
+pub mod ratelimit;
 pub mod response;
 pub mod routes;
 pub mod secrets;
