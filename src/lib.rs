@@ -23,4 +23,5 @@ pub mod response;
 pub mod routes;
 pub mod secrets;
 pub mod server;
+pub mod throttle;
 pub mod tls;
