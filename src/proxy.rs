@@ -114,26 +114,24 @@ impl ProxyHttp for ApmProxy {
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|tls| tls.extension.get::<PeerCertificate>());
-        match self
-            .gate
-            .decide(session.req_header(), peer_cert, SystemTime::now())
-        {
-            Decision::Forward(identity) => {
-                ctx.identity = Some(identity);
-                Ok(false)
-            }
-            Decision::Reply(reply, reason) => {
-                ctx.rejection = Some(reason);
-                response::send(session, &reply, s.reject_drain_timeout).await?;
-                Ok(true)
-            }
-            Decision::Forbidden(reply, identity) => {
-                ctx.identity = Some(identity);
-                ctx.rejection = Some("forbidden_action");
-                response::send(session, &reply, s.reject_drain_timeout).await?;
-                Ok(true)
-            }
-        }
+        let (reply, reason) =
+            match self
+                .gate
+                .decide(session.req_header(), peer_cert, SystemTime::now())
+            {
+                Decision::Forward(identity) => {
+                    ctx.identity = Some(identity);
+                    return Ok(false);
+                }
+                Decision::Reply(reply, reason) => (reply, reason),
+                Decision::Forbidden(reply, identity) => {
+                    ctx.identity = Some(identity);
+                    (reply, "forbidden_action")
+                }
+            };
+        ctx.rejection = Some(reason);
+        response::send(session, &reply, s.reject_drain_timeout).await?;
+        Ok(true)
     }
 
     async fn upstream_peer(
@@ -205,7 +203,6 @@ impl ProxyHttp for ApmProxy {
         }
         let req = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let credential = ctx.identity.as_ref().map(Identity::label);
         // The path only: query strings are the client's and may carry anything.
         tracing::info!(
             target: "access",
@@ -214,13 +211,28 @@ impl ProxyHttp for ApmProxy {
             path = ?String::from_utf8_lossy(crate::routes::path_of(req.raw_path())),
             status,
             client_ip = %ctx.client_ip,
-            credential = credential.as_deref().unwrap_or("-"),
+            credential = %CredentialLabel(ctx.identity.as_ref()),
             rejection = ctx.rejection.unwrap_or("-"),
             bytes_in = session.body_bytes_read(),
             bytes_out = session.body_bytes_sent(),
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
         );
+    }
+}
+
+/// `token:<name>`, `api_key:<id>`, `client_cert:<name>` or `-`, written straight into the
+/// log line (no per-request allocation).
+struct CredentialLabel<'a>(Option<&'a Identity>);
+
+impl std::fmt::Display for CredentialLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("-"),
+            Some(Identity::SecretToken { name }) => write!(f, "token:{name}"),
+            Some(Identity::ApiKey { id, .. }) => write!(f, "api_key:{id}"),
+            Some(Identity::ClientCert { name, .. }) => write!(f, "client_cert:{name}"),
+        }
     }
 }
 

@@ -113,15 +113,6 @@ impl Identity {
             }
         }
     }
-
-    /// For logs: `token:<name>` or `api_key:<id>`.
-    pub fn label(&self) -> String {
-        match self {
-            Identity::SecretToken { name } => format!("token:{name}"),
-            Identity::ApiKey { id, .. } => format!("api_key:{id}"),
-            Identity::ClientCert { name, .. } => format!("client_cert:{name}"),
-        }
-    }
 }
 
 /// The result of authentication.
