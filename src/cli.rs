@@ -48,9 +48,10 @@ pub enum ApikeyCommand {
     Create(CreateKeyArgs),
     /// List the keys in the keys file (never their secrets).
     List,
-    /// Revoke a key by id. A running proxy must be restarted to see the change.
+    /// Revoke a key by id. A running proxy applies it on SIGHUP (or its next reload).
     Revoke {
         /// The key id printed by `apikey create` or `apikey list`.
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
 }
@@ -84,4 +85,18 @@ pub enum TokenCommand {
     /// Print a random 256-bit secret token (URL-safe base64) and its SHA-256 digest, which
     /// can be stored in `proxy.toml` instead of the token itself.
     Generate,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_id_that_starts_with_a_hyphen_is_a_value_not_a_flag() {
+        let cli = Cli::try_parse_from(["apm-auth-proxy", "apikey", "revoke", "-3xYz"]).unwrap();
+        match cli.command {
+            Some(Command::Apikey(ApikeyCommand::Revoke { id })) => assert_eq!(id, "-3xYz"),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }

@@ -196,7 +196,8 @@ pub fn new_key(
 ) -> Result<NewKey, KeysFileError> {
     let parsed = super::Privileges::parse_list(privileges)?;
     let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let id = url.encode(random_bytes::<15>());
+    // Ids are not secret; hex keeps them free of a leading `-` that a CLI would read as a flag.
+    let id = to_hex(&random_bytes::<12>());
     let secret = url.encode(random_bytes::<32>());
     let credential = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
     let record = KeyRecord {
