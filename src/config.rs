@@ -61,6 +61,8 @@ pub struct Config {
     #[serde(default)]
     pub auth: AuthConfig,
     #[serde(default)]
+    pub rum: RumConfig,
+    #[serde(default)]
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub client_ip: ClientIpConfig,
@@ -214,6 +216,125 @@ pub struct AuthConfig {
     /// Further named tokens, valid at the same time (rotation), each with an optional expiry.
     pub secret_tokens: Vec<NamedToken>,
     pub api_key: ApiKeyConfig,
+    pub anonymous: AnonymousConfig,
+    pub failed_attempts: FailedAttemptsConfig,
+}
+
+/// The RUM endpoints as APM Server opens them to anonymous callers.
+pub const RUM_ENDPOINTS: [&str; 3] = [
+    "/intake/v2/rum/events",
+    "/intake/v3/rum/events",
+    "/config/v1/rum/agents",
+];
+
+/// Requests without a credential (APM Server's `auth.anonymous.*`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnonymousConfig {
+    /// Unset: on exactly when `rum.enabled` is (APM Server's derivation, given that the
+    /// proxy always has credentials configured).
+    pub enabled: Option<bool>,
+    /// Paths anonymous callers may use; everything else answers 401 as without anonymous.
+    pub allow_endpoints: Vec<String>,
+    /// `metadata.service.agent.name` values accepted (exact match); empty = any agent.
+    pub allow_agent: Vec<String>,
+    /// `metadata.service.name` values accepted (exact match); empty = any service.
+    pub allow_service: Vec<String>,
+    pub rate_limit: RateLimitConfig,
+    /// Anonymous requests one client IP may have open at once (beyond: 429).
+    pub max_concurrent_requests: u32,
+    /// Largest anonymous request body, in bytes as sent (beyond: 413).
+    pub max_request_size: u64,
+}
+
+impl Default for AnonymousConfig {
+    fn default() -> Self {
+        AnonymousConfig {
+            enabled: None,
+            allow_endpoints: RUM_ENDPOINTS.iter().map(|s| s.to_string()).collect(),
+            allow_agent: vec!["rum-js".into(), "js-base".into()],
+            allow_service: Vec::new(),
+            rate_limit: RateLimitConfig::default(),
+            max_concurrent_requests: 32,
+            max_request_size: 5 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Events per second per client IP (burst: 3×).
+    pub event_limit: u32,
+    /// Client IPs tracked at once (least recently seen are forgotten first).
+    pub ip_limit: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            event_limit: 300,
+            ip_limit: 1000,
+        }
+    }
+}
+
+/// Throttling of clients that keep presenting wrong credentials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailedAttemptsConfig {
+    pub enabled: bool,
+    /// Failed authentications from one IP within `window` that start a cool-down.
+    pub max_failures: u32,
+    pub window: HumanDuration,
+    /// How long that IP's requests carrying a credential are answered 429.
+    pub cooldown: HumanDuration,
+    /// Client IPs tracked at once.
+    pub ip_limit: usize,
+}
+
+impl Default for FailedAttemptsConfig {
+    fn default() -> Self {
+        FailedAttemptsConfig {
+            enabled: true,
+            max_failures: 20,
+            window: HumanDuration(Duration::from_secs(60)),
+            cooldown: HumanDuration(Duration::from_secs(300)),
+            ip_limit: 10_000,
+        }
+    }
+}
+
+/// The RUM (browser) endpoints (APM Server's `rum.*`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RumConfig {
+    /// Turns anonymous access on by default (see `auth.anonymous.enabled`).
+    pub enabled: bool,
+    /// Origins allowed to call the RUM endpoints; `*` globs as in APM Server.
+    pub allow_origins: Vec<String>,
+    /// Request headers browsers may send besides Content-Type, Content-Encoding, Accept.
+    pub allow_headers: Vec<String>,
+    /// Largest decompressed intake line (one event) the proxy reads, in bytes.
+    pub max_event_size: usize,
+}
+
+impl Default for RumConfig {
+    fn default() -> Self {
+        RumConfig {
+            enabled: false,
+            allow_origins: vec!["*".into()],
+            allow_headers: Vec::new(),
+            max_event_size: 307_200,
+        }
+    }
+}
+
+impl Config {
+    /// Whether requests without a credential are served (on the allowed endpoints).
+    pub fn anonymous_enabled(&self) -> bool {
+        self.auth.anonymous.enabled.unwrap_or(self.rum.enabled)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -446,10 +567,80 @@ impl Config {
             ));
         }
         crate::auth::client_cert::IdentityMap::from_config(&self.ssl.client_identities)?;
+        self.validate_anonymous()?;
         self.upstream_address()?;
         self.trusted_proxies()?;
         crate::logging::parse_filter(&self.log.level)
             .map_err(|e| ConfigError::invalid("log.level", e))?;
+        Ok(())
+    }
+
+    fn validate_anonymous(&self) -> Result<(), ConfigError> {
+        let a = &self.auth.anonymous;
+        for (i, path) in a.allow_endpoints.iter().enumerate() {
+            let key = format!("auth.anonymous.allow_endpoints[{i}]");
+            match crate::routes::classify(path) {
+                crate::routes::Endpoint::Protected { kind, .. } if kind.anonymous_checkable() => {}
+                crate::routes::Endpoint::Protected { .. } => {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!(
+                            "{path:?}: the proxy cannot check anonymous requests to it against \
+                             allow_agent/allow_service (its body is not ndjson)"
+                        ),
+                    ))
+                }
+                _ => {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!("{path:?} is not an APM Server agent endpoint"),
+                    ))
+                }
+            }
+        }
+        let positive = [
+            (
+                "auth.anonymous.rate_limit.event_limit",
+                u64::from(a.rate_limit.event_limit),
+            ),
+            (
+                "auth.anonymous.rate_limit.ip_limit",
+                a.rate_limit.ip_limit as u64,
+            ),
+            (
+                "auth.anonymous.max_concurrent_requests",
+                u64::from(a.max_concurrent_requests),
+            ),
+            ("auth.anonymous.max_request_size", a.max_request_size),
+            ("rum.max_event_size", self.rum.max_event_size as u64),
+            (
+                "auth.failed_attempts.max_failures",
+                u64::from(self.auth.failed_attempts.max_failures),
+            ),
+            (
+                "auth.failed_attempts.ip_limit",
+                self.auth.failed_attempts.ip_limit as u64,
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than zero"));
+            }
+        }
+        if a.rate_limit.event_limit > 1_000_000 {
+            return Err(ConfigError::invalid(
+                "auth.anonymous.rate_limit.event_limit",
+                "must be at most 1000000 events per second",
+            ));
+        }
+        for (i, h) in self.rum.allow_headers.iter().enumerate() {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(ConfigError::invalid(
+                    format!("rum.allow_headers[{i}]"),
+                    format!("{h:?} is not a valid header name"),
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -1,27 +1,66 @@
 //! The admission decision for one request, from its header alone: is the request well
-//! formed, which endpoint is it for, who is calling, and may they. A plain function over
-//! the request header and the credential store, so every rule is testable without a socket.
+//! formed, which endpoint is it for, may its origin call it (CORS), who is calling, may they,
+//! and — for anonymous callers — are they within their rate and concurrency limits. A plain
+//! function over the request header and the proxy's state, so every rule is testable
+//! without a socket. What needs the body (event names) is checked later, as it streams.
 
-use std::time::SystemTime;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use pingora::http::RequestHeader;
 
-use std::sync::Arc;
-
+use crate::auth::anonymous::{check_key_service, AnonymousPolicy};
 use crate::auth::client_cert::IdentityMap;
 use crate::auth::{self, AuthOutcome, Authenticator, Identity};
+use crate::concurrency::{PerIpConcurrency, Slot};
+use crate::cors::CorsPolicy;
+use crate::ratelimit::RateLimiter;
 use crate::response::Reply;
-use crate::routes::{self, Endpoint};
+use crate::routes::{self, Endpoint, EndpointKind};
+use crate::throttle::AuthThrottle;
 use crate::tls::client::PeerCertificate;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Forward upstream as this caller.
-    Forward(Identity),
+    /// Forward upstream.
+    Forward(Admission),
     /// Answer here; the `&str` is a short reason for the access log.
     Reply(Reply, &'static str),
-    /// Authenticated, but without the privilege the endpoint needs.
+    /// Authenticated, but not allowed to do this.
     Forbidden(Reply, Identity),
+}
+
+/// A request let through, and what the later phases need to know about it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Admission {
+    pub identity: Identity,
+    /// `None` for `GET /`.
+    pub kind: Option<EndpointKind>,
+    /// The allowed `Origin` of a RUM request, echoed as `Access-Control-Allow-Origin`.
+    pub cors_origin: Option<String>,
+    /// Held while an anonymous request is open (per-IP concurrency cap).
+    pub slot: Option<Slot>,
+}
+
+/// Who is asking, beyond the request header.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The connection's verified client certificate, if any.
+    pub peer_cert: Option<&'a PeerCertificate>,
+    /// The client IP the proxy trusts (see `client_ip`).
+    pub ip: IpAddr,
+    pub now: SystemTime,
+    /// Monotonic time for rate limits and throttling.
+    pub clock: Instant,
+}
+
+/// Anonymous access and its limits (`auth.anonymous`).
+pub struct AnonymousAccess {
+    pub policy: Arc<AnonymousPolicy>,
+    pub limiter: RateLimiter,
+    pub concurrency: PerIpConcurrency,
 }
 
 /// Approximate size of the request head as sent (request line + header lines).
@@ -39,17 +78,52 @@ pub struct Gate {
     pub authenticator: Arc<Authenticator>,
     pub identities: IdentityMap,
     pub max_header_size: usize,
+    pub cors: CorsPolicy,
+    /// `None` when anonymous access is off.
+    pub anonymous: Option<AnonymousAccess>,
+    /// `None` when failed-authentication throttling is off.
+    pub failed_attempts: Option<AuthThrottle>,
 }
 
+pub const RATE_LIMITED: &str = "too many requests: rate limit exceeded";
+pub const TOO_MANY_FAILURES: &str = "too many requests: too many failed authentication attempts";
+pub const TOO_MANY_OPEN: &str = "too many requests: too many concurrent requests";
+
 impl Gate {
-    /// Decide on a request from its header and the connection's verified client
-    /// certificate, if any.
-    pub fn decide(
-        &self,
-        req: &RequestHeader,
-        peer_cert: Option<&PeerCertificate>,
-        now: SystemTime,
-    ) -> Decision {
+    /// The gate `config` describes, over the given credentials.
+    pub fn from_config(
+        config: &crate::config::Config,
+        authenticator: Arc<Authenticator>,
+        identities: IdentityMap,
+    ) -> Gate {
+        let nonzero = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
+        let a = &config.auth.anonymous;
+        let anonymous = AnonymousPolicy::from_config(config).map(|policy| AnonymousAccess {
+            policy: Arc::new(policy),
+            limiter: RateLimiter::new(a.rate_limit.event_limit, nonzero(a.rate_limit.ip_limit)),
+            concurrency: PerIpConcurrency::new(a.max_concurrent_requests),
+        });
+        let f = &config.auth.failed_attempts;
+        let failed_attempts = f.enabled.then(|| {
+            AuthThrottle::new(
+                f.max_failures,
+                f.window.0,
+                f.cooldown.0,
+                nonzero(f.ip_limit),
+            )
+        });
+        Gate {
+            authenticator,
+            identities,
+            max_header_size: config.server.max_header_size,
+            cors: CorsPolicy::new(config.rum.allow_origins.clone(), &config.rum.allow_headers),
+            anonymous,
+            failed_attempts,
+        }
+    }
+
+    /// Decide on a request from its header and what is known about the caller.
+    pub fn decide(&self, req: &RequestHeader, caller: Caller<'_>) -> Decision {
         if head_size(req) > self.max_header_size {
             return Decision::Reply(
                 Reply::error(431, "request header fields too large"),
@@ -74,55 +148,220 @@ impl Gate {
             );
         }
         let endpoint = routes::classify(path);
-        if endpoint == Endpoint::NotFound {
-            return Decision::Reply(Reply::not_found(), "not_found");
+        let kind = match endpoint {
+            Endpoint::NotFound => return Decision::Reply(Reply::not_found(), "not_found"),
+            Endpoint::Root => None,
+            Endpoint::Protected { kind, .. } => Some(kind),
+        };
+
+        // CORS comes first on the RUM routes, before auth, as in APM Server.
+        let mut cors_origin = None;
+        if kind.is_some_and(EndpointKind::is_rum) {
+            let origin = req
+                .headers
+                .get(http::header::ORIGIN)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            if req.method == http::Method::OPTIONS {
+                let mut reply = Reply::empty(200);
+                for (name, value) in self.cors.preflight_headers(origin.as_deref()) {
+                    reply = reply.with_header(name, value);
+                }
+                return Decision::Reply(reply, "cors_preflight");
+            }
+            if !self.cors.allows(origin.as_deref()) {
+                return Decision::Reply(
+                    Reply::error(403, CorsPolicy::forbidden_message(origin.as_deref())),
+                    "origin_not_allowed",
+                );
+            }
+            cors_origin = origin;
         }
-        let certificate = peer_cert.and_then(|c| self.identities.lookup(c));
-        // Who is calling: the credential, the certificate, or both. A wrong credential is
-        // never ignored, even when the certificate alone would do.
-        let (credential, cert_identity) =
-            match (self.authenticator.authenticate(header, now), certificate) {
-                (AuthOutcome::Failed(f), _) => (Err((f.message(), f.reason())), None),
-                (AuthOutcome::Missing, Some(c)) if !c.require_credential => {
-                    (Ok(None), Some(&c.identity))
+        let with_cors = |reply: Reply| match &cors_origin {
+            Some(origin) => reply.with_header("Access-Control-Allow-Origin", origin.clone()),
+            None => reply,
+        };
+
+        // A client that keeps guessing is not even checked until its cool-down is over.
+        if let Some(throttle) = &self.failed_attempts {
+            if header.is_some() && throttle.is_blocked(caller.ip, caller.clock) {
+                return Decision::Reply(
+                    with_cors(Reply::error(429, TOO_MANY_FAILURES)),
+                    "auth_throttled",
+                );
+            }
+        }
+
+        let certificate = caller.peer_cert.and_then(|c| self.identities.lookup(c));
+        let anonymous = self
+            .anonymous
+            .as_ref()
+            .filter(|_| kind.is_some() && self.anonymous_allowed(path));
+        // Who is calling: the credential, the certificate, both, or nobody (anonymous).
+        // A wrong credential is never ignored, even when the certificate alone would do,
+        // and never downgraded to anonymous.
+        let (credential, cert_identity) = match (
+            self.authenticator.authenticate(header, caller.now),
+            certificate,
+        ) {
+            (AuthOutcome::Failed(f), _) => {
+                if let Some(throttle) = &self.failed_attempts {
+                    if throttle.record_failure(caller.ip, caller.clock) {
+                        tracing::warn!(
+                            client_ip = %caller.ip,
+                            "too many failed authentications: refusing credentials from \
+                             this address for the cool-down period"
+                        );
+                    }
                 }
-                (AuthOutcome::Missing, _) => {
-                    (Err((auth::missing_message(), "missing_credentials")), None)
-                }
-                (AuthOutcome::Authenticated(id), c) => (Ok(Some(id)), c.map(|c| &c.identity)),
-            };
+                (Err((f.message(), f.reason())), None)
+            }
+            (AuthOutcome::Missing, Some(c)) if !c.require_credential => {
+                (Ok(None), Some(&c.identity))
+            }
+            (AuthOutcome::Missing, _) if anonymous.is_some() => {
+                (Ok(Some(Identity::Anonymous)), None)
+            }
+            (AuthOutcome::Missing, _) => {
+                (Err((auth::missing_message(), "missing_credentials")), None)
+            }
+            (AuthOutcome::Authenticated(id), c) => (Ok(Some(id)), c.map(|c| &c.identity)),
+        };
         let Endpoint::Protected { action, kind } = endpoint else {
             // `GET /`: never 401. Only authenticated callers see the server's version.
             return match (credential, cert_identity) {
-                (Ok(Some(identity)), _) => Decision::Forward(identity),
-                (Ok(None), Some(identity)) => Decision::Forward(identity.clone()),
+                (Ok(Some(identity)), _) if identity != Identity::Anonymous => {
+                    Decision::Forward(Admission::new(identity, None, None))
+                }
+                (Ok(None), Some(identity)) => {
+                    Decision::Forward(Admission::new(identity.clone(), None, None))
+                }
                 _ => Decision::Reply(Reply::empty(200), "root_anonymous"),
             };
         };
         let credential = match credential {
             Ok(c) => c,
-            Err((message, reason)) => return Decision::Reply(Reply::error(401, message), reason),
+            Err((message, reason)) => {
+                return Decision::Reply(with_cors(Reply::error(401, message)), reason)
+            }
+        };
+        let forbidden = |message: String, identity: &Identity| {
+            let reply = if kind.reports_stream_errors() {
+                Reply::stream_error(403, message)
+            } else {
+                Reply::error(403, message)
+            };
+            Decision::Forbidden(with_cors(reply), identity.clone())
         };
         // Every identity involved must hold the privilege.
         for identity in credential.iter().chain(cert_identity) {
             if let Err(message) = auth::authorize(identity, action) {
-                let reply = if kind.reports_stream_errors() {
-                    Reply::stream_error(403, message)
-                } else {
-                    Reply::error(403, message)
-                };
-                return Decision::Forbidden(reply, identity.clone());
+                return forbidden(message, identity);
             }
         }
-        match (credential, cert_identity) {
-            (Some(identity), _) => Decision::Forward(identity),
-            (None, Some(identity)) => Decision::Forward(identity.clone()),
-            (None, None) => Decision::Reply(
-                Reply::error(401, auth::missing_message()),
-                "missing_credentials",
-            ),
+        let identity = match (credential, cert_identity) {
+            (Some(identity), _) => identity,
+            (None, Some(identity)) => identity.clone(),
+            (None, None) => {
+                return Decision::Reply(
+                    with_cors(Reply::error(401, auth::missing_message())),
+                    "missing_credentials",
+                )
+            }
+        };
+
+        let mut slot = None;
+        if let (Identity::Anonymous, Some(access)) = (&identity, anonymous) {
+            // Anonymous callers are rate limited per IP (one token per request, then per
+            // event as the body streams) and may hold only so many requests open.
+            if !access.limiter.allow(caller.ip, caller.clock) {
+                return Decision::Reply(with_cors(Reply::error(429, RATE_LIMITED)), "rate_limited");
+            }
+            slot = access.concurrency.acquire(caller.ip);
+            if slot.is_none() {
+                return Decision::Reply(
+                    with_cors(Reply::error(429, TOO_MANY_OPEN)),
+                    "too_many_open",
+                );
+            }
+        }
+        if let Some(refusal) = service_refusal(&identity, kind, anonymous, req) {
+            return forbidden(refusal, &identity);
+        }
+        Decision::Forward(Admission {
+            identity,
+            kind: Some(kind),
+            cors_origin,
+            slot,
+        })
+    }
+
+    fn anonymous_allowed(&self, path: &str) -> bool {
+        self.anonymous
+            .as_ref()
+            .is_some_and(|a| a.policy.allows_endpoint(path))
+    }
+}
+
+impl Admission {
+    fn new(identity: Identity, kind: Option<EndpointKind>, cors_origin: Option<String>) -> Self {
+        Admission {
+            identity,
+            kind,
+            cors_origin,
+            slot: None,
         }
     }
+}
+
+/// Service rules that the header alone can decide: an agent-config query names its service
+/// in the query string (a POST names it in the body, checked when the body is read); a key
+/// bound to services cannot use endpoints whose bodies the proxy does not read.
+fn service_refusal(
+    identity: &Identity,
+    kind: EndpointKind,
+    anonymous: Option<&AnonymousAccess>,
+    req: &RequestHeader,
+) -> Option<String> {
+    let services = match identity {
+        Identity::ApiKey { services, .. } if !services.is_empty() => Some(services),
+        Identity::Anonymous => None,
+        _ => return None,
+    };
+    if kind.is_agent_config() {
+        if req.method == http::Method::POST {
+            return None;
+        }
+        let service = query_param(req.uri.query().unwrap_or(""), "service.name");
+        let result = match (services, anonymous) {
+            (Some(services), _) => check_key_service(services, service.as_deref()),
+            (None, Some(access)) => access.policy.check_service(service.as_deref()),
+            (None, None) => Ok(()),
+        };
+        return result.err();
+    }
+    match services {
+        Some(_) if !kind.is_ndjson_intake() => Some(
+            "unauthorized: API Key restricted to services cannot be used on this endpoint"
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+/// The first value of `name` in a query string, percent- and `+`-decoded as Go's
+/// `url.ParseQuery` does.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split(['&', ';']).find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode_component(key) == name).then(|| decode_component(value))
+    })
+}
+
+fn decode_component(text: &str) -> String {
+    let plus_as_space = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -149,11 +388,23 @@ mod tests {
             authenticator: Arc::new(authenticator()),
             identities,
             max_header_size,
+            cors: CorsPolicy::default(),
+            anonymous: None,
+            failed_attempts: None,
+        }
+    }
+
+    fn caller(peer_cert: Option<&PeerCertificate>) -> Caller<'_> {
+        Caller {
+            peer_cert,
+            ip: "192.0.2.7".parse().unwrap(),
+            now: SystemTime::now(),
+            clock: Instant::now(),
         }
     }
 
     fn decide_now(path: &str, auth: &[&str]) -> Decision {
-        gate(1 << 20, IdentityMap::default()).decide(&req(path, auth), None, SystemTime::now())
+        gate(1 << 20, IdentityMap::default()).decide(&req(path, auth), caller(None))
     }
 
     fn status(d: &Decision) -> u16 {
@@ -186,25 +437,26 @@ mod tests {
             1 << 20,
             IdentityMap::from_config(&[id("a", "agent-1", &["event:write"], false)]).unwrap(),
         );
-        let now = SystemTime::now();
         assert!(matches!(
-            alone.decide(&req("/intake/v2/events", &[]), Some(&cert), now),
-            Decision::Forward(Identity::ClientCert { .. })
+            alone.decide(&req("/intake/v2/events", &[]), caller(Some(&cert))),
+            Decision::Forward(Admission {
+                identity: Identity::ClientCert { .. },
+                ..
+            })
         ));
         assert_eq!(
-            status(&alone.decide(&req("/config/v1/agents", &[]), Some(&cert), now)),
+            status(&alone.decide(&req("/config/v1/agents", &[]), caller(Some(&cert)))),
             403
         );
         assert_eq!(
             status(&alone.decide(
                 &req("/intake/v2/events", &["Bearer wrong"]),
-                Some(&cert),
-                now
+                caller(Some(&cert))
             )),
             401
         );
         assert_eq!(
-            status(&alone.decide(&req("/intake/v2/events", &[]), None, now)),
+            status(&alone.decide(&req("/intake/v2/events", &[]), caller(None))),
             401
         );
         let second_factor = gate(
@@ -212,14 +464,13 @@ mod tests {
             IdentityMap::from_config(&[id("b", "agent-1", &["event:write"], true)]).unwrap(),
         );
         assert_eq!(
-            status(&second_factor.decide(&req("/intake/v2/events", &[]), Some(&cert), now)),
+            status(&second_factor.decide(&req("/intake/v2/events", &[]), caller(Some(&cert)))),
             401
         );
         assert_eq!(
             status(&second_factor.decide(
                 &req("/intake/v2/events", &["Bearer tok"]),
-                Some(&cert),
-                now
+                caller(Some(&cert))
             )),
             0
         );
@@ -227,8 +478,7 @@ mod tests {
         assert_eq!(
             status(&second_factor.decide(
                 &req("/config/v1/agents", &["Bearer tok"]),
-                Some(&cert),
-                now
+                caller(Some(&cert))
             )),
             403
         );
@@ -237,7 +487,7 @@ mod tests {
             ..cert.clone()
         };
         assert_eq!(
-            status(&alone.decide(&req("/intake/v2/events", &[]), Some(&other), now)),
+            status(&alone.decide(&req("/intake/v2/events", &[]), caller(Some(&other)))),
             401
         );
     }
@@ -271,7 +521,7 @@ mod tests {
     fn oversized_head_is_refused() {
         let mut r = req("/intake/v2/events", &["Bearer tok"]);
         r.insert_header("x-big", "a".repeat(2000)).unwrap();
-        let d = gate(1000, IdentityMap::default()).decide(&r, None, SystemTime::now());
+        let d = gate(1000, IdentityMap::default()).decide(&r, caller(None));
         assert_eq!(status(&d), 431);
     }
 }

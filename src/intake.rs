@@ -83,6 +83,31 @@ impl<V: EventVisitor> IntakeReader<V> {
         self.write(chunk)
     }
 
+    /// The caller's visitor, to read what it gathered so far (`None` after an error).
+    pub fn visitor_mut(&mut self) -> Option<&mut V> {
+        self.lines_mut().map(|l| &mut l.visitor)
+    }
+
+    /// Has the metadata line been read (and accepted by the visitor)?
+    pub fn seen_metadata(&self) -> bool {
+        let lines = match &self.stage {
+            Stage::Sniff(l, _) | Stage::Plain(l) => Some(l),
+            Stage::Gzip(d) => Some(d.get_ref()),
+            Stage::Zlib(d) => Some(d.get_ref()),
+            Stage::Done => None,
+        };
+        lines.is_some_and(|l| l.seen_metadata && l.error.is_none())
+    }
+
+    fn lines_mut(&mut self) -> Option<&mut Lines<V>> {
+        match &mut self.stage {
+            Stage::Sniff(l, _) | Stage::Plain(l) => Some(l),
+            Stage::Gzip(d) => Some(d.get_mut()),
+            Stage::Zlib(d) => Some(d.get_mut()),
+            Stage::Done => None,
+        }
+    }
+
     /// The body ended: check the last line and the compressed stream's end.
     pub fn finish(mut self) -> Result<V, ScanError<V::Reject>> {
         if matches!(self.stage, Stage::Sniff(..)) {
@@ -130,13 +155,7 @@ impl<V: EventVisitor> IntakeReader<V> {
             Stage::Zlib(d) => d.write_all(data),
             Stage::Sniff(..) | Stage::Done => Ok(()),
         };
-        let lines = match &mut self.stage {
-            Stage::Plain(l) => Some(l),
-            Stage::Gzip(d) => Some(d.get_mut()),
-            Stage::Zlib(d) => Some(d.get_mut()),
-            _ => None,
-        };
-        if let Some(e) = lines.and_then(|l| l.error.take()) {
+        if let Some(e) = self.lines_mut().and_then(|l| l.error.take()) {
             self.stage = Stage::Done;
             return Err(e);
         }

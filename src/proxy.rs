@@ -1,21 +1,30 @@
 //! The Pingora side of the proxy: admission in `request_filter`, header rewriting in
 //! `upstream_request_filter`, the upstream peer, error replies and the access log.
-//! Bodies are never touched: Pingora streams them chunk by chunk in both directions.
+//! Bodies stream chunk by chunk in both directions and are forwarded untouched. The only
+//! bodies the proxy reads are intake streams it must check (anonymous callers, keys bound
+//! to services: event names and counts, read as they pass) and agent-config answers to
+//! anonymous callers, which it trims as APM Server does.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::HeaderValue;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::auth::Identity;
 use crate::client_ip::{self, ClientIpPolicy};
-use crate::gate::{Decision, Gate};
+use crate::concurrency::Slot;
+use crate::event_rules::{EventRules, NameRules};
+use crate::gate::{Caller, Decision, Gate};
+use crate::intake::{IntakeReader, ScanError};
+use crate::ratelimit::Grant;
 use crate::response::{self, Reply};
+use crate::routes::EndpointKind;
 use crate::tls::client::PeerCertificate;
 
 /// Per-listener settings the proxy applies to each request.
@@ -28,6 +37,10 @@ pub struct ProxySettings {
     /// "https" when the listener terminates TLS.
     pub scheme: &'static str,
     pub access_log: bool,
+    /// Longest decompressed intake line the proxy reads (`rum.max_event_size`).
+    pub max_event_size: usize,
+    /// Largest anonymous request body (`auth.anonymous.max_request_size`).
+    pub max_anonymous_request_size: u64,
 }
 
 pub struct ApmProxy {
@@ -82,7 +95,43 @@ pub struct RequestCtx {
     identity: Option<Identity>,
     /// Why the proxy answered the request itself, if it did.
     rejection: Option<&'static str>,
+    kind: Option<EndpointKind>,
+    /// Echoed as `Access-Control-Allow-Origin` on the response of a RUM request.
+    cors_origin: Option<String>,
+    /// An anonymous request's place under the per-IP concurrency cap, freed on drop.
+    _slot: Option<Slot>,
+    /// Checks applied to the request body as it streams.
+    body: Option<BodyCheck>,
+    /// The answer for an error raised while the body streamed (sent by `fail_to_proxy`).
+    pending_reply: Option<Reply>,
+    /// An anonymous agent-config answer, collected to be trimmed.
+    config_answer: Option<Vec<u8>>,
 }
+
+/// The streaming checks of one request body.
+struct BodyCheck {
+    /// Event names and counts (intake streams); `None` once the body is done.
+    reader: Option<IntakeReader<EventRules>>,
+    /// Bytes read ahead in `request_filter`: Pingora replays them through
+    /// `request_body_filter`, where they must not be counted twice.
+    read_ahead: u64,
+    /// Body bytes seen by `request_body_filter`.
+    seen: u64,
+    max_bytes: Option<u64>,
+    /// Anonymous: events are charged to this IP's rate limit as they stream.
+    rate_limited: bool,
+    /// Events charged so far (the `accepted` count of an error reply).
+    charged: u64,
+    /// Events read but not yet charged (charged in batches of ten, as APM Server does).
+    uncharged: u64,
+}
+
+/// Events per rate-limit step, as APM Server's intake handler batches them.
+const EVENT_BATCH: u64 = 10;
+/// How much of a body the proxy may read ahead before forwarding (Pingora's retry buffer).
+const READ_AHEAD_LIMIT: u64 = 64 * 1024;
+/// Largest agent-config answer the proxy trims for anonymous callers.
+const CONFIG_ANSWER_LIMIT: usize = 64 * 1024;
 
 #[async_trait]
 impl ProxyHttp for ApmProxy {
@@ -94,6 +143,12 @@ impl ProxyHttp for ApmProxy {
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             identity: None,
             rejection: None,
+            kind: None,
+            cors_origin: None,
+            _slot: None,
+            body: None,
+            pending_reply: None,
+            config_answer: None,
         }
     }
 
@@ -114,24 +169,54 @@ impl ProxyHttp for ApmProxy {
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|tls| tls.extension.get::<PeerCertificate>());
-        let (reply, reason) =
-            match self
-                .gate
-                .decide(session.req_header(), peer_cert, SystemTime::now())
-            {
-                Decision::Forward(identity) => {
-                    ctx.identity = Some(identity);
-                    return Ok(false);
+        let caller = Caller {
+            peer_cert,
+            ip: ctx.client_ip,
+            now: SystemTime::now(),
+            clock: Instant::now(),
+        };
+        let (reply, reason) = match self.gate.decide(session.req_header(), caller) {
+            Decision::Forward(admission) => {
+                ctx.identity = Some(admission.identity);
+                ctx.kind = admission.kind;
+                ctx.cors_origin = admission.cors_origin;
+                ctx._slot = admission.slot;
+                match self.start_body_checks(session, ctx).await? {
+                    None => return Ok(false),
+                    Some(reply) => (reply, "forbidden_body"),
                 }
-                Decision::Reply(reply, reason) => (reply, reason),
-                Decision::Forbidden(reply, identity) => {
-                    ctx.identity = Some(identity);
-                    (reply, "forbidden_action")
-                }
-            };
+            }
+            Decision::Reply(reply, reason) => (reply, reason),
+            Decision::Forbidden(reply, identity) => {
+                ctx.identity = Some(identity);
+                (reply, "forbidden_action")
+            }
+        };
         ctx.rejection = Some(reason);
         response::send(session, &reply, s.reject_drain_timeout).await?;
         Ok(true)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(check) = ctx.body.as_mut() else {
+            return Ok(());
+        };
+        let outcome = self.check_chunk(check, body.as_deref(), end_of_stream, ctx.client_ip);
+        let wait = match outcome {
+            Ok(wait) => wait,
+            Err(reply) => return Err(self.stop_body(ctx, reply)),
+        };
+        if !wait.is_zero() {
+            // The events' tokens are reserved; hold the stream until they are due.
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -160,7 +245,64 @@ impl ProxyHttp for ApmProxy {
             upstream_request.insert_header(http::header::AUTHORIZATION, token.clone())?;
         }
         client_ip::set_forwarding_headers(upstream_request, ctx.client_ip, self.settings.scheme);
+        if ctx.identity == Some(Identity::Anonymous)
+            && ctx.kind.is_some_and(EndpointKind::is_agent_config)
+        {
+            // The answer is trimmed for anonymous callers, so it must come uncompressed.
+            upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
+        }
         Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(origin) = &ctx.cors_origin {
+            // Replaces any the upstream set, so the header appears once.
+            response.insert_header("Access-Control-Allow-Origin", origin.as_str())?;
+        }
+        if ctx.identity == Some(Identity::Anonymous)
+            && ctx.kind.is_some_and(EndpointKind::is_agent_config)
+            && response.status == http::StatusCode::OK
+        {
+            response.remove_header(&http::header::CONTENT_LENGTH);
+            response.remove_header(&http::header::CONTENT_ENCODING);
+            if !session.is_http2() {
+                response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            }
+            ctx.config_answer = Some(Vec::new());
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(answer) = ctx.config_answer.as_mut() {
+            if let Some(chunk) = body.take() {
+                if answer.len() + chunk.len() <= CONFIG_ANSWER_LIMIT {
+                    answer.extend_from_slice(&chunk);
+                } else {
+                    // Not an agent configuration: answer with no settings rather than all.
+                    answer.clear();
+                    answer.extend_from_slice(b"{}");
+                    ctx.config_answer = None;
+                    *body = Some(Bytes::from_static(b"{}\n"));
+                    return Ok(None);
+                }
+            }
+            if end_of_stream {
+                *body = Some(trim_agent_config(answer));
+            }
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(
@@ -169,7 +311,7 @@ impl ProxyHttp for ApmProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let reply = error_reply(e);
+        let reply = ctx.pending_reply.take().or_else(|| error_reply(e));
         let code = match reply {
             Some(reply) if session.response_written().is_none() => {
                 ctx.rejection.get_or_insert("proxy_error");
@@ -221,6 +363,275 @@ impl ProxyHttp for ApmProxy {
     }
 }
 
+impl ApmProxy {
+    /// Set up the checks an admitted request's body needs, reading ahead when a decision must
+    /// come before anything is forwarded (the intake metadata line; an agent-config query's
+    /// service). `Some(reply)` refuses the request.
+    async fn start_body_checks(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Reply>> {
+        let Some(kind) = ctx.kind else {
+            return Ok(None);
+        };
+        let anonymous = self
+            .gate
+            .anonymous
+            .as_ref()
+            .filter(|_| ctx.identity == Some(Identity::Anonymous));
+        let rules = match (&ctx.identity, anonymous) {
+            (Some(Identity::Anonymous), Some(access)) => {
+                Some(NameRules::Anonymous(access.policy.clone()))
+            }
+            (Some(Identity::ApiKey { services, .. }), _) if !services.is_empty() => {
+                Some(NameRules::BoundKey(services.clone()))
+            }
+            _ => None,
+        };
+        let Some(rules) = rules else {
+            return Ok(None);
+        };
+        let mut check = BodyCheck {
+            reader: None,
+            read_ahead: 0,
+            seen: 0,
+            max_bytes: anonymous.map(|_| self.settings.max_anonymous_request_size),
+            rate_limited: anonymous.is_some(),
+            charged: 0,
+            uncharged: 0,
+        };
+        let refusal = if kind.is_ndjson_intake() {
+            let encoding = session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_ENCODING)
+                .map(|v| v.as_bytes());
+            check.reader = Some(IntakeReader::new(
+                encoding,
+                self.settings.max_event_size,
+                EventRules::new(rules),
+            ));
+            read_metadata(session, &mut check).await?
+        } else if kind.is_agent_config() && session.req_header().method == http::Method::POST {
+            check_config_query_body(session, &mut check, &rules).await?
+        } else {
+            None
+        };
+        if let Some(reply) = refusal {
+            return Ok(Some(with_cors(reply, ctx.cors_origin.as_deref())));
+        }
+        ctx.body = Some(check);
+        Ok(None)
+    }
+
+    /// Feed one body chunk to the checks; `Ok(wait)` is how long to hold the stream for the
+    /// rate limit.
+    fn check_chunk(
+        &self,
+        check: &mut BodyCheck,
+        chunk: Option<&[u8]>,
+        end_of_stream: bool,
+        ip: IpAddr,
+    ) -> std::result::Result<Duration, Reply> {
+        if let Some(chunk) = chunk {
+            let len = chunk.len() as u64;
+            // What was read ahead comes back first; it was checked already.
+            let skip = check.read_ahead.saturating_sub(check.seen).min(len) as usize;
+            check.seen += len;
+            if check.max_bytes.is_some_and(|max| check.seen > max) {
+                return Err(Reply::error(413, "request body too large"));
+            }
+            let before = check.charged + check.uncharged;
+            if let Some(reader) = check.reader.as_mut() {
+                reader
+                    .feed(&chunk[skip..])
+                    .map_err(|e| scan_reply(e, before))?;
+            }
+        }
+        if end_of_stream {
+            if let Some(reader) = check.reader.take() {
+                let before = check.charged + check.uncharged;
+                let events = reader.finish().map_err(|e| scan_reply(e, before))?;
+                check.uncharged += events
+                    .events()
+                    .saturating_sub(check.charged + check.uncharged);
+            }
+        }
+        if let Some(rules) = check.reader.as_mut().and_then(|r| r.visitor_mut()) {
+            check.uncharged += rules.take_uncharged();
+        }
+        if !check.rate_limited {
+            return Ok(Duration::ZERO);
+        }
+        let Some(access) = self.gate.anonymous.as_ref() else {
+            return Ok(Duration::ZERO);
+        };
+        let mut wait = Duration::ZERO;
+        let now = Instant::now();
+        while check.uncharged >= EVENT_BATCH || (end_of_stream && check.uncharged > 0) {
+            let batch = check.uncharged.min(EVENT_BATCH);
+            match access.limiter.reserve(ip, batch as u32, now) {
+                Grant::Now => {}
+                Grant::After(d) => wait = wait.max(d),
+                Grant::Refused => {
+                    return Err(Reply::stream_error_after(
+                        429,
+                        check.charged,
+                        "rate limit exceeded",
+                    ))
+                }
+            }
+            check.charged += batch;
+            check.uncharged -= batch;
+        }
+        Ok(wait)
+    }
+
+    /// Record why the body was refused and turn it into the error that stops the proxying.
+    fn stop_body(&self, ctx: &mut RequestCtx, reply: Reply) -> Box<Error> {
+        let status = reply.status;
+        ctx.rejection = Some("forbidden_body");
+        ctx.body = None;
+        ctx.pending_reply = Some(with_cors(reply, ctx.cors_origin.as_deref()));
+        Error::explain(ErrorType::HTTPStatus(status), "request body refused")
+    }
+}
+
+fn with_cors(reply: Reply, origin: Option<&str>) -> Reply {
+    match origin {
+        Some(origin) => reply.with_header("Access-Control-Allow-Origin", origin),
+        None => reply,
+    }
+}
+
+/// APM Server's intake error for what the reader found; `accepted` events went before it.
+fn scan_reply(e: ScanError<String>, accepted: u64) -> Reply {
+    match e {
+        ScanError::Rejected(message) => Reply::stream_error_after(403, accepted, message),
+        ScanError::EventTooLarge => {
+            Reply::stream_error_after(400, accepted, "event exceeded the permitted size")
+        }
+        ScanError::MissingMetadata => Reply::stream_error_after(
+            400,
+            accepted,
+            "data validation error: the first line must be a metadata object",
+        ),
+        ScanError::InvalidJson => {
+            Reply::stream_error_after(400, accepted, "data decoding error: invalid JSON line")
+        }
+        ScanError::Decompression => Reply::stream_error_after(
+            400,
+            accepted,
+            "data decoding error: the compressed body is corrupt",
+        ),
+    }
+}
+
+/// Read the body ahead until the intake metadata line has been checked (or the body ends),
+/// so a refused stream reaches the upstream not at all. What is read stays in Pingora's
+/// retry buffer and is replayed upstream first.
+async fn read_metadata(session: &mut Session, check: &mut BodyCheck) -> Result<Option<Reply>> {
+    let Some(reader) = check.reader.as_mut() else {
+        return Ok(None);
+    };
+    prepare_read_ahead(session).await?;
+    while !reader.seen_metadata() {
+        let Some(chunk) = session.as_downstream_mut().read_request_body().await? else {
+            // The whole body is here: check its end now.
+            let reader = check.reader.take().expect("reader present");
+            return Ok(reader.finish().err().map(|e| scan_reply(e, 0)));
+        };
+        check.read_ahead += chunk.len() as u64;
+        if session.as_downstream().retry_buffer_truncated() || check.read_ahead > READ_AHEAD_LIMIT {
+            return Ok(Some(Reply::stream_error(
+                413,
+                "request body too large: the metadata line must come within the first 64 KiB",
+            )));
+        }
+        if let Err(e) = reader.feed(&chunk) {
+            return Ok(Some(scan_reply(e, 0)));
+        }
+    }
+    Ok(None)
+}
+
+/// A POSTed agent-config query names its service in a small JSON body: read it whole
+/// (it is replayed upstream) and check the service.
+async fn check_config_query_body(
+    session: &mut Session,
+    check: &mut BodyCheck,
+    rules: &NameRules,
+) -> Result<Option<Reply>> {
+    prepare_read_ahead(session).await?;
+    let mut body = Vec::new();
+    while let Some(chunk) = session.as_downstream_mut().read_request_body().await? {
+        check.read_ahead += chunk.len() as u64;
+        if session.as_downstream().retry_buffer_truncated() || check.read_ahead > READ_AHEAD_LIMIT {
+            return Ok(Some(Reply::error(413, "request body too large")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    #[derive(serde::Deserialize)]
+    struct Query {
+        service: Option<Service>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Service {
+        name: Option<String>,
+    }
+    let service = serde_json::from_slice::<Query>(&body)
+        .ok()
+        .and_then(|q| q.service)
+        .and_then(|s| s.name);
+    Ok(rules
+        .check_service(service.as_deref())
+        .err()
+        .map(|message| Reply::error(403, message)))
+}
+
+/// Before reading a body ahead: keep what is read for the replay, and release a client
+/// that waits for `100 Continue` (HTTP/1.1) — it would otherwise send nothing to read.
+async fn prepare_read_ahead(session: &mut Session) -> Result<()> {
+    session.as_downstream_mut().enable_retry_buffering();
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && !session.is_http2() {
+        let header = ResponseHeader::build(100, Some(0))?;
+        session
+            .as_downstream_mut()
+            .write_response_header(Box::new(header))
+            .await?;
+        session
+            .req_header_mut()
+            .remove_header(&http::header::EXPECT);
+    }
+    Ok(())
+}
+
+/// APM Server gives anonymous callers only `transaction_sample_rate` of an agent config.
+fn trim_agent_config(answer: &[u8]) -> Bytes {
+    let pretty = answer.starts_with(b"{\n");
+    let mut kept = serde_json::Map::new();
+    if let Ok(serde_json::Value::Object(mut settings)) = serde_json::from_slice(answer) {
+        if let Some(rate) = settings.remove("transaction_sample_rate") {
+            kept.insert("transaction_sample_rate".into(), rate);
+        }
+    }
+    let value = serde_json::Value::Object(kept);
+    let mut text = if pretty {
+        serde_json::to_vec_pretty(&value)
+    } else {
+        serde_json::to_vec(&value)
+    }
+    .unwrap_or_else(|_| b"{}".to_vec());
+    text.push(b'\n');
+    Bytes::from(text)
+}
+
 /// `token:<name>`, `api_key:<id>`, `client_cert:<name>` or `-`, written straight into the
 /// log line (no per-request allocation).
 struct CredentialLabel<'a>(Option<&'a Identity>);
@@ -232,6 +643,7 @@ impl std::fmt::Display for CredentialLabel<'_> {
             Some(Identity::SecretToken { name }) => write!(f, "token:{name}"),
             Some(Identity::ApiKey { id, .. }) => write!(f, "api_key:{id}"),
             Some(Identity::ClientCert { name, .. }) => write!(f, "client_cert:{name}"),
+            Some(Identity::Anonymous) => f.write_str("anonymous"),
         }
     }
 }
@@ -265,6 +677,20 @@ fn error_reply(e: &Error) -> Option<Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anonymous_agent_config_keeps_only_the_sample_rate() {
+        let full = br#"{"sanitize_field_names":"foo,bar,baz","transaction_sample_rate":"0.1"}"#;
+        assert_eq!(
+            &trim_agent_config(full)[..],
+            b"{\"transaction_sample_rate\":\"0.1\"}\n"
+        );
+        assert_eq!(
+            &trim_agent_config(b"{\n  \"capture_body\": \"all\"\n}\n")[..],
+            b"{}\n"
+        );
+        assert_eq!(&trim_agent_config(b"not json")[..], b"{}\n");
+    }
 
     #[test]
     fn upstream_failures_map_to_gateway_errors() {

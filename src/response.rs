@@ -17,6 +17,8 @@ use serde_json::json;
 pub struct Reply {
     pub status: u16,
     pub body: ReplyBody,
+    /// Further headers (CORS), set after the standard ones.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,30 +27,45 @@ pub enum ReplyBody {
     Empty,
     /// `{"error": message}`
     Error(String),
-    /// `{"accepted": 0, "errors": [{"message": message}]}` (intake endpoints)
-    StreamError(String),
+    /// `{"accepted": n, "errors": [{"message": message}]}` (intake endpoints)
+    StreamError { accepted: u64, message: String },
 }
 
 impl Reply {
     pub fn error(status: u16, message: impl Into<String>) -> Reply {
-        Reply {
-            status,
-            body: ReplyBody::Error(message.into()),
-        }
+        Reply::with_body(status, ReplyBody::Error(message.into()))
     }
 
     pub fn stream_error(status: u16, message: impl Into<String>) -> Reply {
+        Reply::stream_error_after(status, 0, message)
+    }
+
+    /// An intake error after `accepted` events went through.
+    pub fn stream_error_after(status: u16, accepted: u64, message: impl Into<String>) -> Reply {
+        Reply::with_body(
+            status,
+            ReplyBody::StreamError {
+                accepted,
+                message: message.into(),
+            },
+        )
+    }
+
+    fn with_body(status: u16, body: ReplyBody) -> Reply {
         Reply {
             status,
-            body: ReplyBody::StreamError(message.into()),
+            body,
+            headers: Vec::new(),
         }
     }
 
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
     pub fn empty(status: u16) -> Reply {
-        Reply {
-            status,
-            body: ReplyBody::Empty,
-        }
+        Reply::with_body(status, ReplyBody::Empty)
     }
 
     pub fn not_found() -> Reply {
@@ -60,8 +77,8 @@ impl Reply {
         let value = match &self.body {
             ReplyBody::Empty => None,
             ReplyBody::Error(m) => Some(json!({ "error": m })),
-            ReplyBody::StreamError(m) => {
-                Some(json!({ "accepted": 0, "errors": [{ "message": m }] }))
+            ReplyBody::StreamError { accepted, message } => {
+                Some(json!({ "accepted": accepted, "errors": [{ "message": message }] }))
             }
         };
         let wants_json =
@@ -84,13 +101,17 @@ impl Reply {
                 (Bytes::from(go_html_escape(text)), Some(ct))
             }
         };
-        let mut header = ResponseHeader::build(self.status, Some(4)).expect("valid status code");
+        let mut header = ResponseHeader::build(self.status, Some(4 + self.headers.len()))
+            .expect("valid status code");
         // Inserting these fixed, valid header values cannot fail.
         let _ = header.insert_header("X-Content-Type-Options", "nosniff");
         if let Some(ct) = content_type {
             let _ = header.insert_header("Content-Type", ct);
         }
         let _ = header.insert_header("Content-Length", body.len().to_string());
+        for (name, value) in &self.headers {
+            let _ = header.insert_header(*name, value.as_str());
+        }
         (header, body)
     }
 }

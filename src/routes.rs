@@ -43,6 +43,36 @@ impl EndpointKind {
     }
 }
 
+impl EndpointKind {
+    /// Endpoints whose bodies the proxy can read for service and agent names (ndjson
+    /// intake) or whose service is in the query (agent config).
+    pub fn anonymous_checkable(self) -> bool {
+        matches!(
+            self,
+            EndpointKind::Intake
+                | EndpointKind::RumIntake
+                | EndpointKind::AgentConfig
+                | EndpointKind::RumAgentConfig
+        )
+    }
+
+    pub fn is_rum(self) -> bool {
+        matches!(self, EndpointKind::RumIntake | EndpointKind::RumAgentConfig)
+    }
+
+    /// ndjson event streams.
+    pub fn is_ndjson_intake(self) -> bool {
+        matches!(self, EndpointKind::Intake | EndpointKind::RumIntake)
+    }
+
+    pub fn is_agent_config(self) -> bool {
+        matches!(
+            self,
+            EndpointKind::AgentConfig | EndpointKind::RumAgentConfig
+        )
+    }
+}
+
 /// Route table: exact paths, as APM Server's router matches them (a trailing slash is 404).
 pub fn classify(path: &str) -> Endpoint {
     use Action::*;

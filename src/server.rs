@@ -184,13 +184,11 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
             "http"
         },
         access_log: p.config.log.access_log,
+        max_event_size: p.config.rum.max_event_size,
+        max_anonymous_request_size: p.config.auth.anonymous.max_request_size,
     };
     let authenticator = Arc::new(Authenticator::new(p.credentials));
-    let gate = Gate {
-        authenticator: authenticator.clone(),
-        identities: p.identities,
-        max_header_size: s.max_header_size,
-    };
+    let gate = Gate::from_config(&p.config, authenticator.clone(), p.identities);
     let proxy = ApmProxy::new(
         gate,
         p.client_ip.clone(),

@@ -4,6 +4,7 @@
 //! and whether that caller may perform the endpoint's action ([`authorize`]). Nothing here
 //! knows about Pingora or HTTP sessions, so every rule is unit-testable.
 
+pub mod anonymous;
 pub mod client_cert;
 pub mod go_base64;
 pub mod header;
@@ -101,6 +102,8 @@ pub enum Identity {
         name: Arc<str>,
         privileges: Privileges,
     },
+    /// No credential, on an endpoint open to anonymous callers (`auth.anonymous`).
+    Anonymous,
 }
 
 impl Identity {
@@ -110,6 +113,9 @@ impl Identity {
             Identity::SecretToken { .. } => Privileges::ALL,
             Identity::ApiKey { privileges, .. } | Identity::ClientCert { privileges, .. } => {
                 *privileges
+            }
+            Identity::Anonymous => {
+                Privileges(Action::EventWrite.bit() | Action::AgentConfigRead.bit())
             }
         }
     }
@@ -181,6 +187,9 @@ pub fn authorize(identity: &Identity, action: Action) -> Result<(), String> {
     }
     let who = match identity {
         Identity::ClientCert { .. } => "client certificate",
+        Identity::Anonymous => {
+            return Err("unauthorized: anonymous access not permitted for sourcemap uploads".into())
+        }
         _ => "API Key",
     };
     Err(format!(
