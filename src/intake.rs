@@ -113,19 +113,26 @@ impl<V: EventVisitor> IntakeReader<V> {
         if matches!(self.stage, Stage::Sniff(..)) {
             self.choose()?;
         }
-        let lines = match std::mem::replace(&mut self.stage, Stage::Done) {
-            Stage::Plain(l) => Ok(l),
-            Stage::Gzip(d) => d.finish().map_err(|_| ()),
-            Stage::Zlib(d) => d.finish().map_err(|_| ()),
-            Stage::Sniff(..) | Stage::Done => Err(()),
+        // Decompressors hold output back; a rejection found while flushing it wins over
+        // the stream error it causes.
+        let flushed = match &mut self.stage {
+            Stage::Gzip(d) => d.try_finish(),
+            Stage::Zlib(d) => d.try_finish(),
+            _ => Ok(()),
+        };
+        if let Some(e) = self.lines_mut().and_then(|l| l.error.take()) {
+            return Err(e);
+        }
+        let lines = match (flushed, std::mem::replace(&mut self.stage, Stage::Done)) {
+            (Ok(()), Stage::Plain(l)) => Ok(l),
+            (Ok(()), Stage::Gzip(d)) => d.finish().map_err(|_| ()),
+            (Ok(()), Stage::Zlib(d)) => d.finish().map_err(|_| ()),
+            _ => Err(()),
         };
         let mut lines = match lines {
             Ok(l) => l,
             Err(()) => return Err(ScanError::Decompression),
         };
-        if let Some(e) = lines.error.take() {
-            return Err(e);
-        }
         lines.end_of_body()?;
         Ok(lines.visitor)
     }
@@ -149,10 +156,12 @@ impl<V: EventVisitor> IntakeReader<V> {
         if data.is_empty() {
             return Ok(());
         }
+        // Flushing the decompressor hands every complete line to the visitor now, so a
+        // decision never waits for the next chunk.
         let result = match &mut self.stage {
             Stage::Plain(l) => l.write_all(data),
-            Stage::Gzip(d) => d.write_all(data),
-            Stage::Zlib(d) => d.write_all(data),
+            Stage::Gzip(d) => d.write_all(data).and_then(|()| d.flush()),
+            Stage::Zlib(d) => d.write_all(data).and_then(|()| d.flush()),
             Stage::Sniff(..) | Stage::Done => Ok(()),
         };
         if let Some(e) = self.lines_mut().and_then(|l| l.error.take()) {

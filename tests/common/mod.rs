@@ -239,13 +239,18 @@ async fn handle(
             b"{\"build_date\":\"2024-01-01T00:00:00Z\",\"build_sha\":\"abc\",\"publish_ready\":true,\"version\":\"7.17.0\"}",
         ),
         p if p.starts_with("/intake/") => (202, b""),
-        p if p.starts_with("/config/") => (200, b"{\"transaction_sample_rate\":\"0.5\"}"),
+        p if p.starts_with("/config/") => (
+            200,
+            b"{\"sanitize_field_names\":\"foo,bar,baz\",\"transaction_sample_rate\":\"0.5\"}",
+        ),
         _ => (200, b"{}"),
     };
-    Ok(Response::builder()
-        .status(status)
-        .body(Full::new(Bytes::from_static(body)))
-        .unwrap())
+    let mut response = Response::builder().status(status);
+    if path.contains("/rum/") {
+        // APM Server with RUM on echoes the origin itself; the proxy must not duplicate it.
+        response = response.header("Access-Control-Allow-Origin", "set-by-upstream");
+    }
+    Ok(response.body(Full::new(Bytes::from_static(body))).unwrap())
 }
 
 pub fn sha256(data: &[u8]) -> Vec<u8> {
