@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks, and nothing that is already there.
 #   scripts/setup.sh build   cmake (Pingora's zlib-ng build needs it)
-#   scripts/setup.sh test    the above, plus curl, openssl, the Python APM agent and sslyze for the tests
+#   scripts/setup.sh test    the above, plus curl, openssl, the Python APM agent, sslyze,
+#                            Chromium and the npm packages of the browser (RUM agent) test
 set -euo pipefail
 
 want="${1:-build}"
@@ -14,6 +15,8 @@ if [ "$want" = test ]; then
   command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
   command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
   command -v python3 >/dev/null 2>&1 || apt_packages+=(python3 python3-pip)
+  [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
+  command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${apt_packages[*]}" >&2
@@ -33,4 +36,14 @@ if [ "$want" = test ]; then
       pip_install "${pair#*:}"
     fi
   done
+fi
+
+if [ "$want" = test ]; then
+  # The official RUM agent and playwright-core (which drives the system Chromium; it
+  # downloads no browser of its own), pinned by tests/browser/package-lock.json.
+  browser_dir="$(dirname "$0")/../tests/browser"
+  if [ ! -d "$browser_dir/node_modules/playwright-core" ] || [ ! -d "$browser_dir/node_modules/@elastic/apm-rum" ]; then
+    echo "setup: installing the browser test's npm packages" >&2
+    (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
 fi
