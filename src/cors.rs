@@ -1,7 +1,6 @@
 //! CORS for the RUM endpoints, as APM Server answers it (`cors_middleware.go`): origins are
 //! glob patterns (`*` matches any run of characters, as ryanuber/go-glob does), preflights
 //! are answered by the proxy, a disallowed origin gets 403 before any auth.
-//! Groundwork for anonymous RUM access; not wired into the gate yet.
 
 /// ryanuber/go-glob's `Glob`, ported exactly: APM Server matches `rum.allow_origins` with it.
 pub fn glob(pattern: &str, subject: &str) -> bool {

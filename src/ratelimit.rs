@@ -3,7 +3,6 @@
 //! `event_limit` tokens/s with a burst of 3 × `event_limit`, kept in an LRU of `ip_limit`
 //! IPs. When a new IP evicts the least recently used one, it inherits the evicted bucket —
 //! so a flood of new addresses cannot mint fresh full buckets.
-//! Groundwork for anonymous RUM access; not wired into the proxy yet.
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;

@@ -2,7 +2,6 @@
 //! authentications within `window`, further attempts from that IP are answered 429 for
 //! `cooldown`, without touching other IPs or valid credentials from elsewhere. Tracked IPs
 //! live in an LRU, so a flood of addresses costs bounded memory.
-//! Groundwork for the RUM/abuse work; not wired into the gate yet.
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
