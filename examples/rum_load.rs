@@ -174,6 +174,8 @@ fn main() {
             args.get(4).cloned(),
             pid,
         )),
-        _ => eprintln!("usage: rum_load streams <url> <clients> <seconds> | rate <url> <seconds> [token]"),
+        _ => eprintln!(
+            "usage: rum_load streams <url> <clients> <seconds> | rate <url> <seconds> [token]"
+        ),
     }
 }

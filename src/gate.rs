@@ -271,17 +271,17 @@ impl Gate {
 
         let mut slot = None;
         if let (Identity::Anonymous, Some(access)) = (&identity, anonymous) {
-            // Anonymous callers are rate limited per IP (one token per request, then per
-            // event as the body streams) and may hold only so many requests open.
-            if !access.limiter.allow(caller.ip, caller.clock) {
-                return Decision::Reply(with_cors(Reply::error(429, RATE_LIMITED)), "rate_limited");
-            }
+            // Anonymous callers may hold only so many requests open, and are rate limited
+            // per IP (one token per request here, then per event as the body streams).
             slot = access.concurrency.acquire(caller.ip);
             if slot.is_none() {
                 return Decision::Reply(
                     with_cors(Reply::error(429, TOO_MANY_OPEN)),
                     "too_many_open",
                 );
+            }
+            if !access.limiter.allow(caller.ip, caller.clock) {
+                return Decision::Reply(with_cors(Reply::error(429, RATE_LIMITED)), "rate_limited");
             }
         }
         if let Some(refusal) = service_refusal(&identity, kind, anonymous, req) {
@@ -523,5 +523,211 @@ mod tests {
         r.insert_header("x-big", "a".repeat(2000)).unwrap();
         let d = gate(1000, IdentityMap::default()).decide(&r, caller(None));
         assert_eq!(status(&d), 431);
+    }
+
+    fn rum_gate(extra: &str) -> Gate {
+        let text = format!("[auth]\nsecret_token = \"tok\"\n[rum]\nenabled = true\n{extra}");
+        let mut config = Config::parse(&text).unwrap();
+        config.base_dir = ".".into();
+        let authenticator = Arc::new(Authenticator::new(
+            auth::CredentialStore::load(&config).unwrap(),
+        ));
+        Gate::from_config(&config, authenticator, IdentityMap::default())
+    }
+
+    fn with_headers(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build(method, path.as_bytes(), None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn header<'a>(d: &'a Decision, name: &str) -> Option<&'a str> {
+        let reply = match d {
+            Decision::Reply(r, _) | Decision::Forbidden(r, _) => r,
+            Decision::Forward(_) => return None,
+        };
+        reply
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn anonymous_callers_reach_only_their_endpoints() {
+        let g = rum_gate("");
+        let anon = g.decide(&req("/intake/v2/rum/events", &[]), caller(None));
+        assert!(matches!(
+            &anon,
+            Decision::Forward(Admission {
+                identity: Identity::Anonymous,
+                slot: Some(_),
+                ..
+            })
+        ));
+        assert_eq!(
+            status(&g.decide(&req("/intake/v2/events", &[]), caller(None))),
+            401
+        );
+        assert_eq!(
+            status(&g.decide(&req("/assets/v1/sourcemaps", &[]), caller(None))),
+            401
+        );
+        let wrong = g.decide(
+            &req("/intake/v2/rum/events", &["Bearer nope"]),
+            caller(None),
+        );
+        assert_eq!(
+            status(&wrong),
+            401,
+            "a wrong credential is never downgraded"
+        );
+        assert_eq!(status(&g.decide(&req("/", &[]), caller(None))), 200);
+        let off = rum_gate("[auth.anonymous]\nenabled = false\n");
+        assert_eq!(
+            status(&off.decide(&req("/intake/v2/rum/events", &[]), caller(None))),
+            401
+        );
+    }
+
+    #[test]
+    fn cors_runs_before_auth_on_rum_routes() {
+        let g = rum_gate("allow_origins = [\"https://*.example.com\"]\n");
+        let ok = [("Origin", "https://a.example.com")];
+        let preflight = g.decide(
+            &with_headers("OPTIONS", "/intake/v3/rum/events", &ok),
+            caller(None),
+        );
+        assert_eq!(status(&preflight), 200);
+        assert_eq!(
+            header(&preflight, "access-control-allow-origin"),
+            Some("https://a.example.com")
+        );
+        let bad = [("Origin", "https://evil.test")];
+        let refused = g.decide(
+            &with_headers("POST", "/intake/v2/rum/events", &bad),
+            caller(None),
+        );
+        assert_eq!(
+            refused,
+            Decision::Reply(
+                Reply::error(
+                    403,
+                    "forbidden request: origin: 'https://evil.test' is not allowed"
+                ),
+                "origin_not_allowed"
+            )
+        );
+        let mut with_token = ok.to_vec();
+        with_token.push(("Authorization", "Bearer nope"));
+        let unauthorized = g.decide(
+            &with_headers("POST", "/intake/v2/rum/events", &with_token),
+            caller(None),
+        );
+        assert_eq!(status(&unauthorized), 401);
+        assert_eq!(
+            header(&unauthorized, "access-control-allow-origin"),
+            Some("https://a.example.com")
+        );
+        match g.decide(
+            &with_headers("POST", "/intake/v2/rum/events", &ok),
+            caller(None),
+        ) {
+            Decision::Forward(a) => {
+                assert_eq!(a.cors_origin.as_deref(), Some("https://a.example.com"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not a RUM route: no CORS decision at all.
+        let backend = g.decide(
+            &with_headers("POST", "/intake/v2/events", &bad),
+            caller(None),
+        );
+        assert_eq!(status(&backend), 401);
+    }
+
+    #[test]
+    fn anonymous_limits_per_ip() {
+        let g = rum_gate("[auth.anonymous]\nmax_concurrent_requests = 1\n[auth.anonymous.rate_limit]\nevent_limit = 1\n");
+        let held = g.decide(&req("/intake/v2/rum/events", &[]), caller(None));
+        assert!(matches!(held, Decision::Forward(_)));
+        let second = g.decide(&req("/intake/v2/rum/events", &[]), caller(None));
+        assert_eq!(
+            second,
+            Decision::Reply(Reply::error(429, TOO_MANY_OPEN), "too_many_open")
+        );
+        drop(held);
+        // Burst 3: two tokens left after the first request and the refused one.
+        for _ in 0..2 {
+            assert_eq!(
+                status(&g.decide(&req("/intake/v2/rum/events", &[]), caller(None))),
+                0
+            );
+        }
+        assert_eq!(
+            g.decide(&req("/intake/v2/rum/events", &[]), caller(None)),
+            Decision::Reply(Reply::error(429, RATE_LIMITED), "rate_limited")
+        );
+        let mut elsewhere = caller(None);
+        elsewhere.ip = "192.0.2.8".parse().unwrap();
+        assert_eq!(
+            status(&g.decide(&req("/intake/v2/rum/events", &[]), elsewhere)),
+            0
+        );
+        // Credentialed callers are not limited.
+        assert_eq!(
+            status(&g.decide(&req("/intake/v2/rum/events", &["Bearer tok"]), caller(None))),
+            0
+        );
+    }
+
+    #[test]
+    fn repeated_failures_from_one_ip_are_throttled() {
+        let g = rum_gate("[auth.failed_attempts]\nmax_failures = 2\ncooldown = \"1m\"\n");
+        for _ in 0..2 {
+            assert_eq!(
+                status(&g.decide(&req("/intake/v2/events", &["Bearer nope"]), caller(None))),
+                401
+            );
+        }
+        assert_eq!(
+            g.decide(&req("/intake/v2/events", &["Bearer tok"]), caller(None)),
+            Decision::Reply(Reply::error(429, TOO_MANY_FAILURES), "auth_throttled")
+        );
+        assert_eq!(
+            status(&g.decide(&req("/intake/v2/rum/events", &[]), caller(None))),
+            0,
+            "anonymous calls carry no credential to throttle"
+        );
+        let mut elsewhere = caller(None);
+        elsewhere.ip = "192.0.2.8".parse().unwrap();
+        assert_eq!(
+            status(&g.decide(&req("/intake/v2/events", &["Bearer tok"]), elsewhere)),
+            0
+        );
+    }
+
+    #[test]
+    fn agent_config_queries_are_checked_by_service() {
+        let g = rum_gate("[auth.anonymous]\nallow_service = [\"shop\"]\n");
+        let get = |q: &str| with_headers("GET", &format!("/config/v1/rum/agents{q}"), &[]);
+        assert_eq!(
+            status(&g.decide(&get("?service.name=shop"), caller(None))),
+            0
+        );
+        assert_eq!(
+            status(&g.decide(&get("?service.name=sh%6Fp&x=1"), caller(None))),
+            0
+        );
+        let other = g.decide(&get("?service.name=ads"), caller(None));
+        assert_eq!(status(&other), 403);
+        assert_eq!(status(&g.decide(&get(""), caller(None))), 403);
+        assert_eq!(
+            query_param("a=1&service.name=my+svc%21", "service.name").as_deref(),
+            Some("my svc!")
+        );
+        assert_eq!(query_param("service.namex=1", "service.name"), None);
     }
 }
