@@ -54,5 +54,17 @@ for peer in peers:
         m, base = median(peer, key), median("nginx", key)
         cells.append("n/a" if m is None or not base else f"{m / base:.2f}×")
     print(f"| {peer} | " + " | ".join(cells) + " |")
+apikey_ns = median("apm-auth-proxy", "auth_apikey_ns")
+token_ns = median("apm-auth-proxy", "auth_token_ns")
+ka_token = median("apm-auth-proxy", "ka_cpu_us")
+ka_apikey = median("apm-auth-proxy", "ka_apikey_cpu_us")
+if apikey_ns and ka_apikey:
+    # Passthrough (no auth) = the API-key request minus authentication itself.
+    share = apikey_ns / 1000 / (ka_apikey - apikey_ns / 1000)
+    print()
+    print(f"API-key auth: authenticate() takes {apikey_ns / 1000:.2f} µs (token: {token_ns / 1000:.2f} µs) "
+          f"of the proxy's {ka_apikey:.1f} µs CPU per keep-alive request: **{share * 100:.1f} % more CPU "
+          f"than passthrough without auth**. End to end, API key vs token: "
+          f"{ka_apikey:.1f} vs {ka_token:.1f} µs/request ({ka_apikey / ka_token:.2f}×, within run-to-run noise).")
 for n in notes:
     print(f"\n- {n}")

@@ -34,7 +34,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
-cargo build --release --locked --bin apm-auth-proxy --example bench_upstream >&2
+cargo build --release --locked --bin apm-auth-proxy --example bench_upstream --example bench_auth >&2
 
 W=$(mktemp -d)
 PIDS=()
@@ -60,12 +60,22 @@ key = "$W/key.pem"
 supported_protocols = ["TLSv1.3"]
 [auth]
 secret_token = "$TOKEN"
+[auth.api_key]
+enabled = true
+keys_file = "$W/keys.toml"
+# The 401 run is a brute force by design; the peers have no such throttle either.
+[auth.failed_attempts]
+enabled = false
 [upstream]
 url = "http://$UP"
 [log]
 level = "warn"
 access_log = false
 EOT
+
+# An API key for the proxy's extra keep-alive run (its auth cost versus the token's).
+APIKEY=$(target/release/apm-auth-proxy --config "$W/proxy.toml" apikey create --name bench \
+  --privileges event:write --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["credentials"])')
 
 mkdir -p "$W/nginx"
 cat > "$W/nginx.conf" <<EOT
@@ -177,6 +187,11 @@ for round in $(seq "$ROUNDS"); do
     [ "$non2xx" = 0 ] || echo "# $peer: $non2xx non-2xx responses in the keep-alive run" >> "$OUT"
     echo "$peer,ka_rps,$rps" >> "$OUT"; echo "$peer,ka_p50_ms,$p50" >> "$OUT"; echo "$peer,ka_p99_ms,$p99" >> "$OUT"
     echo "$peer,ka_cpu_us,$(awk -v t="$ticks" -v n="$reqs" -v hz="$HZ" 'BEGIN{print t/hz*1e6/n}')" >> "$OUT"
+    if [ "$peer" = apm-auth-proxy ]; then
+      read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "$pids" "ApiKey $APIKEY" 0)
+      [ "$non2xx" = 0 ] || echo "# $peer: $non2xx non-2xx responses in the API-key run" >> "$OUT"
+      echo "$peer,ka_apikey_cpu_us,$(awk -v t="$ticks" -v n="$reqs" -v hz="$HZ" 'BEGIN{print t/hz*1e6/n}')" >> "$OUT"
+    fi
     read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "$pids" "Bearer wrong-token" 0)
     [ "$non2xx" = "$reqs" ] || echo "# $peer: only $non2xx of $reqs rejected in the 401 run" >> "$OUT"
     echo "$peer,rej_rps,$rps" >> "$OUT"
@@ -196,6 +211,11 @@ for round in $(seq "$ROUNDS"); do
     echo "$peer,up_cpu_s_gib,$(awk -v t=$((after - before)) -v hz="$HZ" -v m="$UPLOAD_MIB" 'BEGIN{print t/hz/(m/1024)}')" >> "$OUT"
     echo "$peer,up_rss_growth_mib,$(awk -v a="$rss0" -v b="$peak" 'BEGIN{print (b-a)/1024}')" >> "$OUT"
   done
+done
+
+# Authentication alone, in process, on the proxy's core (nothing else runs there now).
+taskset -c 0 target/release/examples/bench_auth | while read -r metric ns; do
+  echo "apm-auth-proxy,auth_${metric},$ns" >> "$OUT"
 done
 
 {
