@@ -38,8 +38,6 @@ pub struct EventRules {
     metadata: Names,
     /// Events that passed the rules so far.
     events: u64,
-    /// Events not yet charged to the rate limiter (see [`EventRules::take_uncharged`]).
-    uncharged: u64,
 }
 
 impl EventRules {
@@ -48,17 +46,11 @@ impl EventRules {
             rules,
             metadata: Names::default(),
             events: 0,
-            uncharged: 0,
         }
     }
 
     pub fn events(&self) -> u64 {
         self.events
-    }
-
-    /// Events read since the last call, for the rate limiter.
-    pub fn take_uncharged(&mut self) -> u64 {
-        std::mem::take(&mut self.uncharged)
     }
 }
 
@@ -86,7 +78,6 @@ impl EventVisitor for EventRules {
             self.rules.check(agent, service)?;
         }
         self.events += 1;
-        self.uncharged += 1;
         Ok(())
     }
 }

@@ -108,6 +108,14 @@ pub struct RequestCtx {
     config_answer: Option<Vec<u8>>,
 }
 
+impl RequestCtx {
+    /// An anonymous caller's agent-config query, whose answer is trimmed.
+    fn is_anonymous_config_query(&self) -> bool {
+        matches!(self.identity, Some(Identity::Anonymous))
+            && self.kind.is_some_and(EndpointKind::is_agent_config)
+    }
+}
+
 /// The streaming checks of one request body.
 struct BodyCheck {
     /// Event names and counts (intake streams); `None` once the body is done.
@@ -120,10 +128,10 @@ struct BodyCheck {
     max_bytes: Option<u64>,
     /// Anonymous: events are charged to this IP's rate limit as they stream.
     rate_limited: bool,
-    /// Events charged so far (the `accepted` count of an error reply).
+    /// Events read so far (the `accepted` count of an error reply).
+    events_read: u64,
+    /// Events charged to the rate limit so far, in batches of ten as APM Server does.
     charged: u64,
-    /// Events read but not yet charged (charged in batches of ten, as APM Server does).
-    uncharged: u64,
 }
 
 /// Events per rate-limit step, as APM Server's intake handler batches them.
@@ -245,9 +253,7 @@ impl ProxyHttp for ApmProxy {
             upstream_request.insert_header(http::header::AUTHORIZATION, token.clone())?;
         }
         client_ip::set_forwarding_headers(upstream_request, ctx.client_ip, self.settings.scheme);
-        if ctx.identity == Some(Identity::Anonymous)
-            && ctx.kind.is_some_and(EndpointKind::is_agent_config)
-        {
+        if ctx.is_anonymous_config_query() {
             // The answer is trimmed for anonymous callers, so it must come uncompressed.
             upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
         }
@@ -264,10 +270,7 @@ impl ProxyHttp for ApmProxy {
             // Replaces any the upstream set, so the header appears once.
             response.insert_header("Access-Control-Allow-Origin", origin.as_str())?;
         }
-        if ctx.identity == Some(Identity::Anonymous)
-            && ctx.kind.is_some_and(EndpointKind::is_agent_config)
-            && response.status == http::StatusCode::OK
-        {
+        if ctx.is_anonymous_config_query() && response.status == http::StatusCode::OK {
             response.remove_header(&http::header::CONTENT_LENGTH);
             response.remove_header(&http::header::CONTENT_ENCODING);
             if !session.is_http2() {
@@ -379,7 +382,7 @@ impl ApmProxy {
             .gate
             .anonymous
             .as_ref()
-            .filter(|_| ctx.identity == Some(Identity::Anonymous));
+            .filter(|_| matches!(ctx.identity, Some(Identity::Anonymous)));
         let rules = match (&ctx.identity, anonymous) {
             (Some(Identity::Anonymous), Some(access)) => {
                 Some(NameRules::Anonymous(access.policy.clone()))
@@ -398,8 +401,8 @@ impl ApmProxy {
             seen: 0,
             max_bytes: anonymous.map(|_| self.settings.max_anonymous_request_size),
             rate_limited: anonymous.is_some(),
+            events_read: 0,
             charged: 0,
-            uncharged: 0,
         };
         let refusal = if kind.is_ndjson_intake() {
             let encoding = session
@@ -442,24 +445,19 @@ impl ApmProxy {
             if check.max_bytes.is_some_and(|max| check.seen > max) {
                 return Err(Reply::error(413, "request body too large"));
             }
-            let before = check.charged + check.uncharged;
             if let Some(reader) = check.reader.as_mut() {
+                let read = check.events_read;
                 reader
                     .feed(&chunk[skip..])
-                    .map_err(|e| scan_reply(e, before))?;
+                    .map_err(|e| scan_reply(e, read))?;
+                check.events_read = reader.visitor_mut().map_or(read, |r| r.events());
             }
         }
         if end_of_stream {
             if let Some(reader) = check.reader.take() {
-                let before = check.charged + check.uncharged;
-                let events = reader.finish().map_err(|e| scan_reply(e, before))?;
-                check.uncharged += events
-                    .events()
-                    .saturating_sub(check.charged + check.uncharged);
+                let read = check.events_read;
+                check.events_read = reader.finish().map_err(|e| scan_reply(e, read))?.events();
             }
-        }
-        if let Some(rules) = check.reader.as_mut().and_then(|r| r.visitor_mut()) {
-            check.uncharged += rules.take_uncharged();
         }
         if !check.rate_limited {
             return Ok(Duration::ZERO);
@@ -469,8 +467,12 @@ impl ApmProxy {
         };
         let mut wait = Duration::ZERO;
         let now = Instant::now();
-        while check.uncharged >= EVENT_BATCH || (end_of_stream && check.uncharged > 0) {
-            let batch = check.uncharged.min(EVENT_BATCH);
+        loop {
+            let pending = check.events_read - check.charged;
+            if pending == 0 || (pending < EVENT_BATCH && !end_of_stream) {
+                break;
+            }
+            let batch = pending.min(EVENT_BATCH);
             match access.limiter.reserve(ip, batch as u32, now) {
                 Grant::Now => {}
                 Grant::After(d) => wait = wait.max(d),
@@ -483,7 +485,6 @@ impl ApmProxy {
                 }
             }
             check.charged += batch;
-            check.uncharged -= batch;
         }
         Ok(wait)
     }
