@@ -318,6 +318,10 @@ impl ProxyHttp for ApmProxy {
         let code = match reply {
             Some(reply) if session.response_written().is_none() => {
                 ctx.rejection.get_or_insert("proxy_error");
+                // The connection is not reused after a failed proxy attempt: say so in the
+                // answer, or an HTTP/1.1 client may send its next request into the closing
+                // socket and see a reset instead of an answer.
+                session.set_keepalive(None);
                 match response::send(session, &reply, self.settings.reject_drain_timeout).await {
                     Ok(()) => reply.status,
                     Err(_) => 0,
@@ -508,25 +512,20 @@ fn with_cors(reply: Reply, origin: Option<&str>) -> Reply {
 
 /// APM Server's intake error for what the reader found; `accepted` events went before it.
 fn scan_reply(e: ScanError<String>, accepted: u64) -> Reply {
-    match e {
-        ScanError::Rejected(message) => Reply::stream_error_after(403, accepted, message),
-        ScanError::EventTooLarge => {
-            Reply::stream_error_after(400, accepted, "event exceeded the permitted size")
-        }
-        ScanError::MissingMetadata => Reply::stream_error_after(
+    let (status, message) = match e {
+        ScanError::Rejected(message) => (403, message),
+        ScanError::EventTooLarge => (400, "event exceeded the permitted size".into()),
+        ScanError::MissingMetadata => (
             400,
-            accepted,
-            "data validation error: the first line must be a metadata object",
+            "data validation error: the first line must be a metadata object".into(),
         ),
-        ScanError::InvalidJson => {
-            Reply::stream_error_after(400, accepted, "data decoding error: invalid JSON line")
-        }
-        ScanError::Decompression => Reply::stream_error_after(
+        ScanError::InvalidJson => (400, "data decoding error: invalid JSON line".into()),
+        ScanError::Decompression => (
             400,
-            accepted,
-            "data decoding error: the compressed body is corrupt",
+            "data decoding error: the compressed body is corrupt".into(),
         ),
-    }
+    };
+    Reply::stream_error_after(status, accepted, message)
 }
 
 /// Read the body ahead until the intake metadata line has been checked (or the body ends),

@@ -33,23 +33,16 @@ async fn post(
     headers: &[(&str, &str)],
     body: impl Into<reqwest::Body>,
 ) -> Answer {
-    let mut req = client
-        .post(url)
-        .header("Accept", "text/plain")
-        .body(body.into());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    Answer {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: resp.text().await.unwrap(),
-    }
+    send(client.post(url).body(body.into()), headers).await
 }
 
 async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Answer {
-    let mut req = client.get(url).header("Accept", "text/plain");
+    send(client.get(url), headers).await
+}
+
+/// Agents send no JSON `Accept`, so answers come compact (reqwest would send `*/*`).
+async fn send(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> Answer {
+    req = req.header("Accept", "text/plain");
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -369,6 +362,11 @@ fn event_rate_limit_per_client_ip_trips_and_recovers() {
                 && a.body.contains("\"message\":\"rate limit exceeded\""),
             "{}",
             a.body
+        );
+        assert_eq!(
+            one_header(&a.headers, "connection"),
+            ["close"],
+            "a stream refused mid-way is not reused, and the answer says so"
         );
         // A third IP evicts the least recently used one and inherits its (empty) bucket.
         let a = post(&c, &url, &[("X-Forwarded-For", &a3)], v2("rum-js", "s", 1)).await;
