@@ -133,6 +133,8 @@ const KEEP_BODY: usize = 8 << 20;
 pub struct Upstream {
     pub addr: SocketAddr,
     records: Arc<Mutex<Vec<Recorded>>>,
+    /// Requests whose head has arrived (recorded or not yet).
+    started: Arc<std::sync::atomic::AtomicUsize>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -154,14 +156,20 @@ impl Upstream {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let recs = records.clone();
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let heads = started.clone();
         runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let recs = recs.clone();
+                let heads = heads.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(req, recs.clone()));
+                    let service = hyper::service::service_fn(move |req| {
+                        heads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        handle(req, recs.clone())
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -171,6 +179,7 @@ impl Upstream {
         Upstream {
             addr,
             records,
+            started,
             runtime: Some(runtime),
         }
     }
@@ -180,6 +189,11 @@ impl Upstream {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+
+    /// How many requests have reached the upstream, finished or still streaming.
+    pub fn started(&self) -> usize {
+        self.started.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
