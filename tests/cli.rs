@@ -92,6 +92,22 @@ fn bad_configurations_exit_64_naming_the_problem() {
             format!("{token}[ssl]\nenabled = true\n"),
             "ssl.certificate and ssl.key are required",
         ),
+        (
+            format!("{good_tls}{token}[auth.anonymous]\nallow_endpoints = [\"/v1/traces\"]\n"),
+            "auth.anonymous.allow_endpoints[0]: \"/v1/traces\": the proxy cannot check",
+        ),
+        (
+            format!("{good_tls}{token}[auth.anonymous.rate_limit]\nevent_limit = 0\n"),
+            "auth.anonymous.rate_limit.event_limit: must be greater than zero",
+        ),
+        (
+            format!("{good_tls}{token}[rum]\nallow_headers = [\"bad header\"]\n"),
+            "rum.allow_headers[0]:",
+        ),
+        (
+            format!("{good_tls}{token}[auth.failed_attempts]\nwindow = \"often\"\n"),
+            "invalid duration",
+        ),
     ];
     for (text, expected) in cases {
         let (code, output) = check_with(dir.path(), &text);
