@@ -54,6 +54,29 @@ async fn send(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> Ans
     }
 }
 
+/// Post `body` every `every` until it is accepted (202), with only 429s meanwhile; panics
+/// with `what` after `limit`.
+async fn until_accepted(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    every: Duration,
+    limit: Duration,
+    what: &str,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let a = post(client, url, headers, body.to_string()).await;
+        if a.status == 202 {
+            return;
+        }
+        assert_eq!(a.status, 429, "{}", a.body);
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(every).await;
+    }
+}
+
 fn v2(agent: &str, service: &str, events: usize) -> String {
     let mut body = format!(
         "{{\"metadata\":{{\"service\":{{\"name\":\"{service}\",\"agent\":{{\"name\":\"{agent}\",\"version\":\"5.0.0\"}}}}}}}}\n"
@@ -371,16 +394,19 @@ fn event_rate_limit_per_client_ip_trips_and_recovers() {
         let a = post(&c, &url, &[("X-Forwarded-For", &a3)], v2("rum-js", "s", 1)).await;
         assert_eq!(a.status, 429, "a new IP does not get a fresh bucket");
         // Tokens come back at 1/s.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let a = post(&c, &url, &[("X-Forwarded-For", &a3)], v2("rum-js", "s", 1)).await;
-            if a.status == 202 {
-                break;
-            }
-            assert_eq!(a.status, 429);
-            assert!(Instant::now() < deadline, "the rate limit never recovered");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        let one = v2("rum-js", "s", 1);
+        let (every, limit) = (Duration::from_millis(300), Duration::from_secs(10));
+        let headers = [("X-Forwarded-For", a3.as_str())];
+        until_accepted(
+            &c,
+            &url,
+            &headers,
+            &one,
+            every,
+            limit,
+            "the rate limit never recovered",
+        )
+        .await;
         // Authenticated traffic is never rate limited.
         let a = post(
             &c,
@@ -456,16 +482,18 @@ fn concurrent_and_oversized_anonymous_requests_are_capped() {
         drop(tx);
         assert_eq!(held.await.unwrap(), 202);
         // The slot is released when the request ends (just after its answer is sent).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let again = post(&c, &url, &headers, v2("rum-js", "s", 1)).await;
-            if again.status == 202 {
-                break;
-            }
-            assert_eq!(again.status, 429);
-            assert!(Instant::now() < deadline, "the slot was never released");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let one = v2("rum-js", "s", 1);
+        let (every, limit) = (Duration::from_millis(20), Duration::from_secs(5));
+        until_accepted(
+            &c,
+            &url,
+            &headers,
+            &one,
+            every,
+            limit,
+            "the slot was never released",
+        )
+        .await;
 
         // Bigger than max_request_size: 413.
         let a = post(
@@ -527,22 +555,19 @@ fn repeated_failed_authentication_is_throttled_per_ip() {
         )
         .await;
         assert_eq!(a.status, 202);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let a = post(
-                &c,
-                &url,
-                &[guesser, ("Authorization", "Bearer tok")],
-                v2("go", "s", 1),
-            )
-            .await;
-            if a.status == 202 {
-                break;
-            }
-            assert_eq!(a.status, 429);
-            assert!(Instant::now() < deadline, "the cool-down never ended");
-        }
+        let one = v2("go", "s", 1);
+        let (every, limit) = (Duration::from_millis(500), Duration::from_secs(10));
+        let headers = [guesser, ("Authorization", "Bearer tok")];
+        until_accepted(
+            &c,
+            &url,
+            &headers,
+            &one,
+            every,
+            limit,
+            "the cool-down never ended",
+        )
+        .await;
     });
     assert!(proxy.log_text().contains("too many failed authentications"));
 }
