@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::auth::anonymous::{check_key_service, AnonymousPolicy};
 use crate::intake::{EventVisitor, Names};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameRules {
     Anonymous(Arc<AnonymousPolicy>),
     /// An API key restricted to these services.

@@ -11,11 +11,12 @@ use std::time::{Instant, SystemTime};
 
 use pingora::http::RequestHeader;
 
-use crate::auth::anonymous::{check_key_service, AnonymousPolicy};
+use crate::auth::anonymous::AnonymousPolicy;
 use crate::auth::client_cert::IdentityMap;
 use crate::auth::{self, AuthOutcome, Authenticator, Identity};
 use crate::concurrency::{PerIpConcurrency, Slot};
 use crate::cors::CorsPolicy;
+use crate::event_rules::NameRules;
 use crate::ratelimit::RateLimiter;
 use crate::response::Reply;
 use crate::routes::{self, Endpoint, EndpointKind};
@@ -42,6 +43,8 @@ pub struct Admission {
     pub cors_origin: Option<String>,
     /// Held while an anonymous request is open (per-IP concurrency cap).
     pub slot: Option<Slot>,
+    /// The service/agent rules its events must follow (anonymous, service-bound key).
+    pub rules: Option<NameRules>,
 }
 
 /// Who is asking, beyond the request header.
@@ -195,7 +198,7 @@ impl Gate {
         let anonymous = self
             .anonymous
             .as_ref()
-            .filter(|_| kind.is_some() && self.anonymous_allowed(path));
+            .filter(|_| self.anonymous_allowed(path));
         // Who is calling: the credential, the certificate, both, or nobody (anonymous).
         // A wrong credential is never ignored, even when the certificate alone would do,
         // and never downgraded to anonymous.
@@ -229,12 +232,8 @@ impl Gate {
         let Endpoint::Protected { action, kind } = endpoint else {
             // `GET /`: never 401. Only authenticated callers see the server's version.
             return match (credential, cert_identity) {
-                (Ok(Some(identity)), _) if identity != Identity::Anonymous => {
-                    Decision::Forward(Admission::new(identity, None, None))
-                }
-                (Ok(None), Some(identity)) => {
-                    Decision::Forward(Admission::new(identity.clone(), None, None))
-                }
+                (Ok(Some(identity)), _) => Decision::Forward(Admission::root(identity)),
+                (Ok(None), Some(identity)) => Decision::Forward(Admission::root(identity.clone())),
                 _ => Decision::Reply(Reply::empty(200), "root_anonymous"),
             };
         };
@@ -284,7 +283,14 @@ impl Gate {
                 return Decision::Reply(with_cors(Reply::error(429, RATE_LIMITED)), "rate_limited");
             }
         }
-        if let Some(refusal) = service_refusal(&identity, kind, anonymous, req) {
+        let rules = match &identity {
+            Identity::Anonymous => anonymous.map(|a| NameRules::Anonymous(a.policy.clone())),
+            Identity::ApiKey { services, .. } if !services.is_empty() => {
+                Some(NameRules::BoundKey(services.clone()))
+            }
+            _ => None,
+        };
+        if let Some(refusal) = service_refusal(rules.as_ref(), kind, req) {
             return forbidden(refusal, &identity);
         }
         Decision::Forward(Admission {
@@ -292,6 +298,7 @@ impl Gate {
             kind: Some(kind),
             cors_origin,
             slot,
+            rules,
         })
     }
 
@@ -303,12 +310,14 @@ impl Gate {
 }
 
 impl Admission {
-    fn new(identity: Identity, kind: Option<EndpointKind>, cors_origin: Option<String>) -> Self {
+    /// `GET /` by an authenticated caller: nothing to check beyond that.
+    fn root(identity: Identity) -> Self {
         Admission {
             identity,
-            kind,
-            cors_origin,
+            kind: None,
+            cors_origin: None,
             slot: None,
+            rules: None,
         }
     }
 }
@@ -317,30 +326,20 @@ impl Admission {
 /// in the query string (a POST names it in the body, checked when the body is read); a key
 /// bound to services cannot use endpoints whose bodies the proxy does not read.
 fn service_refusal(
-    identity: &Identity,
+    rules: Option<&NameRules>,
     kind: EndpointKind,
-    anonymous: Option<&AnonymousAccess>,
     req: &RequestHeader,
 ) -> Option<String> {
-    let services = match identity {
-        Identity::ApiKey { services, .. } if !services.is_empty() => Some(services),
-        Identity::Anonymous => None,
-        _ => return None,
-    };
+    let rules = rules?;
     if kind.is_agent_config() {
         if req.method == http::Method::POST {
             return None;
         }
         let service = query_param(req.uri.query().unwrap_or(""), "service.name");
-        let result = match (services, anonymous) {
-            (Some(services), _) => check_key_service(services, service.as_deref()),
-            (None, Some(access)) => access.policy.check_service(service.as_deref()),
-            (None, None) => Ok(()),
-        };
-        return result.err();
+        return rules.check_service(service.as_deref()).err();
     }
-    match services {
-        Some(_) if !kind.is_ndjson_intake() => Some(
+    match rules {
+        NameRules::BoundKey(_) if !kind.is_ndjson_intake() => Some(
             "unauthorized: API Key restricted to services cannot be used on this endpoint"
                 .to_string(),
         ),

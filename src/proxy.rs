@@ -189,7 +189,10 @@ impl ProxyHttp for ApmProxy {
                 ctx.kind = admission.kind;
                 ctx.cors_origin = admission.cors_origin;
                 ctx._slot = admission.slot;
-                match self.start_body_checks(session, ctx).await? {
+                match self
+                    .start_body_checks(session, ctx, admission.rules)
+                    .await?
+                {
                     None => return Ok(false),
                     Some(reply) => (reply, "forbidden_body"),
                 }
@@ -371,40 +374,25 @@ impl ProxyHttp for ApmProxy {
 }
 
 impl ApmProxy {
-    /// Set up the checks an admitted request's body needs, reading ahead when a decision must
-    /// come before anything is forwarded (the intake metadata line; an agent-config query's
-    /// service). `Some(reply)` refuses the request.
+    /// Set up the checks an admitted request's body needs under `rules`, reading ahead when
+    /// a decision must come before anything is forwarded (the intake metadata line; an
+    /// agent-config query's service). `Some(reply)` refuses the request.
     async fn start_body_checks(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
+        rules: Option<NameRules>,
     ) -> Result<Option<Reply>> {
-        let Some(kind) = ctx.kind else {
+        let (Some(kind), Some(rules)) = (ctx.kind, rules) else {
             return Ok(None);
         };
-        let anonymous = self
-            .gate
-            .anonymous
-            .as_ref()
-            .filter(|_| matches!(ctx.identity, Some(Identity::Anonymous)));
-        let rules = match (&ctx.identity, anonymous) {
-            (Some(Identity::Anonymous), Some(access)) => {
-                Some(NameRules::Anonymous(access.policy.clone()))
-            }
-            (Some(Identity::ApiKey { services, .. }), _) if !services.is_empty() => {
-                Some(NameRules::BoundKey(services.clone()))
-            }
-            _ => None,
-        };
-        let Some(rules) = rules else {
-            return Ok(None);
-        };
+        let anonymous = matches!(rules, NameRules::Anonymous(_));
         let mut check = BodyCheck {
             reader: None,
             read_ahead: 0,
             seen: 0,
-            max_bytes: anonymous.map(|_| self.settings.max_anonymous_request_size),
-            rate_limited: anonymous.is_some(),
+            max_bytes: anonymous.then_some(self.settings.max_anonymous_request_size),
+            rate_limited: anonymous,
             events_read: 0,
             charged: 0,
         };

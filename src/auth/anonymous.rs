@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use crate::config::Config;
 
 /// `auth.anonymous` when enabled.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnonymousPolicy {
     endpoints: HashSet<String>,
     /// Empty = any.
