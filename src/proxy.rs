@@ -525,18 +525,19 @@ async fn read_metadata(session: &mut Session, check: &mut BodyCheck) -> Result<O
     };
     prepare_read_ahead(session).await?;
     while !reader.seen_metadata() {
-        let Some(chunk) = session.as_downstream_mut().read_request_body().await? else {
-            // The whole body is here: check its end now.
-            let reader = check.reader.take().expect("reader present");
-            return Ok(reader.finish().err().map(|e| scan_reply(e, 0)));
-        };
-        check.read_ahead += chunk.len() as u64;
-        if session.as_downstream().retry_buffer_truncated() || check.read_ahead > READ_AHEAD_LIMIT {
-            return Ok(Some(Reply::stream_error(
-                413,
-                "request body too large: the metadata line must come within the first 64 KiB",
-            )));
-        }
+        let chunk =
+            match read_ahead(session, &mut check.read_ahead).await? {
+                ReadAhead::Chunk(chunk) => chunk,
+                ReadAhead::End => {
+                    // The whole body is here: check its end now.
+                    let reader = check.reader.take().expect("reader present");
+                    return Ok(reader.finish().err().map(|e| scan_reply(e, 0)));
+                }
+                ReadAhead::TooLarge => return Ok(Some(Reply::stream_error(
+                    413,
+                    "request body too large: the metadata line must come within the first 64 KiB",
+                ))),
+            };
         if let Err(e) = reader.feed(&chunk) {
             return Ok(Some(scan_reply(e, 0)));
         }
@@ -553,12 +554,12 @@ async fn check_config_query_body(
 ) -> Result<Option<Reply>> {
     prepare_read_ahead(session).await?;
     let mut body = Vec::new();
-    while let Some(chunk) = session.as_downstream_mut().read_request_body().await? {
-        check.read_ahead += chunk.len() as u64;
-        if session.as_downstream().retry_buffer_truncated() || check.read_ahead > READ_AHEAD_LIMIT {
-            return Ok(Some(Reply::error(413, "request body too large")));
+    loop {
+        match read_ahead(session, &mut check.read_ahead).await? {
+            ReadAhead::Chunk(chunk) => body.extend_from_slice(&chunk),
+            ReadAhead::End => break,
+            ReadAhead::TooLarge => return Ok(Some(Reply::error(413, "request body too large"))),
         }
-        body.extend_from_slice(&chunk);
     }
     #[derive(serde::Deserialize)]
     struct Query {
@@ -578,16 +579,30 @@ async fn check_config_query_body(
         .map(|message| Reply::error(403, message)))
 }
 
+enum ReadAhead {
+    Chunk(Bytes),
+    End,
+    /// Past what Pingora's retry buffer can replay.
+    TooLarge,
+}
+
+/// The next body chunk read ahead (kept for the replay upstream), counted in `total`.
+async fn read_ahead(session: &mut Session, total: &mut u64) -> Result<ReadAhead> {
+    let Some(chunk) = session.as_downstream_mut().read_request_body().await? else {
+        return Ok(ReadAhead::End);
+    };
+    *total += chunk.len() as u64;
+    if session.as_downstream().retry_buffer_truncated() || *total > READ_AHEAD_LIMIT {
+        return Ok(ReadAhead::TooLarge);
+    }
+    Ok(ReadAhead::Chunk(chunk))
+}
+
 /// Before reading a body ahead: keep what is read for the replay, and release a client
 /// that waits for `100 Continue` (HTTP/1.1) — it would otherwise send nothing to read.
 async fn prepare_read_ahead(session: &mut Session) -> Result<()> {
     session.as_downstream_mut().enable_retry_buffering();
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue && !session.is_http2() {
+    if response::expects_continue(session.req_header()) && !session.is_http2() {
         let header = ResponseHeader::build(100, Some(0))?;
         session
             .as_downstream_mut()

@@ -155,11 +155,7 @@ pub async fn send(
             .map(|v| v.as_bytes()),
     );
     let h1 = !session.is_http2();
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let expects_continue = expects_continue(session.req_header());
     let mut body_done = session.is_body_done();
     // Also for HTTP/2: a reply sent before the body ends is followed by RST_STREAM, which
     // some clients (curl among them) report as a failure instead of showing the reply.
@@ -177,6 +173,13 @@ pub async fn send(
         let _ = tokio::time::timeout(drain_timeout, session.drain_request_body()).await;
     }
     Ok(())
+}
+
+/// Does the client wait for `100 Continue` before sending its body?
+pub fn expects_continue(req: &pingora::http::RequestHeader) -> bool {
+    req.headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Read and discard up to `limit` body bytes within `timeout`; true when the body ended.
