@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,11 @@ pub struct AuthThrottle {
     window: Duration,
     cooldown: Duration,
     records: Mutex<LruCache<IpAddr, Record>>,
+    /// When the last cool-down ends, in nanoseconds after `origin`: until then some IP may
+    /// be blocked; after it none is, and `is_blocked` answers without taking the lock (the
+    /// common case, on every request that carries a credential).
+    last_block_end: AtomicU64,
+    origin: Instant,
 }
 
 impl AuthThrottle {
@@ -31,11 +37,20 @@ impl AuthThrottle {
             window,
             cooldown,
             records: Mutex::new(LruCache::new(ips)),
+            last_block_end: AtomicU64::new(0),
+            origin: Instant::now(),
         }
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Is this IP in its cool-down (answer 429 without checking the credential)?
     pub fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        if self.nanos(now) >= self.last_block_end.load(Ordering::Relaxed) {
+            return false;
+        }
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         records
             .get(&ip)
@@ -57,7 +72,10 @@ impl AuthThrottle {
         }
         r.failures += 1;
         if r.failures >= self.max_failures {
-            r.blocked_until = Some(now + self.cooldown);
+            let until = now + self.cooldown;
+            r.blocked_until = Some(until);
+            self.last_block_end
+                .fetch_max(self.nanos(until), Ordering::Relaxed);
             r.failures = 0;
             r.window_start = now;
             return true;
