@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pingora::listeners::ListenerConfig;
 use pingora::prelude::HttpPeer;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -202,15 +204,17 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         proxy,
         "apm-auth-proxy",
     );
-    let addr = listen.to_string();
-    match &p.certificate {
-        Some(resolver) => {
-            let settings = tls::listener_settings(resolver.clone(), p.client_verifier.clone())
-                .map_err(|e| StartupError::Pingora(e.to_string()))?;
-            service.add_tls_with_settings(&addr, None, settings);
-        }
-        None => service.add_tcp(&addr),
+    // No L4 read buffer in front of the connection: rustls (and, without TLS, Pingora's
+    // header parser) reads into a buffer of its own, so Pingora's 64 KiB one only added a
+    // copy and ~9 KB of resident memory to every open connection (bench/RESULTS.md).
+    let mut listener =
+        ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings::default().read(0));
+    if let Some(resolver) = &p.certificate {
+        let settings = tls::listener_settings(resolver.clone(), p.client_verifier.clone())
+            .map_err(|e| StartupError::Pingora(e.to_string()))?;
+        listener = listener.tls(settings);
     }
+    service.add_listener(listener);
     server.add_service(service);
     server.add_service(background_service(
         "reloader",
