@@ -1,14 +1,13 @@
-//! The real client IP, and the forwarding headers the upstream sees.
+//! The real client IP.
 //!
 //! APM Server believes `Forwarded` > `X-Real-IP` > the first `X-Forwarded-For` value blindly.
 //! So the proxy decides the client IP itself — from those headers only when the TCP peer is a
-//! trusted proxy — and replaces all three with that one value.
+//! trusted proxy — and `upstream_headers` replaces all three with that one value.
 
 use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
 use ipnet::IpNet;
-use pingora::http::RequestHeader;
 
 #[derive(Debug, Clone, Default)]
 pub struct ClientIpPolicy {
@@ -105,32 +104,6 @@ fn parse_ip(text: &str) -> Option<IpAddr> {
         .map(canonical)
 }
 
-/// Headers that carry a client address or scheme: what the client sent is never forwarded.
-const FORWARDING_HEADERS: [&str; 5] = [
-    "forwarded",
-    "x-real-ip",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-];
-
-/// Replace every forwarding header with the proxy's own view of the request.
-pub fn set_forwarding_headers(req: &mut RequestHeader, client: IpAddr, proto: &'static str) {
-    for name in FORWARDING_HEADERS {
-        req.remove_header(name);
-    }
-    let ip = client.to_string();
-    let forwarded = match client {
-        IpAddr::V4(_) => format!("for={ip};proto={proto}"),
-        IpAddr::V6(_) => format!("for=\"[{ip}]\";proto={proto}"),
-    };
-    // IP addresses and fixed words are always valid header values.
-    let _ = req.insert_header("x-forwarded-for", &ip);
-    let _ = req.insert_header("x-real-ip", &ip);
-    let _ = req.insert_header("forwarded", forwarded);
-    let _ = req.insert_header("x-forwarded-proto", proto);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,23 +163,5 @@ mod tests {
         let p = ClientIpPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
         let h = headers(&[("x-forwarded-for", "192.0.2.1")]);
         assert_eq!(p.client_ip(ip("::ffff:127.0.0.1"), &h), ip("192.0.2.1"));
-    }
-
-    #[test]
-    fn forwarding_headers_are_replaced() {
-        let mut req = RequestHeader::build("POST", b"/intake/v2/events", None).unwrap();
-        req.append_header("X-Forwarded-For", "6.6.6.6").unwrap();
-        req.append_header("X-Forwarded-For", "7.7.7.7").unwrap();
-        req.insert_header("Forwarded", "for=6.6.6.6").unwrap();
-        set_forwarding_headers(&mut req, ip("2001:db8::2"), "https");
-        let h = &req.headers;
-        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
-        assert_eq!(h.get("x-forwarded-for").unwrap(), "2001:db8::2");
-        assert_eq!(h.get("x-real-ip").unwrap(), "2001:db8::2");
-        assert_eq!(
-            h.get("forwarded").unwrap(),
-            "for=\"[2001:db8::2]\";proto=https"
-        );
-        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
     }
 }

@@ -27,3 +27,4 @@ pub mod secrets;
 pub mod server;
 pub mod throttle;
 pub mod tls;
+pub mod upstream_headers;

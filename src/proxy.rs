@@ -17,7 +17,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::auth::Identity;
-use crate::client_ip::{self, ClientIpPolicy};
+use crate::client_ip::ClientIpPolicy;
 use crate::concurrency::Slot;
 use crate::event_rules::{EventRules, NameRules};
 use crate::gate::{Caller, Decision, Gate};
@@ -26,6 +26,7 @@ use crate::ratelimit::Grant;
 use crate::response::{self, Reply};
 use crate::routes::EndpointKind;
 use crate::tls::client::PeerCertificate;
+use crate::upstream_headers;
 
 /// Per-listener settings the proxy applies to each request.
 #[derive(Debug, Clone)]
@@ -76,17 +77,6 @@ impl ApmProxy {
         })
     }
 }
-
-const CLIENT_CERT_HEADERS: [&str; 8] = [
-    "x-forwarded-client-cert",
-    "x-client-cert",
-    "x-client-verify",
-    "x-client-dn",
-    "x-ssl-client-cert",
-    "x-ssl-client-dn",
-    "x-ssl-client-verify",
-    "ssl-client-cert",
-];
 
 /// What the proxy learned about one request, for the later phases and the access log.
 pub struct RequestCtx {
@@ -245,17 +235,12 @@ impl ProxyHttp for ApmProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         // The client's credential never leaves the proxy.
-        upstream_request.remove_header(&http::header::AUTHORIZATION);
-        upstream_request.remove_header(&http::header::PROXY_AUTHORIZATION);
-        // Headers other proxies use to pass a client certificate on: from a client they
-        // would be an impersonation attempt.
-        for name in CLIENT_CERT_HEADERS {
-            upstream_request.remove_header(name);
-        }
-        if let Some(token) = &self.upstream_authorization {
-            upstream_request.insert_header(http::header::AUTHORIZATION, token.clone())?;
-        }
-        client_ip::set_forwarding_headers(upstream_request, ctx.client_ip, self.settings.scheme);
+        upstream_headers::rewrite(
+            upstream_request,
+            ctx.client_ip,
+            self.settings.scheme,
+            self.upstream_authorization.as_ref(),
+        )?;
         if ctx.is_anonymous_config_query() {
             // The answer is trimmed for anonymous callers, so it must come uncompressed.
             upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
