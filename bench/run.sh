@@ -6,6 +6,8 @@
 # load generator and the stand-in upstream share CPU 1. Peers alternate round by round and
 # medians are reported, with each proxy's own CPU time per unit of work (process time plus
 # CPU 0's softirq time), which stays meaningful when the load generator is the bottleneck.
+# Then 5,000 keep-alive TLS connections are opened (one request each) and held idle while
+# each peer's RSS is read (bench/idle_conns.py).
 #
 #   bench/run.sh            full mode (3 rounds × 10 s per measurement, 1 GiB upload; ~10 min)
 #   bench/run.sh --quick    1 round × 4 s, 256 MiB upload (~2 min)
@@ -15,9 +17,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=3 SECS=10 UPLOAD_MIB=1024
+ROUNDS=3 SECS=10 UPLOAD_MIB=1024 IDLE_CONNS=5000
 if [ "${1:-}" = "--quick" ]; then ROUNDS=1 SECS=4 UPLOAD_MIB=256; fi
 [ "$(nproc)" -ge 2 ] || { echo "bench: needs 2 CPUs" >&2; exit 1; }
+# 5,000 idle connections need ~5,000 descriptors in the client and in each peer.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * IDLE_CONNS + 1000)) ]; then
+  echo "bench: open-file limit $(ulimit -n) is too low for $IDLE_CONNS idle connections; skipping that run" >&2
+  IDLE_CONNS=0
+fi
 
 # --- tools -------------------------------------------------------------------------------
 scripts/setup.sh build
@@ -84,7 +92,8 @@ worker_cpu_affinity 01;
 pid $W/nginx/nginx.pid;
 error_log $W/nginx/error.log warn;
 daemon off;
-events { worker_connections 4096; }
+worker_rlimit_nofile 16384;
+events { worker_connections 8000; }
 http {
   access_log off;
   client_body_temp_path $W/nginx; proxy_temp_path $W/nginx; fastcgi_temp_path $W/nginx;
@@ -117,6 +126,7 @@ cat > "$W/haproxy.cfg" <<EOT
 global
   nbthread 1
   cpu-map 1/1 0
+  maxconn 8000
   ssl-default-bind-options ssl-min-ver TLSv1.3
 defaults
   mode http
@@ -174,6 +184,31 @@ run_wrk() { # peer auth close → "rps p50 p99 requests cpu_ticks non2xx"
   echo "$rps $p50 $p99 $reqs $((after - before)) $non2xx"
 }
 
+idle_conns() { # peer pids → RSS with $IDLE_CONNS idle connections open
+  local peer=$1 pids=$2 rss0 rss1 ready=
+  rm -f "$W/idle.in" "$W/idle.out"; mkfifo "$W/idle.in"
+  rss0=$(rss_kib "$pids")
+  taskset -c 1 python3 bench/idle_conns.py "${PORT[$peer]}" "$IDLE_CONNS" "$TOKEN" <"$W/idle.in" >"$W/idle.out" &
+  local client=$!
+  exec 4>"$W/idle.in"
+  for _ in $(seq 1200); do # ≤ 120 s
+    if grep -q '^open' "$W/idle.out" 2>/dev/null; then ready=1; break; fi
+    kill -0 "$client" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 1 # let the last connections settle
+  rss1=$(rss_kib "$pids")
+  exec 4>&- # EOF: the client closes its connections and exits
+  wait "$client" || true
+  if [ -n "$ready" ]; then
+    echo "$peer,idle_rss_mib,$(awk -v k="$rss1" 'BEGIN{print k/1024}')" >> "$OUT"
+    echo "$peer,idle_kb_per_conn,$(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE_CONNS" 'BEGIN{print (b-a)*1.024/n}')" >> "$OUT"
+  else
+    echo "# $peer: the $IDLE_CONNS idle connections could not all be opened" >> "$OUT"
+  fi
+  sleep 1 # closed connections are reaped before the next measurement
+}
+
 for round in $(seq "$ROUNDS"); do
   read -r -a order <<<"${PEERS:-apm-auth-proxy nginx haproxy}"
   if [ $((round % 2)) -eq 0 ]; then
@@ -210,6 +245,8 @@ for round in $(seq "$ROUNDS"); do
     echo "$peer,up_mbps,$(awk -v s="$start" -v e="$end" -v m="$UPLOAD_MIB" 'BEGIN{print m*1.048576/(e-s)}')" >> "$OUT"
     echo "$peer,up_cpu_s_gib,$(awk -v t=$((after - before)) -v hz="$HZ" -v m="$UPLOAD_MIB" 'BEGIN{print t/hz/(m/1024)}')" >> "$OUT"
     echo "$peer,up_rss_growth_mib,$(awk -v a="$rss0" -v b="$peak" 'BEGIN{print (b-a)/1024}')" >> "$OUT"
+    # Idle keep-alive TLS connections: each handshakes, sends one POST, then stays open.
+    if [ "$IDLE_CONNS" -gt 0 ]; then idle_conns "$peer" "$pids"; fi
   done
 done
 
@@ -219,7 +256,7 @@ taskset -c 0 target/release/examples/bench_auth | while read -r metric ns; do
 done
 
 {
-  echo "# mode: $([ "$ROUNDS" = 1 ] && echo quick || echo full), $ROUNDS round(s) × ${SECS}s, wrk -t1 -c32, ${UPLOAD_MIB} MiB upload; $(nproc) CPUs: $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')"
+  echo "# mode: $([ "$ROUNDS" = 1 ] && echo quick || echo full), $ROUNDS round(s) × ${SECS}s, wrk -t1 -c32, ${UPLOAD_MIB} MiB upload, $IDLE_CONNS idle TLS connections; $(nproc) CPUs: $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')"
   echo "# versions: $(target/release/apm-auth-proxy --version), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY" -v | head -1 | awk '{print "haproxy " $3}'), $(openssl version | awk '{print "OpenSSL " $2}')"
   echo "# CPU 1 runs wrk and the upstream: when it saturates, req/s is co-limited by the load generator; compare CPU per request instead."
 } >> "$OUT"
