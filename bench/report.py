@@ -28,7 +28,7 @@ columns = [
     ("up_mbps", "upload MB/s", "{:.0f}"),
     ("up_cpu_s_gib", "upload CPU s/GiB", "{:.2f}"),
     ("up_rss_growth_mib", "upload RSS growth MiB", "{:.1f}"),
-    ("start_rss_mib", "RSS at round start MiB", "{:.1f}"),
+    ("start_rss_mib", "idle RSS before any load MiB", "{:.1f}"),
     ("idle_rss_mib", "RSS with 5,000 idle TLS conns MiB", "{:.1f}"),
     ("idle_kb_per_conn", "KB per idle TLS conn", "{:.1f}"),
 ]

@@ -217,7 +217,9 @@ for round in $(seq "$ROUNDS"); do
   for peer in "${order[@]}"; do
     pids=$(pids_of "${PORT[$peer]}")
     echo "round $round: $peer (pids $(echo $pids))" >&2
-    echo "$peer,start_rss_mib,$(awk -v k="$(rss_kib "$pids")" 'BEGIN{print k/1024}')" >> "$OUT"
+    if [ "$round" = 1 ]; then # before any load: the peer's idle footprint
+      echo "$peer,start_rss_mib,$(awk -v k="$(rss_kib "$pids")" 'BEGIN{print k/1024}')" >> "$OUT"
+    fi
     read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "$pids" "Bearer $TOKEN" 0)
     [ "$non2xx" = 0 ] || echo "# $peer: $non2xx non-2xx responses in the keep-alive run" >> "$OUT"
     echo "$peer,ka_rps,$rps" >> "$OUT"; echo "$peer,ka_p50_ms,$p50" >> "$OUT"; echo "$peer,ka_p99_ms,$p99" >> "$OUT"
@@ -246,7 +248,9 @@ for round in $(seq "$ROUNDS"); do
     echo "$peer,up_cpu_s_gib,$(awk -v t=$((after - before)) -v hz="$HZ" -v m="$UPLOAD_MIB" 'BEGIN{print t/hz/(m/1024)}')" >> "$OUT"
     echo "$peer,up_rss_growth_mib,$(awk -v a="$rss0" -v b="$peak" 'BEGIN{print (b-a)/1024}')" >> "$OUT"
     # Idle keep-alive TLS connections: each handshakes, sends one POST, then stays open.
-    if [ "$IDLE_CONNS" -gt 0 ]; then idle_conns "$peer" "$pids"; fi
+    # Last round only: every peer keeps (and later reuses) the memory after they close, which
+    # would otherwise count in the next rounds' figures.
+    if [ "$IDLE_CONNS" -gt 0 ] && [ "$round" = "$ROUNDS" ]; then idle_conns "$peer" "$pids"; fi
   done
 done
 
