@@ -9,7 +9,7 @@
 # Then 5,000 keep-alive TLS connections are opened (one request each) and held idle while
 # each peer's RSS is read (bench/idle_conns.py).
 #
-#   bench/run.sh            full mode (3 rounds × 10 s per measurement, 1 GiB upload; ~10 min)
+#   bench/run.sh            full mode (3 rounds × 10 s per measurement, 1 GiB upload; ~7 min)
 #   bench/run.sh --quick    1 round × 4 s, 256 MiB upload (~2 min)
 #   PEERS="apm-auth-proxy" bench/run.sh --quick    only the named peers (optimisation loops)
 #
