@@ -4,8 +4,9 @@
 # token check, 401 JSON on failure, Authorization removed, keep-alive to the upstream,
 # request buffering off, access logs off. Each proxy is pinned to CPU 0 with one worker; the
 # load generator and the stand-in upstream share CPU 1. Peers alternate round by round and
-# medians are reported, with each proxy's own CPU time per unit of work (process time plus
-# CPU 0's softirq time), which stays meaningful when the load generator is the bottleneck.
+# medians are reported, with each proxy's own CPU time per unit of work (CPU 0's busy time:
+# the proxy's process time and the softirq work of its sends, as nothing else runs there),
+# which stays meaningful when the load generator is the bottleneck.
 # Then 5,000 keep-alive TLS connections are opened (one request each) and held idle while
 # each peer's RSS is read (bench/idle_conns.py).
 #
@@ -45,6 +46,9 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 cargo build --release --locked --bin apm-auth-proxy --example bench_upstream --example bench_auth >&2
+# From here on everything this script starts runs on CPU 1 unless pinned to CPU 0 on purpose
+# (the peers), so nothing else adds to CPU 0's busy time.
+taskset -cp 1 $$ >/dev/null
 
 W=$(mktemp -d)
 PIDS=()
@@ -161,11 +165,11 @@ done
 pids_of() { # every process holding the peer's listening socket (nginx: master and worker)
   ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u
 }
-cpu_ticks() { # process ticks of the peer + softirq ticks of CPU 0
-  local t=0
-  for p in $1; do t=$((t + $(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0))); done
-  echo $((t + $(awk '$1=="cpu0"{print $8}' /proc/stat)))
-}
+# CPU 0's busy ticks (user, nice, system, irq, softirq; not idle, iowait or steal): the peer
+# under test is all that runs there. Not "the peer's ticks + CPU 0's softirq ticks": the kernel
+# charges softirq work done while the peer runs to the peer's time as well, so that sum counted
+# it twice (≈ 20 % too much for this proxy's keep-alive run).
+cpu_ticks() { awk '$1=="cpu0"{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 rss_kib() { local t=0; for p in $1; do t=$((t + $(awk '/VmRSS/{print $2}' /proc/"$p"/status 2>/dev/null || echo 0))); done; echo $t; }
 HZ=$(getconf CLK_TCK)
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v/1000; else if (v ~ /ms$/) print v+0; else if (v ~ /s$/) print v*1000; else print v }'; }
@@ -173,10 +177,10 @@ to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v/1000; else if (v ~ /ms$/
 OUT="$W/samples.csv"
 : > "$OUT"
 run_wrk() { # peer auth close → "rps p50 p99 requests cpu_ticks non2xx"
-  local peer=$1 pids=$2 before after out
-  before=$(cpu_ticks "$pids")
-  out=$(BENCH_AUTH="$3" BENCH_CLOSE="$4" taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s bench/post.lua "https://127.0.0.1:${PORT[$peer]}/intake/v2/events")
-  after=$(cpu_ticks "$pids")
+  local peer=$1 before after out
+  before=$(cpu_ticks)
+  out=$(BENCH_AUTH="$2" BENCH_CLOSE="$3" taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s bench/post.lua "https://127.0.0.1:${PORT[$peer]}/intake/v2/events")
+  after=$(cpu_ticks)
   local rps p50 p99 reqs non2xx
   rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
   p50=$(to_ms "$(awk '$1=="50%"{print $2}' <<<"$out")")
@@ -222,29 +226,29 @@ for round in $(seq "$ROUNDS"); do
     if [ "$round" = 1 ]; then # before any load: the peer's idle footprint
       echo "$peer,start_rss_mib,$(awk -v k="$(rss_kib "$pids")" 'BEGIN{print k/1024}')" >> "$OUT"
     fi
-    read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "$pids" "Bearer $TOKEN" 0)
+    read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "Bearer $TOKEN" 0)
     [ "$non2xx" = 0 ] || echo "# $peer: $non2xx non-2xx responses in the keep-alive run" >> "$OUT"
     echo "$peer,ka_rps,$rps" >> "$OUT"; echo "$peer,ka_p50_ms,$p50" >> "$OUT"; echo "$peer,ka_p99_ms,$p99" >> "$OUT"
     echo "$peer,ka_cpu_us,$(awk -v t="$ticks" -v n="$reqs" -v hz="$HZ" 'BEGIN{print t/hz*1e6/n}')" >> "$OUT"
     if [ "$peer" = apm-auth-proxy ]; then
-      read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "$pids" "ApiKey $APIKEY" 0)
+      read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "ApiKey $APIKEY" 0)
       [ "$non2xx" = 0 ] || echo "# $peer: $non2xx non-2xx responses in the API-key run" >> "$OUT"
       echo "$peer,ka_apikey_cpu_us,$(awk -v t="$ticks" -v n="$reqs" -v hz="$HZ" 'BEGIN{print t/hz*1e6/n}')" >> "$OUT"
     fi
-    read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "$pids" "Bearer wrong-token" 0)
+    read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "Bearer wrong-token" 0)
     [ "$non2xx" = "$reqs" ] || echo "# $peer: only $non2xx of $reqs rejected in the 401 run" >> "$OUT"
     echo "$peer,rej_rps,$rps" >> "$OUT"
     echo "$peer,rej_cpu_us,$(awk -v t="$ticks" -v n="$reqs" -v hz="$HZ" 'BEGIN{print t/hz*1e6/n}')" >> "$OUT"
-    read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "$pids" "Bearer $TOKEN" 1)
+    read -r rps p50 p99 reqs ticks non2xx < <(run_wrk "$peer" "Bearer $TOKEN" 1)
     echo "$peer,hs_cps,$rps" >> "$OUT"
     echo "$peer,hs_cpu_us,$(awk -v t="$ticks" -v n="$reqs" -v hz="$HZ" 'BEGIN{print t/hz*1e6/n}')" >> "$OUT"
     # Large chunked upload: throughput, CPU per GiB, RSS growth (sampled every 50 ms).
     rss0=$(rss_kib "$pids")
     ( peak=0; while :; do r=$(rss_kib "$pids"); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" > "$W/peak"; sleep 0.05; done ) & sampler=$!
-    before=$(cpu_ticks "$pids"); start=$(date +%s.%N)
+    before=$(cpu_ticks); start=$(date +%s.%N)
     head -c $((UPLOAD_MIB * 1048576)) /dev/zero | taskset -c 1 curl -sk --http1.1 -T - -X POST \
       -H "Authorization: Bearer $TOKEN" -o /dev/null "https://127.0.0.1:${PORT[$peer]}/intake/v2/events"
-    end=$(date +%s.%N); after=$(cpu_ticks "$pids"); kill $sampler; wait $sampler 2>/dev/null || true
+    end=$(date +%s.%N); after=$(cpu_ticks); kill $sampler; wait $sampler 2>/dev/null || true
     peak=$(cat "$W/peak" 2>/dev/null || echo "$rss0")
     echo "$peer,up_mbps,$(awk -v s="$start" -v e="$end" -v m="$UPLOAD_MIB" 'BEGIN{print m*1.048576/(e-s)}')" >> "$OUT"
     echo "$peer,up_cpu_s_gib,$(awk -v t=$((after - before)) -v hz="$HZ" -v m="$UPLOAD_MIB" 'BEGIN{print t/hz/(m/1024)}')" >> "$OUT"
