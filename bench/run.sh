@@ -266,7 +266,7 @@ taskset -c 0 target/release/examples/bench_auth | while read -r metric ns; do
 done
 
 {
-  echo "# mode: $([ "$ROUNDS" = 1 ] && echo quick || echo full), $ROUNDS round(s) × ${SECS}s, wrk -t1 -c32, ${UPLOAD_MIB} MiB upload, $IDLE_CONNS idle TLS connections; $(nproc) CPUs: $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')"
+  echo "# mode: $([ "$ROUNDS" = 1 ] && echo quick || echo full), $ROUNDS round(s) × ${SECS}s, wrk -t1 -c32, ${UPLOAD_MIB} MiB upload, $IDLE_CONNS idle TLS connections; $(nproc --all) CPUs: $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')"
   echo "# versions: $(target/release/apm-auth-proxy --version), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY" -v | head -1 | awk '{print "haproxy " $3}'), $(openssl version | awk '{print "OpenSSL " $2}')"
   echo "# CPU 1 runs wrk and the upstream: when it saturates, req/s is co-limited by the load generator; compare CPU per request instead."
 } >> "$OUT"
