@@ -234,7 +234,8 @@ impl ProxyHttp for ApmProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // The client's credential never leaves the proxy.
+        // The client's credential and headers that could impersonate the proxy's view of
+        // the client never reach the upstream.
         upstream_headers::rewrite(
             upstream_request,
             ctx.client_ip,
