@@ -10,12 +10,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use apm_auth_proxy::auth::client_cert::IdentityMap;
+use apm_auth_proxy::admission::{Caller, Decision, Gate};
 use apm_auth_proxy::auth::keys_file::{new_key, KeysFile};
 use apm_auth_proxy::auth::{AuthOutcome, Authenticator, CredentialStore};
-use apm_auth_proxy::config::Config;
-use apm_auth_proxy::gate::{Caller, Decision, Gate};
-use apm_auth_proxy::upstream_headers;
+use apm_auth_proxy::config::ConfigFile;
+use apm_auth_proxy::forward::rewrite_upstream_headers;
+use apm_auth_proxy::settings::Settings;
 use pingora::http::RequestHeader;
 
 const CALLS: u32 = 200_000;
@@ -75,13 +75,18 @@ fn main() {
         file.keys.push(key.record);
     }
     file.save(&dir.path().join("keys.toml")).expect("keys file");
-    let mut config = Config::parse(&format!(
-        "[auth]\nsecret_token = \"{TOKEN}\"\n\
-         [auth.api_key]\nenabled = true\nkeys_file = \"keys.toml\"\n"
-    ))
-    .expect("config");
-    config.base_dir = dir.path().to_path_buf();
-    let auth = Authenticator::new(CredentialStore::load(&config).expect("credentials"));
+    let config_path = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[ssl]\nenabled = false\n[auth]\nsecret_token = \"{TOKEN}\"\n\
+             [auth.api_key]\nenabled = true\nkeys_file = \"keys.toml\"\n"
+        ),
+    )
+    .expect("config file");
+    let settings =
+        Settings::try_from(&ConfigFile::load(&config_path).expect("config")).expect("settings");
+    let auth = Authenticator::new(CredentialStore::load(&settings.auth).expect("credentials"));
     let apikey = format!("ApiKey {credential}");
     println!("apikey_ns {:.0}", authenticate_ns(&auth, apikey.as_bytes()));
     println!(
@@ -89,7 +94,12 @@ fn main() {
         authenticate_ns(&auth, format!("Bearer {TOKEN}").as_bytes())
     );
 
-    let gate = Gate::from_config(&config, Arc::new(auth), IdentityMap::default());
+    let gate = Gate::new(
+        &settings.admission,
+        Arc::new(auth),
+        settings.identities.clone(),
+        None,
+    );
     let req = bench_request();
     let ip: IpAddr = "127.0.0.1".parse().expect("ip");
     let gate_ns = ns_per_call(|| {
@@ -109,7 +119,8 @@ fn main() {
     });
     let rewrite_ns = ns_per_call(|| {
         let mut upstream = req.clone();
-        upstream_headers::rewrite(black_box(&mut upstream), ip, "https", None).expect("rewrite");
+        rewrite_upstream_headers(black_box(&mut upstream), ip, "https", None, false)
+            .expect("rewrite");
         black_box(upstream);
     });
     println!("rewrite_ns {:.0}", rewrite_ns - copy_ns);

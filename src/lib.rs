@@ -1,30 +1,30 @@
 //! apm-auth-proxy: TLS termination and APM-Server-compatible authentication in front of an
 //! unmodified Elastic APM Server.
 //!
-//! A request's journey through the modules:
-//! `config` (what to do) → `tls` (terminate) → `routes` (which endpoint, is the path safe)
-//! → `auth` (who is calling, may they do this) → `client_ip` (who really sent it)
-//! → `proxy` (strip, rewrite, stream to the upstream) → `response` (every answer the proxy
-//! writes itself). `server` wires these into Pingora; `commands` is the CLI edge.
+//! A request's journey, in the order it takes:
+//! 1. [`tls`] terminates the connection (certificates by SNI, client certificates);
+//! 2. [`admission`] decides on the head: path, route, client IP, CORS, then [`auth`] (who is
+//!    calling, may they) and [`limits`] (anonymous rates, open requests, failed attempts);
+//!    every answer the proxy writes itself is an [`admission::Rejection`];
+//! 3. [`intake`] reads what must be read of the body as it streams (event names, counts,
+//!    agent-config queries);
+//! 4. [`forward`] runs the Pingora hooks: strips the credential, rewrites the forwarding
+//!    headers, streams to the upstream and back, writes the access log.
+//!
+//! Beside the journey: [`config`] is the file model (the ground floor, importing nothing of
+//! the crate), [`settings`] turns it into typed settings, [`server`] wires them into
+//! Pingora, [`cli`] is the command line, [`digest`] and [`logging`] serve everyone.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod auth;
 pub mod cli;
-pub mod client_ip;
-pub mod commands;
-pub mod concurrency;
 pub mod config;
-pub mod cors;
-pub mod event_rules;
-pub mod gate;
+pub mod digest;
+pub mod forward;
 pub mod intake;
+pub mod limits;
 pub mod logging;
-pub mod proxy;
-pub mod ratelimit;
-pub mod response;
-pub mod routes;
-pub mod secrets;
 pub mod server;
-pub mod throttle;
+pub mod settings;
 pub mod tls;
-pub mod upstream_headers;

@@ -11,12 +11,33 @@ use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat, Problem};
 
-pub fn parse_filter(level: &str) -> Result<EnvFilter, String> {
+fn parse_filter(level: &str) -> Result<EnvFilter, String> {
     EnvFilter::builder()
         .parse(level)
         .map_err(|e| format!("{level:?} is not a log filter: {e}"))
+}
+
+/// `[log]`, checked: the level is a valid tracing filter.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+    pub access_log: bool,
+}
+
+impl TryFrom<&LogConfig> for LogSettings {
+    type Error = Problem;
+
+    fn try_from(log: &LogConfig) -> Result<LogSettings, Problem> {
+        parse_filter(&log.level).map_err(|e| Problem::new("log.level", e))?;
+        Ok(LogSettings {
+            level: log.level.clone(),
+            format: log.format,
+            access_log: log.access_log,
+        })
+    }
 }
 
 /// False for events that may carry a client's credential.
@@ -81,7 +102,7 @@ impl<S> Filter<S> for ProxyLogFilter {
 }
 
 /// Install the global subscriber. Safe to call once; later calls are ignored.
-pub fn init(config: &LogConfig) {
+pub fn init(config: &LogSettings) {
     let filter = parse_filter(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()

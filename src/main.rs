@@ -4,6 +4,5 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = apm_auth_proxy::cli::Cli::parse();
-    apm_auth_proxy::commands::execute(cli)
+    apm_auth_proxy::cli::execute(apm_auth_proxy::cli::Cli::parse())
 }

@@ -1,9 +1,11 @@
-//! Turning a validated config into a running Pingora server.
+//! Wiring typed settings into a running Pingora server: the listener (TLS or plain), the
+//! proxy, and the background reloader (SIGHUP, certificate polling, handshake reports).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use http::HeaderValue;
 use pingora::listeners::ListenerConfig;
 use pingora::prelude::HttpPeer;
 use pingora::protocols::l4::stream::L4BufferSettings;
@@ -12,14 +14,13 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use rustls::server::danger::ClientCertVerifier;
 
-use crate::auth::client_cert::IdentityMap;
-use crate::auth::{Authenticator, CredentialStore};
-use crate::client_ip::ClientIpPolicy;
-use crate::config::{Config, ConfigError, UpstreamAddress};
-use crate::gate::Gate;
-use crate::proxy::{ApmProxy, ProxySettings};
-use crate::tls::reload::CertificateReloader;
-use crate::tls::{self, CertResolver, CertSet, TlsError};
+use crate::admission::Gate;
+use crate::auth::{AuthSettings, Authenticator, CredentialStore};
+use crate::config::{ConfigError, Problem, Problems};
+use crate::forward::{ApmProxy, ProxySettings, UpstreamSettings};
+use crate::limits::RateLimiter;
+use crate::settings::Settings;
+use crate::tls::{self, CertResolver, CertificateReloader, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -36,17 +37,26 @@ pub enum StartupError {
     Pingora(String),
 }
 
+impl From<Problem> for StartupError {
+    fn from(p: Problem) -> StartupError {
+        StartupError::Config(p.into())
+    }
+}
+
+impl From<Problems> for StartupError {
+    fn from(p: Problems) -> StartupError {
+        StartupError::Config(p.into())
+    }
+}
+
 /// Everything `run` needs, loaded and checked. `check` builds it too, so both see the same
 /// problems.
 pub struct Prepared {
-    pub config: Arc<Config>,
+    pub settings: Settings,
     pub certificate: Option<Arc<CertResolver>>,
     pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
-    pub identities: IdentityMap,
     pub credentials: CredentialStore,
-    pub upstream: UpstreamAddress,
-    pub upstream_token: Option<String>,
-    pub client_ip: ClientIpPolicy,
+    pub upstream_authorization: Option<HeaderValue>,
     /// True when a development certificate is (or would be) generated.
     pub dev_certificate: bool,
 }
@@ -58,92 +68,71 @@ pub enum Mode {
     Check,
 }
 
-pub fn prepare(config: Config, mode: Mode) -> Result<Prepared, StartupError> {
-    config.validate()?;
+pub fn prepare(settings: Settings, mode: Mode) -> Result<Prepared, StartupError> {
     let mut dev_certificate = false;
     let mut certificate = None;
     let mut client_verifier = None;
-    if config.ssl.enabled {
-        // The protocol policy must be in place before any key is loaded or listener built.
-        tls::policy::install(&config.ssl)?;
-        // validate() guarantees both are set when ssl is enabled.
-        let (Some(cert), Some(key)) = (&config.ssl.certificate, &config.ssl.key) else {
-            return Err(ConfigError::invalid("ssl", "certificate and key are required").into());
-        };
-        let (cert, key) = (config.path(cert), config.path(key));
-        dev_certificate = config.ssl.generate_dev_certificate && !cert.exists() && !key.exists();
-        if dev_certificate && mode == Mode::Run {
-            tls::ensure_dev_certificate(&cert, &key)?;
-        }
-        if !(dev_certificate && mode == Mode::Check) {
-            certificate = Some(Arc::new(CertResolver::new(CertSet::load(&config)?)));
-        }
-        let authorities: Vec<_> = config
-            .ssl
-            .certificate_authorities
-            .iter()
-            .map(|p| config.path(p))
-            .collect();
-        client_verifier = tls::client::verifier(
-            config.ssl.client_auth_mode(),
-            &authorities,
+    if let Some(tls_settings) = &settings.tls {
+        dev_certificate = tls_settings.would_generate_dev_certificate();
+        certificate = tls::CertSet::prepare(tls_settings, mode == Mode::Run)?
+            .map(|set| Arc::new(CertResolver::new(set)));
+        client_verifier = tls::client_verifier(
+            tls_settings.client_authentication,
+            &tls_settings.certificate_authorities,
             tls::crypto_provider(),
         )?;
     }
-    let identities = IdentityMap::from_config(&config.ssl.client_identities)?;
-    let credentials = CredentialStore::load(&config)?;
-    let upstream = config.upstream_address()?;
-    let upstream_token = config
-        .upstream
-        .secret_token
-        .as_ref()
-        .map(|s| s.resolve_plain(&config.base_dir, "upstream.secret_token"))
-        .transpose()?;
-    if let Some(t) = &upstream_token {
-        if http::HeaderValue::from_str(t).is_err() {
-            return Err(ConfigError::invalid(
-                "upstream.secret_token",
-                "contains characters that cannot be sent in an HTTP header",
-            )
-            .into());
-        }
-    }
-    let client_ip = ClientIpPolicy::new(config.trusted_proxies()?);
+    let credentials = CredentialStore::load(&settings.auth)?;
+    let upstream_authorization = upstream_authorization(&settings.upstream)?;
     Ok(Prepared {
-        config: Arc::new(config),
+        settings,
         certificate,
         client_verifier,
-        identities,
         credentials,
-        upstream,
-        upstream_token,
-        client_ip,
+        upstream_authorization,
         dev_certificate,
     })
 }
 
-fn upstream_peer(config: &Config, upstream: &UpstreamAddress) -> HttpPeer {
-    let u = &config.upstream;
-    let mut peer = HttpPeer::new(upstream.socket, false, String::new());
-    peer.options.connection_timeout = Some(u.connect_timeout.0);
-    peer.options.total_connection_timeout = Some(u.connect_timeout.0);
-    peer.options.read_timeout = Some(u.read_timeout.0);
-    peer.options.write_timeout = Some(u.write_timeout.0);
-    peer.options.idle_timeout = Some(u.idle_timeout.0);
+/// `Bearer <upstream.secret_token>`, marked sensitive so it is never logged.
+fn upstream_authorization(u: &UpstreamSettings) -> Result<Option<HeaderValue>, Problem> {
+    let key = "upstream.secret_token";
+    let Some(secret) = &u.secret_token else {
+        return Ok(None);
+    };
+    let token = secret.read(key)?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        Problem::new(
+            key,
+            "contains characters that cannot be sent in an HTTP header",
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(Some(value))
+}
+
+fn upstream_peer(u: &UpstreamSettings) -> HttpPeer {
+    let mut peer = HttpPeer::new(u.address, false, String::new());
+    peer.options.connection_timeout = Some(u.connect_timeout);
+    peer.options.total_connection_timeout = Some(u.connect_timeout);
+    peer.options.read_timeout = Some(u.read_timeout);
+    peer.options.write_timeout = Some(u.write_timeout);
+    peer.options.idle_timeout = Some(u.idle_timeout);
     peer
 }
 
 /// Start serving; returns only on a startup error (Pingora exits the process on shutdown).
 pub fn run(p: Prepared) -> Result<(), StartupError> {
-    let listen = p.config.listen_address()?;
+    let s = &p.settings;
+    let listen = s.server.listen;
     // Pingora aborts the process when it cannot bind; find out first and say why.
     std::net::TcpListener::bind(listen).map_err(|source| StartupError::Listen {
         addr: listen.to_string(),
         source,
     })?;
-    if p.dev_certificate {
+    if let (true, Some(t)) = (p.dev_certificate, &s.tls) {
         tracing::warn!(
-            certificate = %p.config.ssl.certificate.as_deref().unwrap_or(std::path::Path::new("")).display(),
+            certificate = %t.default.certificate.display(),
             "DEVELOPMENT CERTIFICATE: serving a self-signed certificate generated for localhost. \
              Never use it in production: set ssl.certificate and ssl.key to real files and \
              ssl.generate_dev_certificate = false"
@@ -154,17 +143,17 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     }
     tracing::info!(
         listen = %listen,
-        upstream = %p.upstream.authority,
+        upstream = %s.upstream.authority,
         secret_tokens = p.credentials.token_count(),
         api_keys = p.credentials.api_key_count(),
-        api_keys_enabled = p.config.auth.api_key.enabled,
-        client_authentication = ?p.config.ssl.client_auth_mode(),
+        api_keys_enabled = s.auth.keys_file.is_some(),
+        client_authentication = ?s.tls.as_ref().map(|t| t.client_authentication),
         "apm-auth-proxy starting"
     );
 
-    let grace = p.config.server.shutdown_grace_period.0.as_secs();
+    let grace = s.server.shutdown_grace_period.as_secs();
     let conf = ServerConf {
-        threads: p.config.server.threads,
+        threads: s.server.threads,
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(grace.max(1)),
         // One retry covers a pooled upstream connection the APM Server had already closed.
@@ -174,31 +163,41 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
 
-    let s = &p.config.server;
-    let settings = ProxySettings {
-        idle_timeout: s.idle_timeout.0,
-        read_timeout: s.read_timeout.0,
-        write_timeout: s.write_timeout.0,
-        reject_drain_timeout: s.reject_drain_timeout.0,
+    let proxy_settings = ProxySettings {
+        idle_timeout: s.server.idle_timeout,
+        read_timeout: s.server.read_timeout,
+        write_timeout: s.server.write_timeout,
+        reject_drain_timeout: s.server.reject_drain_timeout,
         scheme: if p.certificate.is_some() {
             "https"
         } else {
             "http"
         },
-        access_log: p.config.log.access_log,
-        max_event_size: p.config.rum.max_event_size,
-        max_anonymous_request_size: p.config.auth.anonymous.max_request_size,
+        access_log: s.log.access_log,
+        body_limits: s.admission.body,
     };
     let authenticator = Arc::new(Authenticator::new(p.credentials));
-    let gate = Gate::from_config(&p.config, authenticator.clone(), p.identities);
+    // One limiter for anonymous events, shared by the gate (a token per request) and the
+    // body checks (a token per event).
+    let event_limiter = s
+        .admission
+        .anonymous
+        .as_ref()
+        .map(|a| Arc::new(RateLimiter::new(a.event_limit, a.ip_limit)));
+    let gate = Gate::new(
+        &s.admission,
+        authenticator.clone(),
+        s.identities.clone(),
+        event_limiter.clone(),
+    );
     let proxy = ApmProxy::new(
         gate,
-        p.client_ip.clone(),
-        upstream_peer(&p.config, &p.upstream),
-        p.upstream_token.as_deref(),
-        settings,
-    )
-    .map_err(|e| StartupError::Pingora(e.to_string()))?;
+        s.admission.client_ip.clone(),
+        upstream_peer(&s.upstream),
+        p.upstream_authorization,
+        event_limiter,
+        proxy_settings,
+    );
     let mut service = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         proxy,
@@ -210,19 +209,22 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     let mut listener =
         ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings::default().read(0));
     if let Some(resolver) = &p.certificate {
-        let settings = tls::listener_settings(resolver.clone(), p.client_verifier.clone())
+        let tls_settings = tls::listener_settings(resolver.clone(), p.client_verifier.clone())
             .map_err(|e| StartupError::Pingora(e.to_string()))?;
-        listener = listener.tls(settings);
+        listener = listener.tls(tls_settings);
     }
     service.add_listener(listener);
     server.add_service(service);
+    let certificates = p
+        .certificate
+        .zip(s.tls.clone())
+        .map(|(resolver, t)| CertificateReloader::new(t, resolver));
     server.add_service(background_service(
         "reloader",
         Reloader {
-            certificates: p
-                .certificate
-                .map(|r| CertificateReloader::new(p.config.clone(), r)),
-            config: p.config,
+            certificate_poll: s.tls.as_ref().and_then(|t| t.reload_interval),
+            certificates,
+            auth: s.auth.clone(),
             authenticator,
         },
     ));
@@ -233,14 +235,15 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
 /// also polled every `ssl.reload_interval`. A broken file keeps what was loaded before.
 /// Pingora installs no SIGHUP handler, so without this one SIGHUP would kill the process.
 struct Reloader {
-    config: Arc<Config>,
+    auth: AuthSettings,
     authenticator: Arc<Authenticator>,
     certificates: Option<CertificateReloader>,
+    certificate_poll: Option<Duration>,
 }
 
 impl Reloader {
     fn reload_credentials(&self) {
-        match CredentialStore::load(&self.config) {
+        match CredentialStore::load(&self.auth) {
             Ok(store) => {
                 tracing::info!(
                     secret_tokens = store.token_count(),
@@ -268,12 +271,8 @@ impl BackgroundService for Reloader {
                 None
             }
         };
-        let every = self.config.ssl.reload_interval.0;
-        let mut poll = tokio::time::interval(if every.is_zero() {
-            Duration::from_secs(3600)
-        } else {
-            every
-        });
+        let mut poll =
+            tokio::time::interval(self.certificate_poll.unwrap_or(Duration::from_secs(3600)));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut report = tokio::time::interval(Duration::from_secs(60));
         let mut reported = 0;
@@ -286,7 +285,7 @@ impl BackgroundService for Reloader {
                     }
                 }
                 _ = poll.tick() => {
-                    if let (Some(c), false) = (&self.certificates, every.is_zero()) {
+                    if let (Some(c), Some(_)) = (&self.certificates, self.certificate_poll) {
                         c.poll();
                     }
                 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::secrets::{parse_hex_digest, sha256, to_hex};
+use crate::digest::{parse_hex_digest, sha256, to_hex};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,8 +217,8 @@ pub fn new_key(
     })
 }
 
-impl From<super::UnknownPrivilege> for KeysFileError {
-    fn from(e: super::UnknownPrivilege) -> Self {
+impl From<super::privileges::UnknownPrivilege> for KeysFileError {
+    fn from(e: super::privileges::UnknownPrivilege) -> Self {
         KeysFileError::UnknownPrivilege(e.0)
     }
 }

@@ -14,7 +14,7 @@ use rustls::RootCertStore;
 
 use super::TlsError;
 use crate::config::ClientAuthentication;
-use crate::secrets::{sha256, Digest};
+use crate::digest::{sha256, Digest};
 
 /// What the proxy knows about a verified client certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]

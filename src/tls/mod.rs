@@ -3,9 +3,14 @@
 //! resolver holds the current set behind a swappable handle, so a reload replaces it without
 //! touching open connections.
 
-pub mod client;
-pub mod policy;
-pub mod reload;
+mod client;
+mod policy;
+mod reload;
+mod settings;
+
+pub use client::{verifier as client_verifier, PeerCertificate};
+pub use reload::CertificateReloader;
+pub use settings::{client_auth_mode, CertificateFiles, SniCertificate, TlsSettings};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,14 +19,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::tls::TlsSettings as ListenerTlsSettings;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-
-use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -151,33 +154,39 @@ impl CertSet {
         }
     }
 
-    /// Load `ssl.certificate`/`ssl.key` and every `ssl.sni` entry.
-    pub fn load(config: &Config) -> Result<CertSet, TlsError> {
-        let ssl = &config.ssl;
-        let (Some(cert), Some(key)) = (&ssl.certificate, &ssl.key) else {
-            return Err(TlsError::NoCertificate {
-                path: PathBuf::from("ssl.certificate"),
-            });
-        };
-        let mut set = CertSet::single(load_certified_key(&config.path(cert), &config.path(key))?);
-        for entry in &ssl.sni {
-            let k = Arc::new(load_certified_key(
-                &config.path(&entry.certificate),
-                &config.path(&entry.key),
-            )?);
+    /// Load the default certificate and every SNI entry.
+    pub fn load(settings: &TlsSettings) -> Result<CertSet, TlsError> {
+        let d = &settings.default;
+        let mut set = CertSet::single(load_certified_key(&d.certificate, &d.key)?);
+        for entry in &settings.sni {
+            let f = &entry.files;
+            let k = Arc::new(load_certified_key(&f.certificate, &f.key)?);
             set.earliest_not_after = match (set.earliest_not_after, not_after(&k)) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
             for name in &entry.server_names {
-                let name = name.trim().to_ascii_lowercase();
                 match name.strip_prefix("*.") {
                     Some(suffix) => set.wildcard.insert(suffix.to_string(), k.clone()),
-                    None => set.exact.insert(name, k.clone()),
+                    None => set.exact.insert(name.clone(), k.clone()),
                 };
             }
         }
         Ok(set)
+    }
+
+    /// Install the protocol policy (before any key is loaded or listener built), create the
+    /// development certificate when asked and both files are missing, and load the set.
+    /// `None` in check mode when the development certificate would be generated.
+    pub fn prepare(settings: &TlsSettings, create: bool) -> Result<Option<CertSet>, TlsError> {
+        policy::install(&settings.provider);
+        if settings.would_generate_dev_certificate() {
+            if !create {
+                return Ok(None);
+            }
+            ensure_dev_certificate(&settings.default.certificate, &settings.default.key)?;
+        }
+        CertSet::load(settings).map(Some)
     }
 
     pub fn select(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
@@ -240,8 +249,9 @@ impl ResolvesServerCert for CertResolver {
 pub fn listener_settings(
     resolver: Arc<CertResolver>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
-) -> pingora::Result<TlsSettings> {
-    let mut settings = TlsSettings::with_callbacks(Box::new(client::PeerCertificateCallback))?;
+) -> pingora::Result<ListenerTlsSettings> {
+    let mut settings =
+        ListenerTlsSettings::with_callbacks(Box::new(client::PeerCertificateCallback))?;
     settings.set_cert_resolver(resolver);
     if let Some(v) = verifier {
         settings.set_client_cert_verifier(v);

@@ -3,10 +3,12 @@
 //! the policy is applied by installing a trimmed provider before any listener is built.
 //! Restricting versions works through the suites: without TLS 1.2 suites there is no 1.2.
 
+use std::sync::Arc;
+
 use rustls::crypto::CryptoProvider;
 use rustls::SupportedCipherSuite;
 
-use crate::config::{ConfigError, SslConfig};
+use crate::config::{Problem, SslConfig};
 
 fn suite_name(s: &SupportedCipherSuite) -> String {
     format!("{:?}", s.suite())
@@ -17,7 +19,7 @@ fn is_tls13(s: &SupportedCipherSuite) -> bool {
 }
 
 /// The provider that implements `ssl`'s policy.
-pub fn provider(ssl: &SslConfig) -> Result<CryptoProvider, ConfigError> {
+pub fn provider(ssl: &SslConfig) -> Result<CryptoProvider, Problem> {
     let mut p = rustls::crypto::ring::default_provider();
     let (tls12, tls13) = versions(ssl)?;
     if !ssl.cipher_suites.is_empty() {
@@ -31,7 +33,7 @@ pub fn provider(ssl: &SslConfig) -> Result<CryptoProvider, ConfigError> {
                     .find(|s| suite_name(s).eq_ignore_ascii_case(name.trim()))
                     .copied()
                     .ok_or_else(|| {
-                        ConfigError::invalid(
+                        Problem::new(
                             format!("ssl.cipher_suites[{i}]"),
                             format!(
                                 "unknown cipher suite {name:?}; known: {}",
@@ -45,7 +47,7 @@ pub fn provider(ssl: &SslConfig) -> Result<CryptoProvider, ConfigError> {
     p.cipher_suites
         .retain(|s| if is_tls13(s) { tls13 } else { tls12 });
     if p.cipher_suites.is_empty() {
-        return Err(ConfigError::invalid(
+        return Err(Problem::new(
             "ssl.cipher_suites",
             "no cipher suite is left for the supported protocols",
         ));
@@ -67,7 +69,7 @@ pub fn provider(ssl: &SslConfig) -> Result<CryptoProvider, ConfigError> {
                     .find(|g| format!("{:?}", g.name()) == wanted)
                     .copied()
                     .ok_or_else(|| {
-                        ConfigError::invalid(
+                        Problem::new(
                             format!("ssl.curve_types[{i}]"),
                             format!(
                                 "unknown key exchange group {name:?}; use X25519, P-256 or P-384"
@@ -81,20 +83,20 @@ pub fn provider(ssl: &SslConfig) -> Result<CryptoProvider, ConfigError> {
 }
 
 /// (TLS 1.2 allowed, TLS 1.3 allowed) from `ssl.supported_protocols`.
-fn versions(ssl: &SslConfig) -> Result<(bool, bool), ConfigError> {
+fn versions(ssl: &SslConfig) -> Result<(bool, bool), Problem> {
     let (mut tls12, mut tls13) = (false, false);
     for (i, v) in ssl.supported_protocols.iter().enumerate() {
         match v.trim() {
             "TLSv1.2" => tls12 = true,
             "TLSv1.3" => tls13 = true,
             "TLSv1" | "TLSv1.0" | "TLSv1.1" | "SSLv3" => {
-                return Err(ConfigError::invalid(
+                return Err(Problem::new(
                     format!("ssl.supported_protocols[{i}]"),
                     format!("{v} is insecure and never accepted; use TLSv1.2 and/or TLSv1.3"),
                 ))
             }
             _ => {
-                return Err(ConfigError::invalid(
+                return Err(Problem::new(
                     format!("ssl.supported_protocols[{i}]"),
                     format!("unknown protocol {v:?}; use TLSv1.2 and/or TLSv1.3"),
                 ))
@@ -102,7 +104,7 @@ fn versions(ssl: &SslConfig) -> Result<(bool, bool), ConfigError> {
         }
     }
     if !(tls12 || tls13) {
-        return Err(ConfigError::invalid(
+        return Err(Problem::new(
             "ssl.supported_protocols",
             "must name TLSv1.2, TLSv1.3 or both",
         ));
@@ -110,17 +112,11 @@ fn versions(ssl: &SslConfig) -> Result<(bool, bool), ConfigError> {
     Ok((tls12, tls13))
 }
 
-pub fn validate(ssl: &SslConfig) -> Result<(), ConfigError> {
-    provider(ssl).map(|_| ())
-}
-
-/// Install the policy as the process-wide provider. Must run before any listener is built.
-pub fn install(ssl: &SslConfig) -> Result<(), ConfigError> {
-    let p = provider(ssl)?;
+/// Install `provider` as the process-wide one. Must run before any listener is built.
+pub fn install(provider: &Arc<CryptoProvider>) {
     // Only fails when a provider is already installed: then the first one stays, and a
     // listener with a different policy in the same process is a programming error.
-    let _ = p.install_default();
-    Ok(())
+    let _ = CryptoProvider::install_default((**provider).clone());
 }
 
 #[cfg(test)]
@@ -138,10 +134,11 @@ mod tests {
 
     #[test]
     fn versions_restrict_suites() {
+        // Non-empty first: `all` holds on an empty list.
         let p = provider(&ssl(&["TLSv1.3"], &[], &[])).unwrap();
-        assert!(p.cipher_suites.iter().all(is_tls13));
+        assert!(!p.cipher_suites.is_empty() && p.cipher_suites.iter().all(is_tls13));
         let p = provider(&ssl(&["TLSv1.2"], &[], &[])).unwrap();
-        assert!(p.cipher_suites.iter().all(|s| !is_tls13(s)));
+        assert!(!p.cipher_suites.is_empty() && p.cipher_suites.iter().all(|s| !is_tls13(s)));
         let p = provider(&SslConfig::default()).unwrap();
         assert!(
             p.cipher_suites.iter().any(is_tls13) && p.cipher_suites.iter().any(|s| !is_tls13(s))

@@ -9,13 +9,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::TlsSettings;
 use super::{CertResolver, CertSet};
-use crate::config::Config;
 
 type Fingerprint = Vec<Option<(PathBuf, u64, u64, u64, i64, i64)>>;
 
 pub struct CertificateReloader {
-    config: Arc<Config>,
+    settings: TlsSettings,
     resolver: Arc<CertResolver>,
     files: Vec<PathBuf>,
     seen: Mutex<Fingerprint>,
@@ -23,22 +23,11 @@ pub struct CertificateReloader {
 }
 
 impl CertificateReloader {
-    pub fn new(config: Arc<Config>, resolver: Arc<CertResolver>) -> Self {
-        let ssl = &config.ssl;
-        let mut files: Vec<PathBuf> = ssl
-            .certificate
-            .iter()
-            .chain(ssl.key.iter())
-            .cloned()
-            .collect();
-        for e in &ssl.sni {
-            files.push(e.certificate.clone());
-            files.push(e.key.clone());
-        }
-        let files: Vec<PathBuf> = files.iter().map(|f| config.path(f)).collect();
+    pub fn new(settings: TlsSettings, resolver: Arc<CertResolver>) -> Self {
+        let files = settings.watched_files();
         let seen = Mutex::new(fingerprint(&files));
         CertificateReloader {
-            config,
+            settings,
             resolver,
             files,
             seen,
@@ -68,7 +57,7 @@ impl CertificateReloader {
 
     /// Load the files and serve them to new handshakes; keep the old set on failure.
     pub fn reload(&self, why: &str) -> bool {
-        match CertSet::load(&self.config) {
+        match CertSet::load(&self.settings) {
             Ok(set) => {
                 self.resolver.replace(set);
                 tracing::info!(trigger = why, "certificates reloaded");

@@ -19,7 +19,8 @@ impl ClientIpPolicy {
         ClientIpPolicy { trusted }
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    /// Is `ip` (the TCP peer) a trusted proxy?
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(&canonical(ip)))
     }
 

@@ -11,7 +11,12 @@ use pingora::http::RequestHeader;
 /// Whether the client's copy of `name` is dropped: its credential; the headers other proxies
 /// use to pass a client certificate on (from a client, an impersonation attempt); the
 /// headers that carry a client address or scheme, which the proxy writes itself.
-fn is_dropped(name: &HeaderName) -> bool {
+/// `X-Forwarded-Host` is kept from a trusted proxy: it names the host the client asked that
+/// proxy for, which the proxy cannot know itself.
+fn is_dropped(name: &HeaderName, from_trusted_proxy: bool) -> bool {
+    if from_trusted_proxy && name.as_str() == "x-forwarded-host" {
+        return false;
+    }
     *name == AUTHORIZATION
         || *name == PROXY_AUTHORIZATION
         || *name == FORWARDED
@@ -34,15 +39,22 @@ fn is_dropped(name: &HeaderName) -> bool {
 
 /// Rewrite `req` for the upstream: `client` and `scheme` as the proxy saw them, and
 /// `upstream_authorization` (the proxy's own credential) in place of the client's.
+/// `from_trusted_proxy`: the TCP peer is in `client_ip.trusted_proxies`.
 pub fn rewrite(
     req: &mut RequestHeader,
     client: IpAddr,
     scheme: &'static str,
     upstream_authorization: Option<&HeaderValue>,
+    from_trusted_proxy: bool,
 ) -> pingora::Result<()> {
     // A request has a handful of headers: a scan per removal is cheaper than looking up
     // (parsing, hashing) each of fifteen names that are almost never there.
-    while let Some(name) = req.headers.keys().find(|n| is_dropped(n)).cloned() {
+    while let Some(name) = req
+        .headers
+        .keys()
+        .find(|n| is_dropped(n, from_trusted_proxy))
+        .cloned()
+    {
         req.remove_header(&name);
     }
     if let Some(token) = upstream_authorization {
@@ -85,7 +97,7 @@ mod tests {
             ("X-Forwarded-Host", "evil.example"),
             ("Content-Type", "application/x-ndjson"),
         ]);
-        rewrite(&mut req, "192.0.2.7".parse().unwrap(), "https", None).unwrap();
+        rewrite(&mut req, "192.0.2.7".parse().unwrap(), "https", None, false).unwrap();
         let names: Vec<&str> = req.headers.keys().map(|n| n.as_str()).collect();
         assert_eq!(
             names,
@@ -117,7 +129,14 @@ mod tests {
             ("X-Real-IP", "6.6.6.6"),
             ("X-Forwarded-Proto", "http"),
         ]);
-        rewrite(&mut req, "2001:db8::2".parse().unwrap(), "https", None).unwrap();
+        rewrite(
+            &mut req,
+            "2001:db8::2".parse().unwrap(),
+            "https",
+            None,
+            false,
+        )
+        .unwrap();
         let h = &req.headers;
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "2001:db8::2");
@@ -127,7 +146,7 @@ mod tests {
             "for=\"[2001:db8::2]\";proto=https"
         );
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
-        rewrite(&mut req, "192.0.2.1".parse().unwrap(), "http", None).unwrap();
+        rewrite(&mut req, "192.0.2.1".parse().unwrap(), "http", None, false).unwrap();
         assert_eq!(
             req.headers.get("forwarded").unwrap(),
             "for=192.0.2.1;proto=http"
@@ -143,9 +162,38 @@ mod tests {
             "192.0.2.1".parse().unwrap(),
             "https",
             Some(&token),
+            false,
         )
         .unwrap();
         let all: Vec<_> = req.headers.get_all(AUTHORIZATION).iter().collect();
         assert_eq!(all, [&token]);
+    }
+
+    #[test]
+    fn forwarded_host_is_kept_only_from_a_trusted_proxy() {
+        let headers = [("X-Forwarded-Host", "apm.example.com")];
+        let mut trusted = request(&headers);
+        rewrite(
+            &mut trusted,
+            "192.0.2.1".parse().unwrap(),
+            "https",
+            None,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            trusted.headers.get("x-forwarded-host").unwrap(),
+            "apm.example.com"
+        );
+        let mut untrusted = request(&headers);
+        rewrite(
+            &mut untrusted,
+            "192.0.2.1".parse().unwrap(),
+            "https",
+            None,
+            false,
+        )
+        .unwrap();
+        assert!(untrusted.headers.get("x-forwarded-host").is_none());
     }
 }

@@ -1,43 +1,15 @@
 //! The per-event rules the proxy enforces on intake bodies it reads: anonymous agent and
 //! service allow-lists, and the service binding of API keys. An [`EventVisitor`] for the
-//! streaming [`crate::intake::IntakeReader`]: each event's names are the metadata's, with
-//! the event's own `context.service` overrides on top, as APM Server resolves them.
+//! streaming [`IntakeReader`](super::IntakeReader): each event's names are the metadata's,
+//! with the event's own `context.service` overrides on top, as APM Server resolves them.
 
-use std::sync::Arc;
-
-use crate::auth::anonymous::{check_key_service, AnonymousPolicy};
-use crate::intake::{EventVisitor, Names};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameRules {
-    Anonymous(Arc<AnonymousPolicy>),
-    /// An API key restricted to these services.
-    BoundKey(Arc<[String]>),
-}
-
-impl NameRules {
-    /// An agent-config query names only a service.
-    pub fn check_service(&self, service: Option<&str>) -> Result<(), String> {
-        match self {
-            NameRules::Anonymous(policy) => policy.check_service(service),
-            NameRules::BoundKey(services) => check_key_service(services, service),
-        }
-    }
-
-    fn check(&self, agent: Option<&str>, service: Option<&str>) -> Result<(), String> {
-        match self {
-            NameRules::Anonymous(policy) => policy.check_event(agent, service),
-            NameRules::BoundKey(services) => check_key_service(services, service),
-        }
-    }
-}
+use super::reader::{EventVisitor, Names};
+use crate::admission::{NameRefused, NameRules};
 
 #[derive(Debug)]
 pub struct EventRules {
     rules: NameRules,
     metadata: Names,
-    /// Events that passed the rules so far.
-    events: u64,
 }
 
 impl EventRules {
@@ -45,27 +17,21 @@ impl EventRules {
         EventRules {
             rules,
             metadata: Names::default(),
-            events: 0,
         }
-    }
-
-    pub fn events(&self) -> u64 {
-        self.events
     }
 }
 
 impl EventVisitor for EventRules {
-    /// APM Server's 403 message.
-    type Reject = String;
+    type Reject = NameRefused;
 
-    fn metadata(&mut self, names: Names) -> Result<(), String> {
+    fn metadata(&mut self, names: Names) -> Result<(), NameRefused> {
         self.rules
-            .check(names.agent.as_deref(), names.service.as_deref())?;
+            .check_event(names.agent.as_deref(), names.service.as_deref())?;
         self.metadata = names;
         Ok(())
     }
 
-    fn event(&mut self, overrides: Names) -> Result<(), String> {
+    fn event(&mut self, overrides: Names) -> Result<(), NameRefused> {
         if overrides.agent.is_some() || overrides.service.is_some() {
             let agent = overrides
                 .agent
@@ -75,9 +41,8 @@ impl EventVisitor for EventRules {
                 .service
                 .as_deref()
                 .or(self.metadata.service.as_deref());
-            self.rules.check(agent, service)?;
+            self.rules.check_event(agent, service)?;
         }
-        self.events += 1;
         Ok(())
     }
 }
@@ -85,20 +50,29 @@ impl EventVisitor for EventRules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::intake::{IntakeReader, ScanError};
+    use crate::admission::AnonymousPolicy;
+    use crate::intake::reader::{IntakeReader, ScanError};
+    use std::sync::Arc;
 
-    fn anonymous(extra: &str) -> NameRules {
-        let text = format!("[auth]\nsecret_token = \"t\"\n[rum]\nenabled = true\n{extra}");
-        NameRules::Anonymous(Arc::new(
-            AnonymousPolicy::from_config(&Config::parse(&text).unwrap()).unwrap(),
-        ))
+    fn anonymous(allow_service: &[&str]) -> NameRules {
+        let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        NameRules::Anonymous(Arc::new(AnonymousPolicy::new(
+            &strings(&["/intake/v2/rum/events"]),
+            &strings(&["rum-js", "js-base"]),
+            &strings(allow_service),
+        )))
     }
 
     fn scan(rules: NameRules, body: &str) -> Result<u64, ScanError<String>> {
         let mut reader = IntakeReader::new(None, 1 << 20, EventRules::new(rules));
-        reader.feed(body.as_bytes())?;
-        Ok(reader.finish()?.events())
+        let fed = reader.feed(body.as_bytes()).and_then(|()| reader.finish());
+        fed.map(|()| reader.events()).map_err(|e| match e {
+            ScanError::Rejected(r) => ScanError::Rejected(r.to_string()),
+            ScanError::EventTooLarge => ScanError::EventTooLarge,
+            ScanError::MissingMetadata => ScanError::MissingMetadata,
+            ScanError::InvalidJson => ScanError::InvalidJson,
+            ScanError::Decompression => ScanError::Decompression,
+        })
     }
 
     const V2_META: &str =
@@ -106,7 +80,7 @@ mod tests {
 
     #[test]
     fn metadata_and_overrides_are_checked() {
-        let rules = anonymous("[auth.anonymous]\nallow_service = [\"shop\"]\n");
+        let rules = anonymous(&["shop"]);
         let ok = format!("{V2_META}\n{{\"transaction\":{{}}}}\n{{\"span\":{{}}}}\n");
         assert_eq!(scan(rules.clone(), &ok), Ok(2));
         let bad = format!(

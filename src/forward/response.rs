@@ -1,5 +1,5 @@
-//! Every response the proxy writes itself (401, 403, 404, 400, 502, 504, the anonymous
-//! `GET /`) is built and sent here, in APM Server's format:
+//! Every answer the proxy writes itself (an [`admission::Rejection`](crate::admission::Rejection)
+//! in a [`Reply`]) is rendered and sent here, in APM Server's format:
 //! `{"error": "<message>"}` (or the intake shape `{"accepted":0,"errors":[{"message":…}]}`),
 //! pretty-printed `application/json` when `Accept` contains `*/*` or `application/json`,
 //! otherwise compact JSON under `text/plain; charset=utf-8`; always `X-Content-Type-Options:
@@ -12,108 +12,46 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde_json::json;
 
-/// What the proxy answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u16,
-    pub body: ReplyBody,
-    /// Further headers (CORS), set after the standard ones.
-    pub headers: Vec<(&'static str, String)>,
-}
+use crate::admission::Reply;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplyBody {
-    /// No body and no Content-Type (APM's anonymous `GET /`).
-    Empty,
-    /// `{"error": message}`
-    Error(String),
-    /// `{"accepted": n, "errors": [{"message": message}]}` (intake endpoints)
-    StreamError { accepted: u64, message: String },
-}
-
-impl Reply {
-    pub fn error(status: u16, message: impl Into<String>) -> Reply {
-        Reply::with_body(status, ReplyBody::Error(message.into()))
-    }
-
-    pub fn stream_error(status: u16, message: impl Into<String>) -> Reply {
-        Reply::stream_error_after(status, 0, message)
-    }
-
-    /// An intake error after `accepted` events went through.
-    pub fn stream_error_after(status: u16, accepted: u64, message: impl Into<String>) -> Reply {
-        Reply::with_body(
-            status,
-            ReplyBody::StreamError {
-                accepted,
-                message: message.into(),
-            },
-        )
-    }
-
-    fn with_body(status: u16, body: ReplyBody) -> Reply {
-        Reply {
-            status,
-            body,
-            headers: Vec::new(),
-        }
-    }
-
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    pub fn empty(status: u16) -> Reply {
-        Reply::with_body(status, ReplyBody::Empty)
-    }
-
-    pub fn not_found() -> Reply {
-        Reply::error(404, "404 page not found")
-    }
-
-    /// Status line, headers and body for a client that sent `accept`.
-    pub fn render(&self, accept: Option<&[u8]>) -> (ResponseHeader, Bytes) {
-        let value = match &self.body {
-            ReplyBody::Empty => None,
-            ReplyBody::Error(m) => Some(json!({ "error": m })),
-            ReplyBody::StreamError { accepted, message } => {
-                Some(json!({ "accepted": accepted, "errors": [{ "message": message }] }))
+/// Status line, headers and body of `reply` for a client that sent `accept`.
+pub fn render(reply: &Reply, accept: Option<&[u8]>) -> (ResponseHeader, Bytes) {
+    let value = reply.rejection.message().map(|m| match reply.accepted {
+        None => json!({ "error": m }),
+        Some(accepted) => json!({ "accepted": accepted, "errors": [{ "message": m }] }),
+    });
+    let wants_json =
+        accept.is_some_and(|a| contains(a, b"*/*") || contains(a, b"application/json"));
+    let (body, content_type) = match value {
+        None => (Bytes::new(), None),
+        Some(v) => {
+            let mut text = if wants_json {
+                serde_json::to_string_pretty(&v)
+            } else {
+                serde_json::to_string(&v)
             }
-        };
-        let wants_json =
-            accept.is_some_and(|a| contains(a, b"*/*") || contains(a, b"application/json"));
-        let (body, content_type) = match value {
-            None => (Bytes::new(), None),
-            Some(v) => {
-                let mut text = if wants_json {
-                    serde_json::to_string_pretty(&v)
-                } else {
-                    serde_json::to_string(&v)
-                }
-                .unwrap_or_default();
-                text.push('\n');
-                let ct = if wants_json {
-                    "application/json"
-                } else {
-                    "text/plain; charset=utf-8"
-                };
-                (Bytes::from(go_html_escape(text)), Some(ct))
-            }
-        };
-        let mut header = ResponseHeader::build(self.status, Some(4 + self.headers.len()))
-            .expect("valid status code");
-        // Inserting these fixed, valid header values cannot fail.
-        let _ = header.insert_header("X-Content-Type-Options", "nosniff");
-        if let Some(ct) = content_type {
-            let _ = header.insert_header("Content-Type", ct);
+            .unwrap_or_default();
+            text.push('\n');
+            let ct = if wants_json {
+                "application/json"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            (Bytes::from(go_html_escape(text)), Some(ct))
         }
-        let _ = header.insert_header("Content-Length", body.len().to_string());
-        for (name, value) in &self.headers {
-            let _ = header.insert_header(*name, value.as_str());
-        }
-        (header, body)
+    };
+    let mut header = ResponseHeader::build(reply.status(), Some(4 + reply.headers.len()))
+        .expect("a StatusCode is a valid status");
+    // Inserting these fixed, valid header values cannot fail.
+    let _ = header.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    if let Some(ct) = content_type {
+        let _ = header.insert_header(http::header::CONTENT_TYPE, ct);
     }
+    let _ = header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
+    for (name, value) in &reply.headers {
+        let _ = header.insert_header(name.clone(), value.as_str());
+    }
+    (header, body)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -147,7 +85,8 @@ pub async fn send(
     reply: &Reply,
     drain_timeout: Duration,
 ) -> pingora::Result<()> {
-    let (header, body) = reply.render(
+    let (header, body) = render(
+        reply,
         session
             .req_header()
             .headers
@@ -202,8 +141,11 @@ async fn drain_up_to(session: &mut Session, limit: usize, timeout: Duration) -> 
 mod tests {
     use super::*;
 
+    use crate::admission::{NameRefused, Rejection};
+    use crate::auth::AuthFailure;
+
     fn text(reply: &Reply, accept: Option<&[u8]>) -> (String, Option<String>) {
-        let (h, b) = reply.render(accept);
+        let (h, b) = render(reply, accept);
         let ct = h
             .headers
             .get("content-type")
@@ -215,7 +157,9 @@ mod tests {
 
     #[test]
     fn accept_decides_format() {
-        let r = Reply::error(401, "authentication failed");
+        let r = Reply::plain(Rejection::AuthenticationFailed(
+            AuthFailure::InvalidCredentials,
+        ));
         assert_eq!(
             text(&r, None),
             (
@@ -244,24 +188,32 @@ mod tests {
 
     #[test]
     fn stream_shape_and_go_escaping() {
-        let r = Reply::stream_error(
-            403,
-            "unauthorized: API Key not permitted action \"event:write\"",
+        let r = Reply::intake(
+            Rejection::NameNotPermitted(NameRefused::KeyService("ads".into())),
+            7,
         );
         assert_eq!(
             text(&r, None).0,
-            "{\"accepted\":0,\"errors\":[{\"message\":\"unauthorized: API Key not permitted action \\\"event:write\\\"\"}]}\n"
+            "{\"accepted\":7,\"errors\":[{\"message\":\"unauthorized: API Key not permitted for service \\\"ads\\\"\"}]}\n"
         );
-        let r = Reply::error(401, "unknown Authentication header <a&b>");
-        assert_eq!(
-            text(&r, None).0,
-            "{\"error\":\"unknown Authentication header \\u003ca\\u0026b\\u003e\"}\n"
+        let r = Reply::plain(Rejection::AuthenticationFailed(AuthFailure::UnknownScheme(
+            "<a&b>".into(),
+        )));
+        assert!(
+            text(&r, None)
+                .0
+                .starts_with("{\"error\":\"authentication failed: unknown Authentication header \\u003ca\\u0026b\\u003e:"),
+            "{}",
+            text(&r, None).0
         );
     }
 
     #[test]
     fn empty_reply_has_no_content_type() {
-        let (body, ct) = text(&Reply::empty(200), Some(b"*/*"));
+        let (body, ct) = text(
+            &Reply::plain(Rejection::RootWithoutCredentials),
+            Some(b"*/*"),
+        );
         assert_eq!(body, "");
         assert_eq!(ct, None);
     }

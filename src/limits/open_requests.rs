@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug)]
-pub struct PerIpConcurrency {
+pub struct OpenRequests {
     max: u32,
     open: Arc<Mutex<HashMap<IpAddr, u32>>>,
 }
@@ -28,9 +28,9 @@ impl PartialEq for Slot {
 
 impl Eq for Slot {}
 
-impl PerIpConcurrency {
+impl OpenRequests {
     pub fn new(max: u32) -> Self {
-        PerIpConcurrency {
+        OpenRequests {
             max,
             open: Arc::default(),
         }
@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn slots_are_capped_per_ip_and_released_on_drop() {
-        let limit = PerIpConcurrency::new(2);
+        let limit = OpenRequests::new(2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let first = limit.acquire(a).unwrap();

@@ -1,4 +1,8 @@
-//! Command-line interface (clap). Parsing only; `commands` executes.
+//! The command line: the clap model here, `commands` runs it, `error` gives every failure
+//! its exit code.
+
+mod commands;
+mod error;
 
 use std::path::PathBuf;
 
@@ -48,7 +52,7 @@ pub enum ApikeyCommand {
     Create(CreateKeyArgs),
     /// List the keys in the keys file (never their secrets).
     List,
-    /// Revoke a key by id. A running proxy applies it on SIGHUP (or its next reload).
+    /// Revoke a key by id. A running proxy applies it on SIGHUP.
     Revoke {
         /// The key id printed by `apikey create` or `apikey list`.
         #[arg(allow_hyphen_values = true)]
@@ -86,6 +90,9 @@ pub enum TokenCommand {
     /// can be stored in `proxy.toml` instead of the token itself.
     Generate,
 }
+
+pub use commands::execute;
+pub use error::CliError;
 
 #[cfg(test)]
 mod tests {

@@ -52,6 +52,9 @@ enum Stage<V: EventVisitor> {
 /// Feed body chunks with [`IntakeReader::feed`], then call [`IntakeReader::finish`].
 pub struct IntakeReader<V: EventVisitor> {
     stage: Stage<V>,
+    /// Events the visitor accepted so far; kept when the reading stops on an error, so an
+    /// error reply can say how many events went before it.
+    events: u64,
 }
 
 impl<V: EventVisitor> IntakeReader<V> {
@@ -67,7 +70,7 @@ impl<V: EventVisitor> IntakeReader<V> {
             // Missing or unknown: sniff, as APM Server does for RUM beacons.
             _ => Stage::Sniff(lines, Vec::with_capacity(2)),
         };
-        IntakeReader { stage }
+        IntakeReader { stage, events: 0 }
     }
 
     pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), ScanError<V::Reject>> {
@@ -83,9 +86,9 @@ impl<V: EventVisitor> IntakeReader<V> {
         self.write(chunk)
     }
 
-    /// The caller's visitor, to read what it gathered so far (`None` after an error).
-    pub fn visitor_mut(&mut self) -> Option<&mut V> {
-        self.lines_mut().map(|l| &mut l.visitor)
+    /// Events accepted by the visitor so far (those before an error, after one).
+    pub fn events(&self) -> u64 {
+        self.events
     }
 
     /// Has the metadata line been read (and accepted by the visitor)?
@@ -109,7 +112,7 @@ impl<V: EventVisitor> IntakeReader<V> {
     }
 
     /// The body ended: check the last line and the compressed stream's end.
-    pub fn finish(mut self) -> Result<V, ScanError<V::Reject>> {
+    pub fn finish(&mut self) -> Result<(), ScanError<V::Reject>> {
         if matches!(self.stage, Stage::Sniff(..)) {
             self.choose()?;
         }
@@ -120,7 +123,9 @@ impl<V: EventVisitor> IntakeReader<V> {
             Stage::Zlib(d) => d.try_finish(),
             _ => Ok(()),
         };
+        self.sync_events();
         if let Some(e) = self.lines_mut().and_then(|l| l.error.take()) {
+            self.stage = Stage::Done;
             return Err(e);
         }
         let lines = match (flushed, std::mem::replace(&mut self.stage, Stage::Done)) {
@@ -133,8 +138,29 @@ impl<V: EventVisitor> IntakeReader<V> {
             Ok(l) => l,
             Err(()) => return Err(ScanError::Decompression),
         };
-        lines.end_of_body()?;
-        Ok(lines.visitor)
+        let end = lines.end_of_body();
+        self.events = lines.events;
+        if end.is_ok() {
+            // Kept for `into_visitor`; nothing is fed after the end.
+            self.stage = Stage::Plain(lines);
+        }
+        end
+    }
+
+    /// The caller's visitor, after a successful [`IntakeReader::finish`] or while reading.
+    pub fn into_visitor(self) -> Option<V> {
+        match self.stage {
+            Stage::Sniff(l, _) | Stage::Plain(l) => Some(l.visitor),
+            Stage::Gzip(d) => d.finish().ok().map(|l| l.visitor),
+            Stage::Zlib(d) => d.finish().ok().map(|l| l.visitor),
+            Stage::Done => None,
+        }
+    }
+
+    fn sync_events(&mut self) {
+        if let Some(events) = self.lines_mut().map(|l| l.events) {
+            self.events = events;
+        }
     }
 
     /// Decide the encoding from the (up to) two sniffed bytes and replay them.
@@ -164,6 +190,7 @@ impl<V: EventVisitor> IntakeReader<V> {
             Stage::Zlib(d) => d.write_all(data).and_then(|()| d.flush()),
             Stage::Sniff(..) | Stage::Done => Ok(()),
         };
+        self.sync_events();
         if let Some(e) = self.lines_mut().and_then(|l| l.error.take()) {
             self.stage = Stage::Done;
             return Err(e);
@@ -179,6 +206,8 @@ struct Lines<V: EventVisitor> {
     line: Vec<u8>,
     max_event_size: usize,
     seen_metadata: bool,
+    /// Events the visitor accepted.
+    events: u64,
     error: Option<ScanError<V::Reject>>,
 }
 
@@ -189,6 +218,7 @@ impl<V: EventVisitor> Lines<V> {
             line: Vec::new(),
             max_event_size,
             seen_metadata: false,
+            events: 0,
             error: None,
         }
     }
@@ -215,7 +245,9 @@ impl<V: EventVisitor> Lines<V> {
         }
         self.visitor
             .event(parsed.override_names())
-            .map_err(ScanError::Rejected)
+            .map_err(ScanError::Rejected)?;
+        self.events += 1;
+        Ok(())
     }
 
     fn end_of_body(&mut self) -> Result<(), ScanError<V::Reject>> {
@@ -411,7 +443,9 @@ mod tests {
         for c in body.chunks(chunk.max(1)) {
             r.feed(c)?;
         }
-        r.finish()
+        r.finish()?;
+        Ok(r.into_visitor()
+            .expect("finished readers keep their visitor"))
     }
 
     fn gzip(data: &[u8]) -> Vec<u8> {
@@ -518,5 +552,46 @@ mod tests {
             read(&bomb, Some(b"gzip"), 8192).err(),
             Some(ScanError::EventTooLarge)
         );
+    }
+}
+
+#[cfg(test)]
+mod accepted_count {
+    use super::*;
+
+    struct RefuseNth(u64);
+
+    impl EventVisitor for RefuseNth {
+        type Reject = ();
+        fn metadata(&mut self, _: Names) -> Result<(), ()> {
+            Ok(())
+        }
+        fn event(&mut self, _: Names) -> Result<(), ()> {
+            self.0 = self.0.checked_sub(1).ok_or(())?;
+            Ok(())
+        }
+    }
+
+    /// The events before a refused one count, even when they came in the same chunk.
+    #[test]
+    fn events_before_a_refusal_in_the_same_chunk_are_counted() {
+        let mut body = String::from("{\"metadata\":{}}\n");
+        for _ in 0..13 {
+            body.push_str("{\"transaction\":{}}\n");
+        }
+        let mut r = IntakeReader::new(None, 1024, RefuseNth(12));
+        assert_eq!(r.feed(body.as_bytes()), Err(ScanError::Rejected(())));
+        assert_eq!(r.events(), 12);
+        let gz = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(body.as_bytes()).unwrap();
+            e.finish().unwrap()
+        };
+        let mut r = IntakeReader::new(Some(b"gzip"), 1024, RefuseNth(12));
+        let fed = r.feed(&gz);
+        let result = fed.and_then(|()| r.finish());
+        assert_eq!(result, Err(ScanError::Rejected(())));
+        assert_eq!(r.events(), 12);
     }
 }

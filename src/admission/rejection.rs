@@ -1,0 +1,314 @@
+//! Every answer the proxy writes itself, as one type: each variant carries its status, APM
+//! Server's exact message and the label the access log gives it. This table can be held
+//! against APM Server's source (`internal/beater/api/…`, `auth`, `ratelimit`, `request`),
+//! and is the complete list of reasons an operator can see.
+
+use std::borrow::Cow;
+
+use http::header::{HeaderName, ACCESS_CONTROL_ALLOW_ORIGIN};
+use http::StatusCode;
+
+use super::names::NameRefused;
+use super::routes::PathRejection;
+use crate::auth::{ActionRefused, AuthFailure, CallerKind};
+
+/// What both Authorization forms look like, in APM Server's 401 messages.
+pub const EXPECTED: &str =
+    "expected 'Authorization: Bearer secret_token' or 'Authorization: ApiKey base64(API key ID:API key)'";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    // --- from the request head ---
+    HeaderTooLarge,
+    AmbiguousPath(PathRejection),
+    DuplicateAuthorization,
+    NotFound,
+    /// The answer to a CORS preflight (`OPTIONS`), headers from the CORS policy.
+    CorsPreflight,
+    OriginNotAllowed(Option<String>),
+    AuthThrottled,
+    MissingCredentials,
+    AuthenticationFailed(AuthFailure),
+    /// `GET /` without valid credentials: an empty 200, as APM Server answers it.
+    RootWithoutCredentials,
+    ActionNotPermitted(ActionRefused),
+    NameNotPermitted(NameRefused),
+    /// A key bound to services on an endpoint whose body the proxy does not read.
+    KeyRestrictedEndpoint,
+    TooManyOpenRequests,
+    RateLimited,
+    // --- from the request body ---
+    BodyTooLarge,
+    /// The intake metadata line did not come within what the proxy can read ahead.
+    MetadataBeyondReadAhead,
+    /// Mid-stream: no rate-limit tokens for the next batch of events.
+    EventRateLimited,
+    EventTooLarge,
+    MissingMetadata,
+    InvalidJson,
+    CorruptCompression,
+    ClientTimeout,
+    InvalidRequest,
+    // --- from the upstream ---
+    UpstreamUnreachable,
+    UpstreamClosed,
+    UpstreamTimeout,
+    /// A status Pingora chose for a request it could not proxy.
+    RequestFailed(StatusCode),
+    Internal,
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        use Rejection::*;
+        match self {
+            CorsPreflight | RootWithoutCredentials => StatusCode::OK,
+            HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            AmbiguousPath(_)
+            | DuplicateAuthorization
+            | EventTooLarge
+            | MissingMetadata
+            | InvalidJson
+            | CorruptCompression
+            | InvalidRequest => StatusCode::BAD_REQUEST,
+            NotFound => StatusCode::NOT_FOUND,
+            MissingCredentials | AuthenticationFailed(_) => StatusCode::UNAUTHORIZED,
+            OriginNotAllowed(_)
+            | ActionNotPermitted(_)
+            | NameNotPermitted(_)
+            | KeyRestrictedEndpoint => StatusCode::FORBIDDEN,
+            AuthThrottled | TooManyOpenRequests | RateLimited | EventRateLimited => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            BodyTooLarge | MetadataBeyondReadAhead => StatusCode::PAYLOAD_TOO_LARGE,
+            ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            UpstreamUnreachable | UpstreamClosed => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            RequestFailed(status) => *status,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// APM Server's message; `None` for the answers without a body.
+    pub fn message(&self) -> Option<Cow<'static, str>> {
+        use Rejection::*;
+        let fixed = |s: &'static str| Some(Cow::Borrowed(s));
+        match self {
+            CorsPreflight | RootWithoutCredentials => None,
+            HeaderTooLarge => fixed("request header fields too large"),
+            AmbiguousPath(why) => Some(format!("invalid request path: {why}").into()),
+            DuplicateAuthorization => fixed("invalid request: more than one Authorization header"),
+            NotFound => fixed("404 page not found"),
+            OriginNotAllowed(origin) => Some(
+                format!(
+                    "forbidden request: origin: '{}' is not allowed",
+                    origin.as_deref().unwrap_or("")
+                )
+                .into(),
+            ),
+            AuthThrottled => fixed("too many requests: too many failed authentication attempts"),
+            MissingCredentials => Some(
+                format!(
+                    "authentication failed: missing or improperly formatted Authorization \
+                     header: {EXPECTED}"
+                )
+                .into(),
+            ),
+            AuthenticationFailed(failure) => Some(auth_failure_message(failure)),
+            ActionNotPermitted(ActionRefused { caller, action }) => Some(match caller {
+                CallerKind::Anonymous => {
+                    "unauthorized: anonymous access not permitted for sourcemap uploads".into()
+                }
+                CallerKind::ApiKey => format!(
+                    "unauthorized: API Key not permitted action \"{}\"",
+                    action.name()
+                )
+                .into(),
+                CallerKind::ClientCert => format!(
+                    "unauthorized: client certificate not permitted action \"{}\"",
+                    action.name()
+                )
+                .into(),
+            }),
+            NameNotPermitted(refused) => Some(refused.to_string().into()),
+            KeyRestrictedEndpoint => fixed(
+                "unauthorized: API Key restricted to services cannot be used on this endpoint",
+            ),
+            TooManyOpenRequests => fixed("too many requests: too many concurrent requests"),
+            RateLimited => fixed("too many requests: rate limit exceeded"),
+            BodyTooLarge => fixed("request body too large"),
+            MetadataBeyondReadAhead => {
+                fixed("request body too large: the metadata line must come within the first 64 KiB")
+            }
+            EventRateLimited => fixed("rate limit exceeded"),
+            EventTooLarge => fixed("event exceeded the permitted size"),
+            MissingMetadata => {
+                fixed("data validation error: the first line must be a metadata object")
+            }
+            InvalidJson => fixed("data decoding error: invalid JSON line"),
+            CorruptCompression => fixed("data decoding error: the compressed body is corrupt"),
+            ClientTimeout => fixed("request timed out"),
+            InvalidRequest => fixed("invalid request"),
+            UpstreamUnreachable => fixed("bad gateway: the APM Server is unreachable"),
+            UpstreamClosed => fixed("bad gateway: the APM Server closed the connection"),
+            UpstreamTimeout => fixed("gateway timeout: the APM Server did not answer in time"),
+            RequestFailed(_) => fixed("request failed"),
+            Internal => fixed("internal error"),
+        }
+    }
+
+    /// The reason in the access log (and, later, the metrics label).
+    pub fn label(&self) -> &'static str {
+        use Rejection::*;
+        match self {
+            HeaderTooLarge => "header_too_large",
+            AmbiguousPath(_) => "ambiguous_path",
+            DuplicateAuthorization => "duplicate_authorization",
+            NotFound => "not_found",
+            CorsPreflight => "cors_preflight",
+            OriginNotAllowed(_) => "origin_not_allowed",
+            AuthThrottled => "auth_throttled",
+            MissingCredentials => "missing_credentials",
+            AuthenticationFailed(f) => match f {
+                AuthFailure::UnknownScheme(_) => "unknown_scheme",
+                AuthFailure::InvalidCredentials => "invalid_credentials",
+                AuthFailure::BadApiKeyEncoding { .. } => "bad_api_key_encoding",
+                AuthFailure::BadApiKeyFormat => "bad_api_key_format",
+            },
+            RootWithoutCredentials => "root_anonymous",
+            ActionNotPermitted(_) => "forbidden_action",
+            NameNotPermitted(n) => n.label(),
+            KeyRestrictedEndpoint => "key_restricted_endpoint",
+            TooManyOpenRequests => "too_many_open",
+            RateLimited => "rate_limited",
+            BodyTooLarge => "body_too_large",
+            MetadataBeyondReadAhead => "metadata_beyond_read_ahead",
+            EventRateLimited => "event_rate_limited",
+            EventTooLarge => "event_too_large",
+            MissingMetadata => "missing_metadata",
+            InvalidJson => "invalid_json",
+            CorruptCompression => "corrupt_compression",
+            ClientTimeout => "client_timeout",
+            InvalidRequest => "invalid_request",
+            UpstreamUnreachable => "upstream_unreachable",
+            UpstreamClosed => "upstream_closed",
+            UpstreamTimeout => "upstream_timeout",
+            RequestFailed(_) => "request_failed",
+            Internal => "internal_error",
+        }
+    }
+}
+
+fn auth_failure_message(failure: &AuthFailure) -> Cow<'static, str> {
+    match failure {
+        AuthFailure::UnknownScheme(scheme) => {
+            format!("authentication failed: unknown Authentication header {scheme}: {EXPECTED}")
+                .into()
+        }
+        AuthFailure::InvalidCredentials => "authentication failed".into(),
+        AuthFailure::BadApiKeyEncoding { go_offset } => format!(
+            "authentication failed: improperly encoded ApiKey credentials: expected \
+             base64(ID:APIKey): illegal base64 data at input byte {go_offset}"
+        )
+        .into(),
+        AuthFailure::BadApiKeyFormat => "authentication failed: improperly formatted ApiKey \
+            credentials: expected base64(ID:APIKey)"
+            .into(),
+    }
+}
+
+/// A rejection as it is answered: in the plain shape `{"error": …}` or the intake shape
+/// `{"accepted": n, "errors": [{"message": …}]}`, with extra headers (CORS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub rejection: Rejection,
+    /// `Some(n)`: the intake shape, `n` events accepted before it.
+    pub accepted: Option<u64>,
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+impl Reply {
+    pub fn plain(rejection: Rejection) -> Reply {
+        Reply {
+            rejection,
+            accepted: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// An intake endpoint's error after `accepted` events went through.
+    pub fn intake(rejection: Rejection, accepted: u64) -> Reply {
+        Reply {
+            accepted: Some(accepted),
+            ..Reply::plain(rejection)
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.rejection.status()
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Echo an allowed RUM origin: every answer to a RUM request carries it, errors too.
+    pub fn with_cors(self, origin: Option<&str>) -> Reply {
+        match origin {
+            Some(origin) => self.with_header(ACCESS_CONTROL_ALLOW_ORIGIN, origin),
+            None => self,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Action;
+
+    /// APM Server's exact words for the answers agents act on.
+    #[test]
+    fn messages_match_apm_server() {
+        let cases = [
+            (Rejection::AuthenticationFailed(AuthFailure::InvalidCredentials), 401, "authentication failed"),
+            (Rejection::AuthenticationFailed(AuthFailure::BadApiKeyFormat), 401, "authentication failed: improperly formatted ApiKey credentials: expected base64(ID:APIKey)"),
+            (Rejection::AuthenticationFailed(AuthFailure::BadApiKeyEncoding { go_offset: 3 }), 401, "authentication failed: improperly encoded ApiKey credentials: expected base64(ID:APIKey): illegal base64 data at input byte 3"),
+            (Rejection::AuthenticationFailed(AuthFailure::UnknownScheme("Basic".into())), 401, "authentication failed: unknown Authentication header Basic: expected 'Authorization: Bearer secret_token' or 'Authorization: ApiKey base64(API key ID:API key)'"),
+            (Rejection::MissingCredentials, 401, "authentication failed: missing or improperly formatted Authorization header: expected 'Authorization: Bearer secret_token' or 'Authorization: ApiKey base64(API key ID:API key)'"),
+            (Rejection::ActionNotPermitted(ActionRefused { caller: CallerKind::ApiKey, action: Action::SourcemapWrite }), 403, "unauthorized: API Key not permitted action \"sourcemap:write\""),
+            (Rejection::ActionNotPermitted(ActionRefused { caller: CallerKind::Anonymous, action: Action::SourcemapWrite }), 403, "unauthorized: anonymous access not permitted for sourcemap uploads"),
+            (Rejection::OriginNotAllowed(Some("https://evil".into())), 403, "forbidden request: origin: 'https://evil' is not allowed"),
+            (Rejection::NameNotPermitted(NameRefused::AnonymousAgent("go".into())), 403, "unauthorized: anonymous access not permitted for agent \"go\""),
+            (Rejection::RateLimited, 429, "too many requests: rate limit exceeded"),
+            (Rejection::EventRateLimited, 429, "rate limit exceeded"),
+            (Rejection::TooManyOpenRequests, 429, "too many requests: too many concurrent requests"),
+            (Rejection::NotFound, 404, "404 page not found"),
+            (Rejection::EventTooLarge, 400, "event exceeded the permitted size"),
+            (Rejection::UpstreamTimeout, 504, "gateway timeout: the APM Server did not answer in time"),
+        ];
+        for (rejection, status, message) in cases {
+            assert_eq!(rejection.status().as_u16(), status, "{rejection:?}");
+            assert_eq!(
+                rejection.message().as_deref(),
+                Some(message),
+                "{rejection:?}"
+            );
+        }
+        assert_eq!(Rejection::CorsPreflight.message(), None);
+        assert_eq!(Rejection::RootWithoutCredentials.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn cors_is_added_once_by_one_helper() {
+        let reply = Reply::plain(Rejection::RateLimited).with_cors(Some("https://a"));
+        assert_eq!(
+            reply.headers,
+            vec![(ACCESS_CONTROL_ALLOW_ORIGIN, "https://a".to_string())]
+        );
+        assert!(Reply::plain(Rejection::RateLimited)
+            .with_cors(None)
+            .headers
+            .is_empty());
+    }
+}

@@ -1,0 +1,88 @@
+//! Who a request authenticated as, what authentication found, and authorization.
+
+use std::sync::Arc;
+
+use super::privileges::{Action, Privileges};
+
+/// Who a request authenticated as. Carries names, never secrets, so it is safe to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    SecretToken {
+        name: Arc<str>,
+    },
+    ApiKey {
+        id: Arc<str>,
+        name: Arc<str>,
+        privileges: Privileges,
+        services: Arc<[String]>,
+    },
+    /// A verified client certificate mapped by `ssl.client_identities`.
+    ClientCert {
+        name: Arc<str>,
+        privileges: Privileges,
+    },
+    /// No credential, on an endpoint open to anonymous callers (`auth.anonymous`).
+    Anonymous,
+}
+
+impl Identity {
+    pub fn privileges(&self) -> Privileges {
+        match self {
+            // A secret token grants every action, as in APM Server.
+            Identity::SecretToken { .. } => Privileges::ALL,
+            Identity::ApiKey { privileges, .. } | Identity::ClientCert { privileges, .. } => {
+                *privileges
+            }
+            Identity::Anonymous => Privileges::ANONYMOUS,
+        }
+    }
+}
+
+/// The result of authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Authenticated(Identity),
+    /// No usable `Authorization` header (absent or malformed): anonymous in APM terms.
+    Missing,
+    Failed(AuthFailure),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthFailure {
+    UnknownScheme(String),
+    /// Wrong, unknown, expired or revoked credential, or a scheme that is not enabled.
+    /// Deliberately one variant: the client must not learn which.
+    InvalidCredentials,
+    BadApiKeyEncoding {
+        go_offset: usize,
+    },
+    BadApiKeyFormat,
+}
+
+/// An identity that lacks the privilege for an action (APM Server's 403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionRefused {
+    pub caller: CallerKind,
+    pub action: Action,
+}
+
+/// What kind of caller was refused: APM Server words its 403 by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerKind {
+    ApiKey,
+    ClientCert,
+    Anonymous,
+}
+
+/// May `identity` perform `action`?
+pub fn authorize(identity: &Identity, action: Action) -> Result<(), ActionRefused> {
+    if identity.privileges().allows(action) {
+        return Ok(());
+    }
+    let caller = match identity {
+        Identity::ClientCert { .. } => CallerKind::ClientCert,
+        Identity::Anonymous => CallerKind::Anonymous,
+        _ => CallerKind::ApiKey,
+    };
+    Err(ActionRefused { caller, action })
+}

@@ -1,0 +1,316 @@
+//! The credential store: every secret token (as a digest) and API key the proxy accepts,
+//! checked in constant time, and the swappable handle requests read it through.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use super::header::{self, Presented};
+use super::identity::{AuthFailure, AuthOutcome, Identity};
+use super::settings::AuthSettings;
+use super::{go_base64, keys_file};
+use crate::config::{Problem, Problems};
+use crate::digest::{sha256, Digest};
+
+#[derive(Debug)]
+struct TokenEntry {
+    name: Arc<str>,
+    digest: Digest,
+    expires_at: Option<SystemTime>,
+}
+
+#[derive(Debug)]
+struct KeyEntry {
+    identity: Identity,
+    digest: Digest,
+    expires_at: Option<SystemTime>,
+    revoked: bool,
+}
+
+/// Every credential the proxy accepts, loaded once and swapped whole on reload.
+#[derive(Debug, Default)]
+pub struct CredentialStore {
+    tokens: Vec<TokenEntry>,
+    api_keys_enabled: bool,
+    keys: HashMap<Box<str>, KeyEntry>,
+}
+
+/// Compared against when an API key id is unknown, so that an unknown id costs the same as
+/// a wrong secret.
+const DUMMY_DIGEST: Digest = [0x5a; 32];
+
+impl CredentialStore {
+    /// Read every token's secret and the keys file, as they are now.
+    pub fn load(settings: &AuthSettings) -> Result<CredentialStore, Problems> {
+        let mut problems = Problems::default();
+        let mut tokens = Vec::new();
+        for t in &settings.tokens {
+            if let Some(digest) = problems.take(t.secret.digest(&t.key)) {
+                tokens.push(TokenEntry {
+                    name: t.name.as_str().into(),
+                    digest,
+                    expires_at: t.expires,
+                });
+            }
+        }
+        let mut keys = HashMap::new();
+        if let Some(path) = &settings.keys_file {
+            let file = keys_file::KeysFile::load(path)
+                .and_then(|f| f.parse_keys(path))
+                .map_err(|e| Problem::new("auth.api_key.keys_file", e.to_string()));
+            for k in problems.take(file).into_iter().flatten() {
+                keys.insert(
+                    k.id.as_str().into(),
+                    KeyEntry {
+                        identity: Identity::ApiKey {
+                            id: k.id.as_str().into(),
+                            name: k.name.as_str().into(),
+                            privileges: k.privileges,
+                            services: k.services.into(),
+                        },
+                        digest: k.digest,
+                        expires_at: k.expires_at,
+                        revoked: k.revoked,
+                    },
+                );
+            }
+        }
+        problems.finish(|| CredentialStore {
+            tokens,
+            api_keys_enabled: settings.keys_file.is_some(),
+            keys,
+        })
+    }
+
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn api_key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn authenticate(&self, header: Option<&[u8]>, now: SystemTime) -> AuthOutcome {
+        match header::parse(header) {
+            Presented::Missing => AuthOutcome::Missing,
+            Presented::Unknown { scheme } => AuthOutcome::Failed(AuthFailure::UnknownScheme(
+                String::from_utf8_lossy(scheme).into_owned(),
+            )),
+            Presented::Bearer(token) => self.check_token(token, now),
+            Presented::ApiKey(_) if !self.api_keys_enabled => {
+                AuthOutcome::Failed(AuthFailure::InvalidCredentials)
+            }
+            Presented::ApiKey(credentials) => self.check_api_key(credentials, now),
+        }
+    }
+
+    /// Constant time over *all* tokens: every digest is compared, no early exit, and the
+    /// digests have a fixed length whatever the presented token's length.
+    fn check_token(&self, token: &[u8], now: SystemTime) -> AuthOutcome {
+        let presented = sha256(token);
+        let mut found = 0u32;
+        let mut index = 0u32;
+        for (i, entry) in self.tokens.iter().enumerate() {
+            let equal = entry.digest.ct_eq(&presented);
+            found.conditional_assign(&1, equal);
+            index.conditional_assign(&(i as u32), equal);
+        }
+        if found == 0 || token.is_empty() {
+            return AuthOutcome::Failed(AuthFailure::InvalidCredentials);
+        }
+        let entry = &self.tokens[index as usize];
+        if entry.expires_at.is_some_and(|exp| now >= exp) {
+            return AuthOutcome::Failed(AuthFailure::InvalidCredentials);
+        }
+        AuthOutcome::Authenticated(Identity::SecretToken {
+            name: entry.name.clone(),
+        })
+    }
+
+    fn check_api_key(&self, credentials: &[u8], now: SystemTime) -> AuthOutcome {
+        let decoded = match go_base64::decode_std(credentials) {
+            Ok(d) => d,
+            Err(go_offset) => {
+                return AuthOutcome::Failed(AuthFailure::BadApiKeyEncoding { go_offset })
+            }
+        };
+        let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+            return AuthOutcome::Failed(AuthFailure::BadApiKeyFormat);
+        };
+        let (id, secret) = (&decoded[..colon], &decoded[colon + 1..]);
+        let entry = std::str::from_utf8(id)
+            .ok()
+            .and_then(|id| self.keys.get(id));
+        let expected = entry.map_or(&DUMMY_DIGEST, |e| &e.digest);
+        let secret_ok: bool = expected.ct_eq(&sha256(secret)).into();
+        match entry {
+            Some(e) if secret_ok && !e.revoked && e.expires_at.is_none_or(|exp| now < exp) => {
+                AuthOutcome::Authenticated(e.identity.clone())
+            }
+            _ => AuthOutcome::Failed(AuthFailure::InvalidCredentials),
+        }
+    }
+}
+
+/// The credential store behind a swappable handle: requests read it lock-free, a reload
+/// replaces it whole.
+pub struct Authenticator {
+    store: ArcSwap<CredentialStore>,
+}
+
+impl Authenticator {
+    pub fn new(store: CredentialStore) -> Self {
+        Authenticator {
+            store: ArcSwap::from_pointee(store),
+        }
+    }
+
+    pub fn replace(&self, store: CredentialStore) {
+        self.store.store(Arc::new(store));
+    }
+
+    pub fn authenticate(&self, header: Option<&[u8]>, now: SystemTime) -> AuthOutcome {
+        self.store.load().authenticate(header, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{authorize, Action, ActionRefused, CallerKind, Privileges};
+    use base64::Engine;
+    use std::time::Duration;
+
+    fn store() -> CredentialStore {
+        let past = SystemTime::now() - Duration::from_secs(60);
+        let key = |id: &str, secret: &str, privs: Privileges, expires, revoked| KeyEntry {
+            identity: Identity::ApiKey {
+                id: id.into(),
+                name: format!("{id}-name").into(),
+                privileges: privs,
+                services: Arc::from(Vec::new()),
+            },
+            digest: sha256(secret.as_bytes()),
+            expires_at: expires,
+            revoked,
+        };
+        let mut keys = HashMap::new();
+        keys.insert(
+            "k1".into(),
+            key(
+                "k1",
+                "s1",
+                Privileges::parse_list(&["event:write"]).unwrap(),
+                None,
+                false,
+            ),
+        );
+        keys.insert(
+            "old".into(),
+            key("old", "s2", Privileges::ALL, Some(past), false),
+        );
+        keys.insert("rev".into(), key("rev", "s3", Privileges::ALL, None, true));
+        CredentialStore {
+            tokens: vec![
+                TokenEntry {
+                    name: "current".into(),
+                    digest: sha256(b"tok-new"),
+                    expires_at: None,
+                },
+                TokenEntry {
+                    name: "previous".into(),
+                    digest: sha256(b"tok-old"),
+                    expires_at: Some(past),
+                },
+            ],
+            api_keys_enabled: true,
+            keys,
+        }
+    }
+
+    fn api(id_secret: &str) -> Vec<u8> {
+        format!(
+            "ApiKey {}",
+            base64::engine::general_purpose::STANDARD.encode(id_secret)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn tokens() {
+        let s = store();
+        let now = SystemTime::now();
+        assert!(matches!(
+            s.authenticate(Some(b"Bearer tok-new"), now),
+            AuthOutcome::Authenticated(Identity::SecretToken { name }) if &*name == "current"
+        ));
+        for bad in [&b"Bearer tok-old"[..], b"Bearer nope", b"Bearer  tok-new"] {
+            assert_eq!(
+                s.authenticate(Some(bad), now),
+                AuthOutcome::Failed(AuthFailure::InvalidCredentials)
+            );
+        }
+        assert_eq!(s.authenticate(None, now), AuthOutcome::Missing);
+        assert_eq!(s.authenticate(Some(b"tok-new"), now), AuthOutcome::Missing);
+    }
+
+    #[test]
+    fn api_keys() {
+        let s = store();
+        let now = SystemTime::now();
+        let ok = s.authenticate(Some(&api("k1:s1")), now);
+        let AuthOutcome::Authenticated(identity) = ok else {
+            panic!("{ok:?}")
+        };
+        assert!(authorize(&identity, Action::EventWrite).is_ok());
+        assert_eq!(
+            authorize(&identity, Action::SourcemapWrite).unwrap_err(),
+            ActionRefused {
+                caller: CallerKind::ApiKey,
+                action: Action::SourcemapWrite
+            }
+        );
+        for bad in ["k1:wrong", "unknown:s1", "old:s2", "rev:s3", "k1:", ":s1"] {
+            assert_eq!(
+                s.authenticate(Some(&api(bad)), now),
+                AuthOutcome::Failed(AuthFailure::InvalidCredentials),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            s.authenticate(Some(&api("no-colon")), now),
+            AuthOutcome::Failed(AuthFailure::BadApiKeyFormat)
+        );
+        let enc = s.authenticate(Some(b"ApiKey not base64!"), now);
+        assert_eq!(
+            enc,
+            AuthOutcome::Failed(AuthFailure::BadApiKeyEncoding { go_offset: 3 })
+        );
+    }
+
+    #[test]
+    fn api_key_when_disabled_and_unknown_scheme() {
+        let mut s = store();
+        s.api_keys_enabled = false;
+        let now = SystemTime::now();
+        assert_eq!(
+            s.authenticate(Some(&api("k1:s1")), now),
+            AuthOutcome::Failed(AuthFailure::InvalidCredentials)
+        );
+        assert_eq!(
+            s.authenticate(Some(b"Basic abc"), now),
+            AuthOutcome::Failed(AuthFailure::UnknownScheme("Basic".into()))
+        );
+    }
+
+    #[test]
+    fn secret_token_has_every_privilege() {
+        let id = Identity::SecretToken { name: "t".into() };
+        for a in Action::ALL {
+            assert!(authorize(&id, a).is_ok());
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! The Pingora hooks, and only them: admission in `request_filter`, the body checks fed in
+//! `request_body_filter`, header rewriting in `upstream_request_filter`, the anonymous
+//! agent-config trimming on the way back, error replies and the access log. Every rule they
+//! apply lives in `admission`, `intake` and `upstream_headers` as plain functions.
+//! Bodies stream chunk by chunk in both directions and are forwarded untouched.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use super::access_log;
+use super::response;
+use super::upstream_headers;
+use crate::admission::{
+    BodyLimits, Caller, ClientIpPolicy, Decision, EndpointKind, Gate, NameRules, Rejection, Reply,
+};
+use crate::auth::Identity;
+use crate::intake::agent_config::{self, AnswerTrimmer};
+use crate::intake::{BodyCheck, RateCharge, READ_AHEAD_LIMIT};
+use crate::limits::{RateLimiter, Slot};
+use crate::tls::PeerCertificate;
+
+/// Per-listener settings the proxy applies to each request.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub idle_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub reject_drain_timeout: Duration,
+    /// "https" when the listener terminates TLS.
+    pub scheme: &'static str,
+    pub access_log: bool,
+    pub body_limits: BodyLimits,
+}
+
+pub struct ApmProxy {
+    gate: Gate,
+    client_ip: ClientIpPolicy,
+    upstream: HttpPeer,
+    /// `Bearer <upstream.secret_token>`, sent upstream in place of the client's credential.
+    upstream_authorization: Option<HeaderValue>,
+    /// The anonymous event rate limiter, shared with the gate.
+    event_limiter: Option<Arc<RateLimiter>>,
+    settings: ProxySettings,
+}
+
+impl ApmProxy {
+    pub fn new(
+        gate: Gate,
+        client_ip: ClientIpPolicy,
+        upstream: HttpPeer,
+        upstream_authorization: Option<HeaderValue>,
+        event_limiter: Option<Arc<RateLimiter>>,
+        settings: ProxySettings,
+    ) -> Self {
+        ApmProxy {
+            gate,
+            client_ip,
+            upstream,
+            upstream_authorization,
+            event_limiter,
+            settings,
+        }
+    }
+}
+
+/// What the proxy learned about one request, for the later phases and the access log.
+pub struct RequestCtx {
+    started: Instant,
+    client_ip: IpAddr,
+    /// The TCP peer is a trusted proxy.
+    from_trusted_proxy: bool,
+    identity: Option<Identity>,
+    /// Why the proxy answered the request itself, if it did.
+    rejection: Option<Rejection>,
+    kind: Option<EndpointKind>,
+    /// Echoed as `Access-Control-Allow-Origin` on the response of a RUM request.
+    cors_origin: Option<String>,
+    /// An anonymous request's place under the per-IP concurrency cap, freed on drop.
+    _slot: Option<Slot>,
+    /// Checks applied to the request body as it streams.
+    body: Option<BodyCheck>,
+    /// The answer for an error raised while the body streamed (sent by `fail_to_proxy`).
+    pending_reply: Option<Reply>,
+    /// An anonymous agent-config answer, collected to be trimmed.
+    config_answer: Option<AnswerTrimmer>,
+}
+
+impl RequestCtx {
+    /// An anonymous caller's agent-config query, whose answer is trimmed.
+    fn is_anonymous_config_query(&self) -> bool {
+        matches!(self.identity, Some(Identity::Anonymous))
+            && self.kind.is_some_and(EndpointKind::is_agent_config)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for ApmProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            from_trusted_proxy: false,
+            identity: None,
+            rejection: None,
+            kind: None,
+            cors_origin: None,
+            _slot: None,
+            body: None,
+            pending_reply: None,
+            config_answer: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let s = &self.settings;
+        session.set_keepalive(Some(s.idle_timeout.as_secs().max(1)));
+        session.set_read_timeout(Some(s.read_timeout));
+        session.set_write_timeout(Some(s.write_timeout));
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        ctx.from_trusted_proxy = self.client_ip.is_trusted(peer);
+        ctx.client_ip = self
+            .client_ip
+            .client_ip(peer, &session.req_header().headers);
+
+        let peer_cert = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|tls| tls.extension.get::<PeerCertificate>());
+        let caller = Caller {
+            peer_cert,
+            ip: ctx.client_ip,
+            now: SystemTime::now(),
+            clock: Instant::now(),
+        };
+        let reply = match self.gate.decide(session.req_header(), caller) {
+            Decision::Forward(admission) => {
+                ctx.identity = Some(admission.identity);
+                ctx.kind = admission.kind;
+                ctx.cors_origin = admission.cors_origin;
+                ctx._slot = admission.slot;
+                match self
+                    .start_body_checks(session, ctx, admission.rules)
+                    .await?
+                {
+                    None => return Ok(false),
+                    Some(reply) => reply.with_cors(ctx.cors_origin.as_deref()),
+                }
+            }
+            Decision::Reply(reply, identity) => {
+                ctx.identity = identity;
+                reply
+            }
+        };
+        ctx.rejection = Some(reply.rejection.clone());
+        response::send(session, &reply, s.reject_drain_timeout).await?;
+        Ok(true)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(check) = ctx.body.as_mut() else {
+            return Ok(());
+        };
+        match check.on_chunk(body.as_deref(), end_of_stream, Instant::now()) {
+            Ok(wait) if wait.is_zero() => Ok(()),
+            // The events' tokens are reserved; hold the stream until they are due.
+            Ok(wait) => {
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+            Err(reply) => {
+                let status = reply.status().as_u16();
+                ctx.body = None;
+                ctx.pending_reply = Some(reply.with_cors(ctx.cors_origin.as_deref()));
+                Err(Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "request body refused",
+                ))
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(self.upstream.clone()))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // The client's credential and headers that could impersonate the proxy's view of
+        // the client never reach the upstream.
+        upstream_headers::rewrite(
+            upstream_request,
+            ctx.client_ip,
+            self.settings.scheme,
+            self.upstream_authorization.as_ref(),
+            ctx.from_trusted_proxy,
+        )?;
+        if ctx.is_anonymous_config_query() {
+            // The answer is trimmed for anonymous callers, so it must come uncompressed.
+            upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(origin) = &ctx.cors_origin {
+            // Replaces any the upstream set, so the header appears once.
+            response.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.as_str())?;
+        }
+        if ctx.is_anonymous_config_query() && response.status == http::StatusCode::OK {
+            response.remove_header(&http::header::CONTENT_LENGTH);
+            response.remove_header(&http::header::CONTENT_ENCODING);
+            if !session.is_http2() {
+                response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            }
+            ctx.config_answer = Some(AnswerTrimmer::default());
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(trimmer) = ctx.config_answer.as_mut() {
+            *body = trimmer.push(body.take(), end_of_stream);
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let reply = ctx.pending_reply.take().or_else(|| {
+            rejection_for(e).map(|r| Reply::plain(r).with_cors(ctx.cors_origin.as_deref()))
+        });
+        let code = match reply {
+            Some(reply) if session.response_written().is_none() => {
+                ctx.rejection.get_or_insert(reply.rejection.clone());
+                // The connection is not reused after a failed proxy attempt: say so in the
+                // answer, or an HTTP/1.1 client may send its next request into the closing
+                // socket and see a reset instead of an answer.
+                session.set_keepalive(None);
+                match response::send(session, &reply, self.settings.reject_drain_timeout).await {
+                    Ok(()) => reply.status().as_u16(),
+                    Err(_) => 0,
+                }
+            }
+            Some(reply) => reply.status().as_u16(),
+            None => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// A client that hangs up mid-request is routine for agents (they cut uploads at
+    /// `api_request_time`); it is in the access log, not worth an ERROR line each.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        *e.esource() == ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            )
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if self.settings.access_log {
+            access_log::write(
+                session,
+                e,
+                access_log::Entry {
+                    started: ctx.started,
+                    client_ip: ctx.client_ip,
+                    identity: ctx.identity.as_ref(),
+                    rejection: ctx.rejection.as_ref(),
+                },
+            );
+        }
+    }
+}
+
+impl ApmProxy {
+    /// Set up the checks an admitted request's body needs under `rules`, reading ahead when
+    /// a decision must come before anything is forwarded (the intake metadata line; an
+    /// agent-config query's service). `Some(reply)` refuses the request.
+    async fn start_body_checks(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        rules: Option<NameRules>,
+    ) -> Result<Option<Reply>> {
+        let (Some(kind), Some(rules)) = (ctx.kind, rules) else {
+            return Ok(None);
+        };
+        if kind.is_agent_config() {
+            return self.check_config_query(session, &rules).await;
+        }
+        if !kind.is_ndjson_intake() {
+            return Ok(None);
+        }
+        let encoding = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .map(|v| v.as_bytes());
+        let rate = self.event_limiter.clone().map(|limiter| RateCharge {
+            limiter,
+            ip: ctx.client_ip,
+        });
+        let mut check = BodyCheck::intake(rules, encoding, &self.settings.body_limits, rate);
+        // Read ahead until the metadata line has been checked (or the body ends), so a
+        // refused stream reaches the upstream not at all. What is read stays in Pingora's
+        // retry buffer and is replayed upstream first.
+        prepare_read_ahead(session).await?;
+        while check.needs_read_ahead() {
+            let checked = match read_ahead(session).await? {
+                ReadAhead::Chunk(chunk) => check.feed_ahead(&chunk),
+                ReadAhead::End => check.end_ahead(),
+                ReadAhead::TooLarge => Err(Reply::intake(Rejection::MetadataBeyondReadAhead, 0)),
+            };
+            if let Err(reply) = checked {
+                return Ok(Some(reply));
+            }
+        }
+        ctx.body = Some(check);
+        Ok(None)
+    }
+
+    /// An agent-config query names its service in the query string (GET) or in a small
+    /// JSON body (POST, read whole and replayed upstream).
+    async fn check_config_query(
+        &self,
+        session: &mut Session,
+        rules: &NameRules,
+    ) -> Result<Option<Reply>> {
+        let service = if session.req_header().method == http::Method::POST {
+            prepare_read_ahead(session).await?;
+            let mut body = Vec::new();
+            loop {
+                match read_ahead(session).await? {
+                    ReadAhead::Chunk(chunk) => body.extend_from_slice(&chunk),
+                    ReadAhead::End => break,
+                    ReadAhead::TooLarge => return Ok(Some(Reply::plain(Rejection::BodyTooLarge))),
+                }
+                if body.len() as u64 > READ_AHEAD_LIMIT {
+                    return Ok(Some(Reply::plain(Rejection::BodyTooLarge)));
+                }
+            }
+            agent_config::service_in_body(&body)
+        } else {
+            let query = session.req_header().uri.query().unwrap_or("");
+            agent_config::query_param(query, "service.name")
+        };
+        Ok(agent_config::check_service(rules, service.as_deref()).err())
+    }
+}
+
+enum ReadAhead {
+    Chunk(Bytes),
+    End,
+    /// Past what Pingora's retry buffer can replay.
+    TooLarge,
+}
+
+/// The next body chunk read ahead (kept in the retry buffer for the replay).
+async fn read_ahead(session: &mut Session) -> Result<ReadAhead> {
+    let Some(chunk) = session.as_downstream_mut().read_request_body().await? else {
+        return Ok(ReadAhead::End);
+    };
+    if session.as_downstream().retry_buffer_truncated() {
+        return Ok(ReadAhead::TooLarge);
+    }
+    Ok(ReadAhead::Chunk(chunk))
+}
+
+/// Before reading a body ahead: keep what is read for the replay, and release a client
+/// that waits for `100 Continue` (HTTP/1.1) — it would otherwise send nothing to read.
+async fn prepare_read_ahead(session: &mut Session) -> Result<()> {
+    session.as_downstream_mut().enable_retry_buffering();
+    if response::expects_continue(session.req_header()) && !session.is_http2() {
+        let header = ResponseHeader::build(100, Some(0))?;
+        session
+            .as_downstream_mut()
+            .write_response_header(Box::new(header))
+            .await?;
+        session
+            .req_header_mut()
+            .remove_header(&http::header::EXPECT);
+    }
+    Ok(())
+}
+
+/// The answer for a request that failed after admission; `None` when the client is gone.
+fn rejection_for(e: &Error) -> Option<Rejection> {
+    use ErrorType::*;
+    if let HTTPStatus(code) = e.etype() {
+        let status = http::StatusCode::from_u16(*code).unwrap_or(http::StatusCode::BAD_REQUEST);
+        return Some(Rejection::RequestFailed(status));
+    }
+    match e.esource() {
+        ErrorSource::Upstream => Some(match e.etype() {
+            ConnectTimedout | ReadTimedout | WriteTimedout => Rejection::UpstreamTimeout,
+            ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure => {
+                Rejection::UpstreamUnreachable
+            }
+            _ => Rejection::UpstreamClosed,
+        }),
+        ErrorSource::Downstream => match e.etype() {
+            ReadError | WriteError | ConnectionClosed => None,
+            ReadTimedout => Some(Rejection::ClientTimeout),
+            _ => Some(Rejection::InvalidRequest),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => Some(Rejection::Internal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failures_map_to_gateway_errors() {
+        let refused = Error::new(ErrorType::ConnectRefused).into_up();
+        assert_eq!(
+            rejection_for(&refused),
+            Some(Rejection::UpstreamUnreachable)
+        );
+        let timeout = Error::new(ErrorType::ConnectTimedout).into_up();
+        assert_eq!(rejection_for(&timeout), Some(Rejection::UpstreamTimeout));
+        let reset = Error::new(ErrorType::ConnectionClosed).into_up();
+        assert_eq!(rejection_for(&reset), Some(Rejection::UpstreamClosed));
+        let gone = Error::new(ErrorType::ConnectionClosed).into_down();
+        assert_eq!(rejection_for(&gone), None);
+        let slow = Error::new(ErrorType::ReadTimedout).into_down();
+        assert_eq!(rejection_for(&slow), Some(Rejection::ClientTimeout));
+    }
+}
