@@ -55,20 +55,24 @@ impl From<StartupError> for CliError {
 }
 
 impl fmt::Display for CliError {
-    /// One line per problem, each prefixed so it stands out in a log.
+    /// One line per configuration problem, each prefixed so it stands out in a log; other
+    /// messages (a TOML parser's, with its source excerpt) are printed as they are.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (prefix, text) = match self {
-            CliError::Config(e) => ("config error: ", e.to_string()),
-            CliError::Startup(e) => ("config error: ", e.to_string()),
-            CliError::Usage(m) | CliError::Io(m) | CliError::Runtime(m) => ("", m.clone()),
-        };
-        for (i, line) in text.lines().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
+        let text = match self {
+            CliError::Config(ConfigError::Invalid(problems)) => {
+                for (i, p) in problems.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("\n")?;
+                    }
+                    write!(f, "apm-auth-proxy: config error: {p}")?;
+                }
+                return Ok(());
             }
-            write!(f, "apm-auth-proxy: {prefix}{line}")?;
-        }
-        Ok(())
+            CliError::Config(e) => format!("config error: {e}"),
+            CliError::Startup(e) => format!("config error: {e}"),
+            CliError::Usage(m) | CliError::Io(m) | CliError::Runtime(m) => m.clone(),
+        };
+        write!(f, "apm-auth-proxy: {text}")
     }
 }
 

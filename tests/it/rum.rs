@@ -3,12 +3,9 @@
 //! concurrency and size caps, failed-authentication throttling, service-bound API keys and
 //! the anonymous agent-config trimming.
 
-mod common;
-
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 
 /// Client IPs are taken from `X-Forwarded-For` because the test client (127.0.0.1) is a
 /// trusted proxy here: that is how each test gets independent per-IP limits.
@@ -20,39 +17,6 @@ enabled = true
 [client_ip]
 trusted_proxies = ["127.0.0.1"]
 "#;
-
-struct Answer {
-    status: u16,
-    body: String,
-    headers: reqwest::header::HeaderMap,
-}
-
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<reqwest::Body>,
-) -> Answer {
-    send(client.post(url).body(body.into()), headers).await
-}
-
-async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Answer {
-    send(client.get(url), headers).await
-}
-
-/// Agents send no JSON `Accept`, so answers come compact (reqwest would send `*/*`).
-async fn send(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> Answer {
-    req = req.header("Accept", "text/plain");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    Answer {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: resp.text().await.unwrap(),
-    }
-}
 
 /// Post `body` every `every` until it is accepted (202), with only 429s meanwhile; panics
 /// with `what` after `limit`.
@@ -77,49 +41,6 @@ async fn until_accepted(
     }
 }
 
-fn v2(agent: &str, service: &str, events: usize) -> String {
-    let mut body = format!(
-        "{{\"metadata\":{{\"service\":{{\"name\":\"{service}\",\"agent\":{{\"name\":\"{agent}\",\"version\":\"5.0.0\"}}}}}}}}\n"
-    );
-    for i in 0..events {
-        body.push_str(&format!(
-            "{{\"transaction\":{{\"id\":\"{i:016x}\",\"trace_id\":\"0123456789abcdef0123456789abcdef\",\"type\":\"page-load\",\"duration\":1.5,\"span_count\":{{\"started\":0}}}}}}\n"
-        ));
-    }
-    body
-}
-
-fn v3(agent: &str, service: &str, events: usize) -> String {
-    let mut body = format!(
-        "{{\"m\":{{\"se\":{{\"n\":\"{service}\",\"a\":{{\"n\":\"{agent}\",\"ve\":\"5\"}}}}}}}}\n"
-    );
-    for i in 0..events {
-        body.push_str(&format!(
-            "{{\"x\":{{\"id\":\"{i:016x}\",\"tid\":\"0123456789abcdef0123456789abcdef\",\"t\":\"page-load\",\"d\":1.5,\"yc\":{{\"sd\":0}}}}}}\n"
-        ));
-    }
-    body
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-fn zlib(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-fn one_header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> Vec<&'a str> {
-    h.get_all(name)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect()
-}
-
 const ORIGIN: &str = "https://app.example.com";
 
 #[test]
@@ -130,7 +51,7 @@ fn cors_preflight_origins_and_headers_on_every_answer() {
         "enabled = true\n",
         "enabled = true\nallow_origins = [\"https://*.example.com\"]\nallow_headers = [\"X-Custom\"]\n",
     );
-    let proxy = Proxy::start(&pki, &upstream.url(), &cors);
+    let proxy = Proxy::builder(&pki, &upstream.url()).config(&cors).start();
     rt().block_on(async {
         let c = proxy.client(false);
         let url = proxy.url("/intake/v2/rum/events");
@@ -151,19 +72,19 @@ fn cors_preflight_origins_and_headers_on_every_answer() {
             .unwrap();
         assert_eq!(resp.status(), 200);
         let h = resp.headers().clone();
-        assert_eq!(one_header(&h, "access-control-allow-origin"), [ORIGIN]);
-        assert_eq!(one_header(&h, "access-control-max-age"), ["3600"]);
-        assert_eq!(one_header(&h, "vary"), ["Origin"]);
+        assert_eq!(header_values(&h, "access-control-allow-origin"), [ORIGIN]);
+        assert_eq!(header_values(&h, "access-control-max-age"), ["3600"]);
+        assert_eq!(header_values(&h, "vary"), ["Origin"]);
         assert_eq!(
-            one_header(&h, "access-control-allow-methods"),
+            header_values(&h, "access-control-allow-methods"),
             ["POST, OPTIONS"]
         );
         assert_eq!(
-            one_header(&h, "access-control-allow-headers"),
+            header_values(&h, "access-control-allow-headers"),
             ["X-Custom, Content-Type, Content-Encoding, Accept"]
         );
-        assert_eq!(one_header(&h, "access-control-expose-headers"), ["Etag"]);
-        assert_eq!(one_header(&h, "content-length"), ["0"]);
+        assert_eq!(header_values(&h, "access-control-expose-headers"), ["Etag"]);
+        assert_eq!(header_values(&h, "content-length"), ["0"]);
         assert!(resp.text().await.unwrap().is_empty());
         // A disallowed origin's preflight gets no Allow-Origin (the browser then stops).
         let resp = c
@@ -191,10 +112,7 @@ fn cors_preflight_origins_and_headers_on_every_answer() {
         // Allowed: forwarded, and Allow-Origin appears once, with the caller's origin.
         let a = post(&c, &url, &[("Origin", ORIGIN)], v2("rum-js", "shop", 2)).await;
         assert_eq!(a.status, 202, "{}", a.body);
-        assert_eq!(
-            one_header(&a.headers, "access-control-allow-origin"),
-            [ORIGIN]
-        );
+        assert_eq!(a.header_values("access-control-allow-origin"), [ORIGIN]);
         // The proxy's own errors on RUM routes carry it too.
         let a = post(
             &c,
@@ -204,10 +122,7 @@ fn cors_preflight_origins_and_headers_on_every_answer() {
         )
         .await;
         assert_eq!(a.status, 401);
-        assert_eq!(
-            one_header(&a.headers, "access-control-allow-origin"),
-            [ORIGIN]
-        );
+        assert_eq!(a.header_values("access-control-allow-origin"), [ORIGIN]);
     });
     let seen = upstream.requests();
     assert_eq!(
@@ -222,7 +137,7 @@ fn cors_preflight_origins_and_headers_on_every_answer() {
 fn anonymous_reaches_only_its_endpoints_and_wrong_credentials_are_never_downgraded() {
     let pki = pki();
     let upstream = Upstream::start();
-    let proxy = Proxy::start(&pki, &upstream.url(), RUM);
+    let proxy = Proxy::builder(&pki, &upstream.url()).config(RUM).start();
     rt().block_on(async {
         let c = proxy.client(true);
         for path in ["/intake/v2/rum/events", "/intake/v3/rum/events"] {
@@ -292,27 +207,32 @@ fn anonymous_reaches_only_its_endpoints_and_wrong_credentials_are_never_downgrad
 fn anonymous_is_off_unless_rum_or_the_setting_turns_it_on() {
     let pki = pki();
     let upstream = Upstream::start();
-    let proxy = Proxy::start(&pki, &upstream.url(), "[auth]\nsecret_token = \"tok\"\n");
+    let off = Proxy::builder(&pki, &upstream.url()).token("tok").start();
+    // `auth.anonymous.enabled` alone opens the RUM endpoints, with `rum.enabled` unset.
+    let on = Proxy::builder(&pki, &upstream.url())
+        .token("tok")
+        .config("[auth.anonymous]\nenabled = true\n")
+        .start();
     rt().block_on(async {
-        let c = proxy.client(false);
-        let a = post(
-            &c,
-            &proxy.url("/intake/v2/rum/events"),
-            &[],
-            v2("rum-js", "s", 1),
-        )
-        .await;
+        let url = off.url("/intake/v2/rum/events");
+        let a = post(&off.client(false), &url, &[], v2("rum-js", "s", 1)).await;
         assert_eq!(a.status, 401);
+        assert!(upstream.requests().is_empty());
+        let url = on.url("/intake/v2/rum/events");
+        let a = post(&on.client(false), &url, &[], v2("rum-js", "s", 1)).await;
+        assert_eq!(a.status, 202, "{}", a.body);
     });
-    assert!(upstream.requests().is_empty());
+    assert_eq!(upstream.requests().len(), 1);
 }
 
 #[test]
 fn agent_and_service_allow_lists_over_every_encoding() {
     let pki = pki();
     let upstream = Upstream::start();
-    let extra = format!("{RUM}\n[auth.anonymous]\nallow_service = [\"shop\"]\n");
-    let proxy = Proxy::start(&pki, &upstream.url(), &extra);
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(RUM)
+        .config("[auth.anonymous]\nallow_service = [\"shop\"]\n")
+        .start();
     let url = proxy.url("/intake/v2/rum/events");
     let url3 = proxy.url("/intake/v3/rum/events");
     rt().block_on(async {
@@ -324,17 +244,28 @@ fn agent_and_service_allow_lists_over_every_encoding() {
             (None, bad.as_bytes().to_vec()),
             (Some("gzip"), gzip(bad.as_bytes())),
             (Some("deflate"), zlib(bad.as_bytes())),
-            (None, gzip(bad.as_bytes())),  // sniffed, as for a RUM beacon
+            (None, gzip(bad.as_bytes())), // sniffed, as for a RUM beacon
             (None, zlib(bad.as_bytes())),
         ] {
-            let headers: Vec<(&str, &str)> = encoding.map(|e| ("Content-Encoding", e)).into_iter().collect();
+            let headers: Vec<(&str, &str)> =
+                encoding.map(|e| ("Content-Encoding", e)).into_iter().collect();
             let a = post(&c, &url, &headers, body).await;
             assert_eq!((a.status, a.body.as_str()), (403, agent_msg), "{encoding:?}");
         }
         let a = post(&c, &url3, &[], v3("rum-js", "ads", 1)).await;
         assert_eq!(a.status, 403);
         assert!(a.body.contains("not permitted for service \\\"ads\\\""), "{}", a.body);
-        assert!(upstream.requests().is_empty(), "nothing forwarded for a refused metadata line");
+        // An override in a body read whole before forwarding: refused, nothing forwarded,
+        // so nothing accepted.
+        let mut small = v2("rum-js", "shop", 12);
+        small.push_str(OVERRIDE_OTHER);
+        let a = post(&c, &url, &[("Content-Encoding", "deflate")], zlib(small.as_bytes())).await;
+        assert_eq!(a.status, 403);
+        assert_eq!(
+            a.body,
+            "{\"accepted\":0,\"errors\":[{\"message\":\"unauthorized: anonymous access not permitted for service \\\"other\\\"\"}]}\n"
+        );
+        assert!(upstream.requests().is_empty(), "nothing forwarded for a refused read-ahead");
 
         // Allowed, compressed and sniffed: forwarded byte for byte.
         let good = gzip(v3("rum-js", "shop", 20).as_bytes());
@@ -342,64 +273,141 @@ fn agent_and_service_allow_lists_over_every_encoding() {
         assert_eq!(a.status, 202, "{}", a.body);
         let seen = upstream.requests();
         assert_eq!(seen.last().unwrap().body, good);
-
-        // A per-event override naming another service ends the stream with the error.
-        let mut body = v2("rum-js", "shop", 12);
-        body.push_str("{\"error\":{\"id\":\"e1\",\"context\":{\"service\":{\"name\":\"other\"}}}}\n");
-        let a = post(&c, &url, &[("Content-Encoding", "deflate")], zlib(body.as_bytes())).await;
-        assert_eq!(a.status, 403);
-        assert!(
-            a.body.contains("anonymous access not permitted for service \\\"other\\\""),
-            "{}",
-            a.body
-        );
     });
     let seen = upstream.requests();
+    assert!(!seen.is_empty());
     assert!(seen
         .iter()
         .all(|r| r.headers.get("authorization").is_none()));
 }
 
+const OVERRIDE_OTHER: &str =
+    "{\"error\":{\"id\":\"e1\",\"context\":{\"service\":{\"name\":\"other\"}}}}\n";
+
+/// The refusal the README promises for a stream already flowing: 12 events reach the
+/// upstream, then an event overrides its service to a disallowed one. The answer counts the
+/// 12 as accepted and the upstream's copy of the stream ends incomplete.
+#[test]
+fn a_later_event_overriding_the_service_ends_a_streaming_body() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(RUM)
+        .config("[auth.anonymous]\nallow_service = [\"shop\"]\n")
+        .start();
+    for h2 in [false, true] {
+        let before = upstream.requests().len();
+        let forwarded_before = upstream.body_bytes();
+        let answer = rt().block_on(async {
+            let (tx, body) = channel_body();
+            let client = proxy.client(h2);
+            let url = proxy.url("/intake/v2/rum/events");
+            let request = tokio::spawn(async move {
+                send(
+                    client.post(url).body(body),
+                    &[("X-Forwarded-For", "192.0.2.40")],
+                )
+                .await
+            });
+            let good = v2("rum-js", "shop", 12);
+            tx.send(Ok(good.clone().into_bytes())).await.unwrap();
+            eventually("the 12 events at the upstream", || async {
+                upstream.body_bytes() - forwarded_before >= good.len()
+            })
+            .await;
+            tx.send(Ok(OVERRIDE_OTHER.as_bytes().to_vec()))
+                .await
+                .unwrap();
+            let answer = request.await.unwrap();
+            drop(tx);
+            answer
+        });
+        assert_eq!(answer.status, 403, "h2={h2}");
+        assert_eq!(
+            answer.body,
+            "{\"accepted\":12,\"errors\":[{\"message\":\"unauthorized: anonymous access not permitted for service \\\"other\\\"\"}]}\n",
+            "h2={h2}"
+        );
+        let mut seen = Vec::new();
+        eventually_blocking("the upstream's record of the cut stream", || {
+            seen = upstream.requests().split_off(before);
+            !seen.is_empty()
+        });
+        assert_eq!(seen.len(), 1);
+        assert!(
+            !seen[0].complete,
+            "h2={h2}: the upstream's copy must end incomplete"
+        );
+        assert!(
+            !decoded(&seen[0]).contains("other"),
+            "the refused event was not forwarded"
+        );
+    }
+}
+
+/// A rate-limit sequence whose steps must come within a second of each other (1 event/s):
+/// each attempt runs on a fresh proxy and measures itself, and a slow one is run again.
 #[test]
 fn event_rate_limit_per_client_ip_trips_and_recovers() {
     let pki = pki();
     let upstream = Upstream::start();
-    // One event per second, burst 3: slow enough that no step below depends on timing.
-    let extra = format!("{RUM}\n[auth.anonymous.rate_limit]\nevent_limit = 1\nip_limit = 2\n");
-    let proxy = Proxy::start(&pki, &upstream.url(), &extra);
-    let url = proxy.url("/intake/v2/rum/events");
-    rt().block_on(async {
+    let runtime = rt();
+    let (ip1, ip2, ip3) = ("198.51.100.1", "198.51.100.2", "198.51.100.3");
+    let mut attempts = 0;
+    let proxy = loop {
+        attempts += 1;
+        assert!(
+            attempts <= 5,
+            "the machine was too slow for the sequence in 5 tries"
+        );
+        // One event per second, burst 3; two client IPs remembered.
+        let proxy = Proxy::builder(&pki, &upstream.url())
+            .config(RUM)
+            .config("[auth.anonymous.rate_limit]\nevent_limit = 1\nip_limit = 2\n")
+            .start();
+        let url = proxy.url("/intake/v2/rum/events");
         let c = proxy.client(false);
-        let ip = |n: u8| format!("198.51.100.{n}");
-        let (a1, a2, a3) = (ip(1), ip(2), ip(3));
-        // Burst 3: one request token + 2 events pass, and the bucket is empty.
-        let a = post(&c, &url, &[("X-Forwarded-For", &a1)], v2("rum-js", "s", 2)).await;
-        assert_eq!(a.status, 202, "{}", a.body);
-        let a = post(&c, &url, &[("X-Forwarded-For", &a1)], v2("rum-js", "s", 1)).await;
-        assert_eq!(a.status, 429);
+        let held = runtime.block_on(async {
+            let started = Instant::now();
+            // Burst 3: the request's token and 2 events drain the bucket.
+            let first = post(&c, &url, &[("X-Forwarded-For", ip1)], v2("rum-js", "s", 2)).await;
+            let second = post(&c, &url, &[("X-Forwarded-For", ip1)], v2("rum-js", "s", 1)).await;
+            // Another IP has its own bucket; 10 events need 8 more tokens than it holds.
+            let mid = post(&c, &url, &[("X-Forwarded-For", ip2)], v2("rum-js", "s", 12)).await;
+            // A third IP evicts the least recently used one (ip1) and inherits its bucket.
+            let third = post(&c, &url, &[("X-Forwarded-For", ip3)], v2("rum-js", "s", 1)).await;
+            // Slower than a token's refill: the sequence proves nothing, run it again.
+            (started.elapsed() < Duration::from_millis(900)).then_some((first, second, mid, third))
+        });
+        let Some((first, second, mid, third)) = held else {
+            continue;
+        };
+        assert_eq!(first.status, 202, "{}", first.body);
+        assert_eq!(second.status, 429);
         assert_eq!(
-            a.body,
+            second.body,
             "{\"error\":\"too many requests: rate limit exceeded\"}\n"
         );
-        // Another IP has its own bucket; a batch of events beyond it is refused mid-stream.
-        let a = post(&c, &url, &[("X-Forwarded-For", &a2)], v2("rum-js", "s", 12)).await;
-        assert_eq!(a.status, 429);
+        assert_eq!(mid.status, 429);
         assert_eq!(
-            a.body,
+            mid.body,
             "{\"accepted\":0,\"errors\":[{\"message\":\"rate limit exceeded\"}]}\n"
         );
         assert_eq!(
-            one_header(&a.headers, "connection"),
+            mid.header_values("connection"),
             ["close"],
             "a stream refused mid-way is not reused, and the answer says so"
         );
-        // A third IP evicts the least recently used one and inherits its (empty) bucket.
-        let a = post(&c, &url, &[("X-Forwarded-For", &a3)], v2("rum-js", "s", 1)).await;
-        assert_eq!(a.status, 429, "a new IP does not get a fresh bucket");
+        assert_eq!(third.status, 429, "a new IP does not get a fresh bucket");
+        break proxy;
+    };
+    let url = proxy.url("/intake/v2/rum/events");
+    runtime.block_on(async {
+        let c = proxy.client(false);
         // Tokens come back at 1/s.
+        let headers = [("X-Forwarded-For", ip3)];
         let one = v2("rum-js", "s", 1);
         let (every, limit) = (Duration::from_millis(300), Duration::from_secs(10));
-        let headers = [("X-Forwarded-For", a3.as_str())];
         until_accepted(
             &c,
             &url,
@@ -411,39 +419,55 @@ fn event_rate_limit_per_client_ip_trips_and_recovers() {
         )
         .await;
         // Authenticated traffic is never rate limited.
-        let a = post(
-            &c,
-            &url,
-            &[("X-Forwarded-For", &a3), ("Authorization", "Bearer tok")],
-            v2("rum-js", "s", 50),
-        )
-        .await;
+        let headers = [("X-Forwarded-For", ip3), ("Authorization", "Bearer tok")];
+        let a = post(&c, &url, &headers, v2("rum-js", "s", 50)).await;
         assert_eq!(a.status, 202);
     });
+}
+
+/// Mid-stream, a batch of ten events that finds too few tokens waits for them (up to a
+/// second) instead of failing: 38 events at 10/s with a burst of 30 need 9 tokens more
+/// than the bucket holds, which come back within 0.9 s.
+#[test]
+fn a_batch_of_events_waits_for_tokens() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(RUM)
+        .config("[auth.anonymous.rate_limit]\nevent_limit = 10\n")
+        .start();
+    let url = proxy.url("/intake/v2/rum/events");
+    let answer = rt().block_on(async {
+        let headers = [("X-Forwarded-For", "192.0.2.90")];
+        post(&proxy.client(false), &url, &headers, v2("rum-js", "s", 38)).await
+    });
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].complete);
+    assert_eq!(decoded(&seen[0]).lines().count(), 39);
 }
 
 #[test]
 fn concurrent_and_oversized_anonymous_requests_are_capped() {
     let pki = pki();
     let upstream = Upstream::start();
-    let extra =
-        format!("{RUM}\n[auth.anonymous]\nmax_concurrent_requests = 1\nmax_request_size = 20000\n");
-    let proxy = Proxy::start(&pki, &upstream.url(), &extra);
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(RUM)
+        .config("[auth.anonymous]\nmax_concurrent_requests = 1\nmax_request_size = 20000\n")
+        .start();
     let url = proxy.url("/intake/v2/rum/events");
     rt().block_on(async {
         let c = proxy.client(false);
         // One request held open (metadata sent, the rest pending)…
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
+        let (tx, body) = channel_body();
         let held = {
             let c = c.clone();
             let url = url.clone();
             tokio::spawn(async move {
                 c.post(&url)
                     .header("X-Forwarded-For", "203.0.113.9")
-                    .body(reqwest::Body::wrap_stream(stream))
+                    .body(body)
                     .send()
                     .await
                     .unwrap()
@@ -456,15 +480,11 @@ fn concurrent_and_oversized_anonymous_requests_are_capped() {
             .unwrap();
         // Once the proxy has admitted it (its head reached the upstream), a second request
         // from the same IP is refused.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while upstream.started() == 0 {
+        eventually("the held request at the upstream", || async {
             assert!(!held.is_finished(), "the held request ended early");
-            assert!(
-                Instant::now() < deadline,
-                "the held request never reached the upstream"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            upstream.started() > 0
+        })
+        .await;
         let headers = [("X-Forwarded-For", "203.0.113.9")];
         let a = post(&c, &url, &headers, v2("rum-js", "s", 1)).await;
         assert_eq!(
@@ -511,47 +531,80 @@ fn concurrent_and_oversized_anonymous_requests_are_capped() {
     });
 }
 
+/// The proxy reads at most 64 KiB ahead for the metadata line; a body that has not
+/// finished it by then is refused with 413, and nothing is forwarded.
+#[test]
+fn the_metadata_line_must_come_within_the_read_ahead_limit() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url()).config(RUM).start();
+    let answer = rt().block_on(async {
+        // One metadata line of 70 KiB (under max_event_size's 300 KB, over the read-ahead).
+        let padding = "x".repeat(70 * 1024);
+        let body = format!(
+            "{{\"metadata\":{{\"service\":{{\"name\":\"s\",\"agent\":{{\"name\":\"rum-js\",\"version\":\"{padding}\"}}}}}}}}\n"
+        );
+        let url = proxy.url("/intake/v2/rum/events");
+        post(&proxy.client(false), &url, &[("X-Forwarded-For", "192.0.2.70")], body).await
+    });
+    assert_eq!(answer.status, 413);
+    assert_eq!(
+        answer.body,
+        "{\"accepted\":0,\"errors\":[{\"message\":\"request body too large: the metadata line must come within the first 64 KiB\"}]}\n"
+    );
+    assert_eq!(upstream.started(), 0, "nothing forwarded");
+}
+
+/// Three wrong credentials start a cool-down for that IP. The step that must land inside
+/// the 2 s cool-down measures itself and runs again, on a fresh IP, when the machine was slow.
 #[test]
 fn repeated_failed_authentication_is_throttled_per_ip() {
     let pki = pki();
     let upstream = Upstream::start();
-    let extra = format!(
-        "{RUM}\n[auth.failed_attempts]\nmax_failures = 3\nwindow = \"1m\"\ncooldown = \"2s\"\n"
-    );
-    let proxy = Proxy::start(&pki, &upstream.url(), &extra);
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(RUM)
+        .config("[auth.failed_attempts]\nmax_failures = 3\nwindow = \"1m\"\ncooldown = \"2s\"\n")
+        .start();
     let url = proxy.url("/intake/v2/events");
     rt().block_on(async {
         let c = proxy.client(false);
-        let guesser = ("X-Forwarded-For", "192.0.2.66");
-        for _ in 0..3 {
-            let a = post(
-                &c,
-                &url,
-                &[guesser, ("Authorization", "Bearer guess")],
-                v2("go", "s", 1),
-            )
-            .await;
-            assert_eq!(a.status, 401);
-        }
-        // Now even the right token from that address waits out the cool-down…
-        let a = post(
-            &c,
-            &url,
-            &[guesser, ("Authorization", "Bearer tok")],
-            v2("go", "s", 1),
-        )
+        let guesser = with_timing("the cool-down sequence", 5, |attempt| {
+            let (c, url) = (c.clone(), url.clone());
+            async move {
+                let ip = format!("192.0.2.{}", 60 + attempt);
+                for _ in 0..3 {
+                    let headers = [
+                        ("X-Forwarded-For", ip.as_str()),
+                        ("Authorization", "Bearer guess"),
+                    ];
+                    let a = post(&c, &url, &headers, v2("go", "s", 1)).await;
+                    assert_eq!(a.status, 401);
+                }
+                let blocked_at = Instant::now();
+                // Now even the right token from that address waits out the cool-down…
+                let headers = [
+                    ("X-Forwarded-For", ip.as_str()),
+                    ("Authorization", "Bearer tok"),
+                ];
+                let a = post(&c, &url, &headers, v2("go", "s", 1)).await;
+                if blocked_at.elapsed() >= Duration::from_millis(1500) {
+                    return None;
+                }
+                assert_eq!(a.status, 429);
+                assert_eq!(
+                    a.body,
+                    "{\"error\":\"too many requests: too many failed authentication attempts\"}\n"
+                );
+                Some(ip)
+            }
+        })
         .await;
-        assert_eq!(a.status, 429);
-        assert_eq!(
-            a.body,
-            "{\"error\":\"too many requests: too many failed authentication attempts\"}\n"
-        );
         // …while everyone else is unaffected.
         let a = post(
             &c,
             &url,
             &[
-                ("X-Forwarded-For", "192.0.2.67"),
+                ("X-Forwarded-For", "192.0.2.99"),
                 ("Authorization", "Bearer tok"),
             ],
             v2("go", "s", 1),
@@ -560,7 +613,10 @@ fn repeated_failed_authentication_is_throttled_per_ip() {
         assert_eq!(a.status, 202);
         let one = v2("go", "s", 1);
         let (every, limit) = (Duration::from_millis(500), Duration::from_secs(10));
-        let headers = [guesser, ("Authorization", "Bearer tok")];
+        let headers = [
+            ("X-Forwarded-For", guesser.as_str()),
+            ("Authorization", "Bearer tok"),
+        ];
         until_accepted(
             &c,
             &url,
@@ -580,14 +636,18 @@ fn service_bound_api_keys() {
     let pki = pki();
     let upstream = Upstream::start();
     let mut credential = String::new();
-    let proxy = Proxy::start_with(&pki, &upstream.url(), &format!("{RUM}{API_KEYS}"), |dir| {
-        credential = create_key(
-            dir,
-            "event:write,config_agent:read",
-            &["--services", "shop,ads"],
-        )
-        .1;
-    });
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(RUM)
+        .api_keys()
+        .prepare(|dir| {
+            credential = create_key(
+                dir,
+                "event:write,config_agent:read,sourcemap:write",
+                &["--services", "shop,ads"],
+            )
+            .1;
+        })
+        .start();
     let auth = format!("ApiKey {credential}");
     let auth = ("Authorization", auth.as_str());
     rt().block_on(async {
@@ -601,30 +661,78 @@ fn service_bound_api_keys() {
             a.body,
             "{\"accepted\":0,\"errors\":[{\"message\":\"unauthorized: API Key not permitted for service \\\"billing\\\"\"}]}\n"
         );
-        let mut body = v2("go", "shop", 1);
-        body.push_str("{\"span\":{\"id\":\"s\",\"context\":{\"service\":{\"name\":\"billing\"}}}}\n");
-        let a = post(&c, &url, &[auth], body).await;
+        // A per-event override is checked too: streamed so the stream is already flowing.
+        let (tx, body) = channel_body();
+        let request = {
+            let (c, url, header) = (c.clone(), url.clone(), auth.1.to_string());
+            tokio::spawn(async move {
+                send(c.post(url).body(body), &[("Authorization", header.as_str())]).await
+            })
+        };
+        let start = upstream.body_bytes();
+        let first = v2("go", "shop", 1);
+        tx.send(Ok(first.clone().into_bytes())).await.unwrap();
+        eventually("the first event at the upstream", || async {
+            upstream.body_bytes() - start >= first.len()
+        })
+        .await;
+        tx.send(Ok(b"{\"span\":{\"id\":\"s\",\"context\":{\"service\":{\"name\":\"billing\"}}}}\n".to_vec()))
+            .await
+            .unwrap();
+        let a = request.await.unwrap();
+        drop(tx);
         assert_eq!(a.status, 403, "a per-event override is checked too");
+        assert!(a.body.starts_with("{\"accepted\":1,"), "{}", a.body);
+
+        // Agent config: by query string, and by a POSTed query body.
         let cfg = get(&c, &proxy.url("/config/v1/agents?service.name=billing"), &[auth]).await;
         assert_eq!(cfg.status, 403);
         let cfg = get(&c, &proxy.url("/config/v1/agents?service.name=ads"), &[auth]).await;
         assert_eq!(cfg.status, 200);
         assert!(cfg.body.contains("sanitize_field_names"), "keys see the whole config");
-        let otlp = post(&c, &proxy.url("/v1/traces"), &[auth], vec![0u8; 16]).await;
-        assert_eq!(otlp.status, 403, "bodies the proxy cannot read are refused to bound keys");
+        let config_url = proxy.url("/config/v1/agents");
+        let posted = post(&c, &config_url, &[auth], r#"{"service":{"name":"billing"}}"#).await;
+        assert_eq!(posted.status, 403);
+        assert_eq!(
+            posted.body,
+            "{\"error\":\"unauthorized: API Key not permitted for service \\\"billing\\\"\"}\n"
+        );
+        let posted = post(&c, &config_url, &[auth], r#"{"service":{"name":"shop"}}"#).await;
+        assert_eq!(posted.status, 200, "{}", posted.body);
+
+        // Bodies the proxy cannot read are refused to bound keys, with APM's message.
+        for path in ["/v1/traces", "/intake/v2/profile", "/assets/v1/sourcemaps"] {
+            let a = post(&c, &proxy.url(path), &[auth], vec![0u8; 16]).await;
+            assert_eq!(a.status, 403, "{path}");
+            assert!(
+                a.body.contains("unauthorized: API Key restricted to services cannot be used on this endpoint"),
+                "{path}: {}",
+                a.body
+            );
+        }
     });
     let intake: Vec<_> = upstream
         .requests()
         .into_iter()
         .filter(|r| r.uri.starts_with("/intake"))
         .collect();
+    // The accepted stream, and the one cut mid-way (the refused metadata never left).
+    assert_eq!(intake.len(), 2, "{intake:?}");
     assert!(intake[0].complete);
     assert!(
-        intake
-            .iter()
-            .skip(1)
-            .all(|r| !r.complete || r.body.is_empty()),
-        "refused streams never complete upstream"
+        !intake[1].complete,
+        "a refused stream never completes upstream"
+    );
+    let configs: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.uri.starts_with("/config"))
+        .collect();
+    assert_eq!(configs.len(), 2, "the refused queries were not forwarded");
+    assert_eq!(configs[1].method, "POST");
+    assert_eq!(
+        configs[1].body, br#"{"service":{"name":"shop"}}"#,
+        "the POSTed query is replayed"
     );
 }
 
@@ -638,9 +746,10 @@ fn large_bodies_stream_through_the_reader_with_flat_memory() {
     let extra = format!(
         "[auth]\nsecret_token = \"tok\"\n{API_KEYS}[rum]\nenabled = true\nmax_event_size = 4096\n"
     );
-    let proxy = Proxy::start_with(&pki, &upstream.url(), &extra, |dir| {
-        credential = create_key(dir, "event:write", &["--services", "shop"]).1;
-    });
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(&extra)
+        .prepare(|dir| credential = create_key(dir, "event:write", &["--services", "shop"]).1)
+        .start();
     let auth = format!("ApiKey {credential}");
     let rss = |field: &str| -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.pid())).unwrap();

@@ -2,27 +2,19 @@
 //! Kubernetes-style symlink swap, broken file), SNI, client certificates in each mode and
 //! as credentials, and the protocol/cipher policy.
 
-mod common;
-
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 
-const TOKEN: &str = "[auth]\nsecret_token = \"tls-token\"\n";
+const TOKEN: &str = "tls-token";
 
-fn client_for(ca_pem: &str, h2: bool, identity: Option<(&str, &str)>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-        .tls_built_in_root_certs(false)
-        .timeout(Duration::from_secs(30));
-    if !h2 {
-        b = b.http1_only();
-    }
-    if let Some((cert, key)) = identity {
-        b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
-    }
-    b.build().unwrap()
+/// A proxy with the test token and `ssl` lines added to its `[ssl]` section.
+fn proxy_with_ssl(pki: &Pki, upstream: &Upstream, ssl: &str) -> Proxy {
+    Proxy::builder(pki, &upstream.url())
+        .token(TOKEN)
+        .config(&format!("[ssl]\n{ssl}\n"))
+        .start()
 }
 
 async fn status(client: &reqwest::Client, url: &str, token: bool) -> Result<u16, reqwest::Error> {
@@ -42,7 +34,7 @@ fn replace(path: &Path, content: &str) {
 
 /// Wait until new connections are served a certificate signed by `ca`.
 async fn wait_for_certificate_from(ca: &Ca, url: &str) {
-    wait_until("the new certificate", || async {
+    eventually("the new certificate", || async {
         status(&client_for(&ca.pem, false, None), url, true)
             .await
             .is_ok()
@@ -50,30 +42,12 @@ async fn wait_for_certificate_from(ca: &Ca, url: &str) {
     .await;
 }
 
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[test]
 fn reload_under_traffic_keeps_open_connections_and_falls_back_on_broken_files() {
     let (ca_a, ca_b) = (Ca::new("CA A"), Ca::new("CA B"));
     let pki = ca_a.server_pki(&["localhost"]);
     let upstream = Upstream::start();
-    let proxy = Proxy::start_tls(
-        &pki,
-        &upstream.url(),
-        "reload_interval = \"200ms\"",
-        TOKEN,
-        |_| {},
-    );
+    let proxy = proxy_with_ssl(&pki, &upstream, "reload_interval = \"200ms\"");
     let url = proxy.url("/intake/v2/events");
     let old_client = client_for(&ca_a.pem, false, None);
     rt().block_on(async {
@@ -106,7 +80,7 @@ fn reload_under_traffic_keeps_open_connections_and_falls_back_on_broken_files() 
         replace(&pki.key, &key_b);
         replace(&pki.cert, &cert_b);
         let new_b = client_for(&ca_b.pem, false, None);
-        wait_until("certificate B on new connections", || async {
+        eventually("certificate B on new connections", || async {
             status(&new_b, &url, true).await.is_ok()
         })
         .await;
@@ -123,7 +97,7 @@ fn reload_under_traffic_keeps_open_connections_and_falls_back_on_broken_files() 
             &pki.cert,
             "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
         );
-        wait_until("the reload failure in the log", || async {
+        eventually("the reload failure in the log", || async {
             proxy.log_text().contains("certificate reload failed")
         })
         .await;
@@ -133,6 +107,14 @@ fn reload_under_traffic_keeps_open_connections_and_falls_back_on_broken_files() 
                 .unwrap(),
             202
         );
+        // Leave the broken file for many polls (200 ms each), then prove the poller still
+        // runs: a good certificate C written now is picked up by a later poll.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let ca_c = Ca::new("CA C");
+        let (cert_c, key_c) = ca_c.issue("server", &["localhost"], false);
+        replace(&pki.key, &key_c);
+        replace(&pki.cert, &cert_c);
+        wait_for_certificate_from(&ca_c, &url).await;
     });
     let log = proxy.log_text();
     let failure = log
@@ -173,13 +155,7 @@ fn kubernetes_secret_symlink_swap_is_picked_up() {
         key: d.join("tls.key"),
         dir: tempfile::tempdir().unwrap(),
     };
-    let proxy = Proxy::start_tls(
-        &pki,
-        &upstream.url(),
-        "reload_interval = \"200ms\"",
-        TOKEN,
-        |_| {},
-    );
+    let proxy = proxy_with_ssl(&pki, &upstream, "reload_interval = \"200ms\"");
     let url = proxy.url("/intake/v2/events");
     rt().block_on(async {
         assert_eq!(
@@ -209,7 +185,10 @@ fn sni_selects_the_certificate_by_server_name() {
     );
     let upstream = Upstream::start();
     // `[[ssl.sni]]` is an array of tables: it can follow the harness's sections.
-    let proxy = Proxy::start(&pki, &upstream.url(), &format!("{TOKEN}{ssl}"));
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config(&ssl)
+        .start();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
     rt().block_on(async {
         let sni_client = reqwest::Client::builder()
@@ -252,14 +231,13 @@ fn mtls_proxy(
     let rogue = rogue_ca.issue("agent-1", &["agent-1.example"], true);
     let ca_file = pki.dir.path().join("client-ca.pem");
     std::fs::write(&ca_file, &client_ca.pem).unwrap();
-    let ssl = format!("certificate_authorities = [{ca_file:?}]\n{mode}");
-    let proxy = Proxy::start_tls(
-        &pki,
-        &upstream.url(),
-        &ssl,
-        &format!("{TOKEN}{identities}"),
-        |_| {},
-    );
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config(&format!(
+            "[ssl]\ncertificate_authorities = [{ca_file:?}]\n{mode}\n"
+        ))
+        .config(identities)
+        .start();
     (proxy, server_ca, good, rogue)
 }
 
@@ -357,24 +335,16 @@ fn mapped_client_certificate_is_a_credential_and_cannot_be_impersonated() {
 fn protocol_and_cipher_policy_is_enforced() {
     let upstream = Upstream::start();
     let pki = pki();
-    let tls13_only = Proxy::start_tls(
-        &pki,
-        &upstream.url(),
-        "supported_protocols = [\"TLSv1.3\"]",
-        TOKEN,
-        |_| {},
-    );
+    let tls13_only = proxy_with_ssl(&pki, &upstream, "supported_protocols = [\"TLSv1.3\"]");
     assert_eq!(curl_status(&tls13_only, &["--tlsv1.3"]), "200");
     assert_eq!(
         curl_status(&tls13_only, &["--tlsv1.2", "--tls-max", "1.2"]),
         "000"
     );
-    let one_suite = Proxy::start_tls(
+    let one_suite = proxy_with_ssl(
         &pki,
-        &upstream.url(),
+        &upstream,
         "cipher_suites = [\"TLS13_AES_256_GCM_SHA384\", \"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"]",
-        TOKEN,
-        |_| {},
     );
     assert_eq!(
         curl_status(
@@ -420,7 +390,7 @@ fn protocol_and_cipher_policy_is_enforced() {
 fn failed_handshakes_do_not_flood_the_log() {
     let upstream = Upstream::start();
     let pki = pki();
-    let proxy = Proxy::start(&pki, &upstream.url(), TOKEN);
+    let proxy = Proxy::builder(&pki, &upstream.url()).token(TOKEN).start();
     // Clients that do not trust the certificate, and clients with too old a protocol.
     for i in 0..20 {
         let args: &[&str] = if i % 2 == 0 {
@@ -448,24 +418,27 @@ fn failed_handshakes_do_not_flood_the_log() {
     );
 }
 
+/// With polling off, only SIGHUP reloads. A control proxy polling every 200 ms is given the
+/// same change: once it has reloaded, the proxy without polling must still serve the old
+/// certificate — decided by the order of events, not by a wait.
 #[test]
 fn sighup_reloads_certificates_when_polling_is_off() {
     let (ca_a, ca_b) = (Ca::new("CA A"), Ca::new("CA B"));
     let pki = ca_a.server_pki(&["localhost"]);
+    let control_pki = ca_a.server_pki(&["localhost"]);
     let upstream = Upstream::start();
-    let proxy = Proxy::start_tls(
-        &pki,
-        &upstream.url(),
-        "reload_interval = \"0s\"",
-        TOKEN,
-        |_| {},
-    );
+    let proxy = proxy_with_ssl(&pki, &upstream, "reload_interval = \"0s\"");
+    let control = proxy_with_ssl(&control_pki, &upstream, "reload_interval = \"200ms\"");
     let url = proxy.url("/intake/v2/events");
-    let (cert_b, key_b) = ca_b.issue("server", &["localhost"], false);
-    replace(&pki.key, &key_b);
-    replace(&pki.cert, &cert_b);
+    for p in [&pki, &control_pki] {
+        let (cert_b, key_b) = ca_b.issue("server", &["localhost"], false);
+        replace(&p.key, &key_b);
+        replace(&p.cert, &cert_b);
+    }
     rt().block_on(async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        wait_for_certificate_from(&ca_b, &control.url("/intake/v2/events")).await;
+        // Two more control polls' worth, so a poll of the other would have happened too.
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(
             status(&client_for(&ca_a.pem, false, None), &url, true)
                 .await
@@ -473,11 +446,7 @@ fn sighup_reloads_certificates_when_polling_is_off() {
             202,
             "no reload without a signal"
         );
-        let kill = std::process::Command::new("kill")
-            .args(["-HUP", &proxy.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
+        proxy.signal("HUP");
         wait_for_certificate_from(&ca_b, &url).await;
     });
 }
@@ -503,5 +472,224 @@ fn check_warns_about_a_certificate_that_expires_soon() {
     assert!(
         err.contains("warning: a served certificate expires in 5 days "),
         "{err}"
+    );
+}
+
+// --- private key formats: PKCS#8, PKCS#1 (RSA), SEC1 (EC), converted with `openssl` ---
+
+fn openssl(args: &[&str]) {
+    let out = bounded("openssl", Duration::from_secs(60))
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, and a leaf for localhost signed by it whose key is in the `key_kind` format.
+fn leaf_with_key(
+    dir: &std::path::Path,
+    key_kind: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+    ]);
+    match key_kind {
+        "rsa-pkcs1" => openssl(&["genrsa", "-traditional", "-out", &p("leaf.key"), "2048"]),
+        "ec-sec1" => {
+            openssl(&[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                &p("leaf.pkcs8"),
+            ]);
+            openssl(&["ec", "-in", &p("leaf.pkcs8"), "-out", &p("leaf.key")]);
+        }
+        _ => openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &p("leaf.key"),
+        ]),
+    }
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &p("leaf.key"),
+        "-out",
+        &p("leaf.csr"),
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("leaf.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p("ext.cnf"),
+        "-out",
+        &p("leaf.pem"),
+    ]);
+    (
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+        dir.join("ca.pem"),
+    )
+}
+
+#[test]
+fn pkcs8_pkcs1_and_sec1_keys_are_served() {
+    let upstream = Upstream::start();
+    for (kind, header) in [
+        ("ec-pkcs8", "-----BEGIN PRIVATE KEY-----"),
+        ("rsa-pkcs1", "-----BEGIN RSA PRIVATE KEY-----"),
+        ("ec-sec1", "-----BEGIN EC PRIVATE KEY-----"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, ca) = leaf_with_key(dir.path(), kind);
+        assert!(
+            std::fs::read_to_string(&key).unwrap().starts_with(header),
+            "{kind}"
+        );
+        let pki = Pki {
+            ca_pem: std::fs::read_to_string(&ca).unwrap(),
+            cert,
+            key,
+            dir,
+        };
+        let proxy = Proxy::builder(&pki, &upstream.url()).token("t").start();
+        let status = rt().block_on(async {
+            proxy
+                .client(true)
+                .get(proxy.url("/"))
+                .header("Authorization", "Bearer t")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(status, 200, "{kind}");
+    }
+}
+
+/// Scan the listener with a real TLS scanner (sslyze, from PyPI, installed by
+/// `scripts/setup.sh test`): nothing below TLS 1.2, and only forward-secret AEAD suites.
+#[test]
+fn sslyze_finds_no_old_protocol_and_no_weak_cipher() {
+    let upstream = Upstream::start();
+    let pki = pki();
+    let proxy = Proxy::builder(&pki, &upstream.url()).token("t").start();
+    let out_file = proxy.dir.path().join("scan.json");
+    let out = bounded("python3", Duration::from_secs(300))
+        .args([
+            "-m",
+            "sslyze",
+            "--mozilla_config=disable",
+            "--sslv2",
+            "--sslv3",
+            "--tlsv1",
+        ])
+        .args([
+            "--tlsv1_1",
+            "--tlsv1_2",
+            "--tlsv1_3",
+            "--heartbleed",
+            "--openssl_ccs",
+            "--compression",
+        ])
+        .arg(format!("--json_out={}", out_file.display()))
+        .arg(format!("127.0.0.1:{}", proxy.port))
+        .output()
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named sslyze"),
+        "sslyze is missing: run scripts/test.sh, which installs it"
+    );
+    assert!(out.status.success(), "sslyze failed: {stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    let result = &report["server_scan_results"][0]["scan_result"];
+    let accepted = |scan: &str| -> Vec<(String, u64)> {
+        assert_eq!(result[scan]["status"], "COMPLETED", "{scan}");
+        result[scan]["result"]["accepted_cipher_suites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["cipher_suite"]["name"].as_str().unwrap().to_string(),
+                    c["cipher_suite"]["key_size"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    for old in [
+        "ssl_2_0_cipher_suites",
+        "ssl_3_0_cipher_suites",
+        "tls_1_0_cipher_suites",
+        "tls_1_1_cipher_suites",
+    ] {
+        assert_eq!(accepted(old), vec![], "{old} must be refused");
+    }
+    let tls12 = accepted("tls_1_2_cipher_suites");
+    let tls13 = accepted("tls_1_3_cipher_suites");
+    assert!(!tls12.is_empty() && !tls13.is_empty());
+    for (name, bits) in tls12.iter().chain(&tls13) {
+        let forward_secret = name.starts_with("TLS_ECDHE_") || !name.contains("_WITH_");
+        let aead = name.contains("_GCM_") || name.contains("CHACHA20_POLY1305");
+        assert!(
+            forward_secret && aead && *bits >= 128,
+            "weak suite offered: {name} ({bits} bits)"
+        );
+    }
+    for vuln in ["heartbleed", "openssl_ccs_injection", "tls_compression"] {
+        assert_eq!(result[vuln]["status"], "COMPLETED", "{vuln}");
+    }
+    assert_eq!(
+        result["heartbleed"]["result"]["is_vulnerable_to_heartbleed"],
+        false
+    );
+    assert_eq!(
+        result["tls_compression"]["result"]["supports_compression"],
+        false
     );
 }

@@ -1,10 +1,9 @@
 //! Authentication and authorization through the real proxy: every outcome's exact status
 //! and body, each endpoint against each privilege, expiry, revocation and token rotation.
 
-mod common;
-
 use base64::Engine;
-use common::*;
+
+use crate::support::*;
 
 const TOKENS: &str = r#"
 [auth]
@@ -18,48 +17,34 @@ secret = "retired-token"
 expires = "2020-01-01T00:00:00Z"
 "#;
 
-struct Answer {
-    status: u16,
-    content_type: Option<String>,
-    body: String,
-    headers: reqwest::header::HeaderMap,
-}
-
-async fn send(
+/// POST a small intake body with an optional credential and `Accept` (agents send none).
+async fn intake(
     client: &reqwest::Client,
     url: &str,
     auth: Option<&str>,
     accept: Option<&str>,
 ) -> Answer {
-    let mut req = client.post(url).body("{\"metadata\":{}}\n");
+    let mut headers = vec![("Accept", accept.unwrap_or("application/x-ndjson"))];
     if let Some(a) = auth {
-        req = req.header("Authorization", a);
+        headers.push(("Authorization", a));
     }
-    // reqwest sends `Accept: */*` unless told otherwise; agents send no JSON Accept at all.
-    req = req.header("Accept", accept.unwrap_or("application/x-ndjson"));
-    let resp = req.send().await.unwrap();
-    Answer {
-        status: resp.status().as_u16(),
-        content_type: resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string()),
-        headers: resp.headers().clone(),
-        body: resp.text().await.unwrap(),
-    }
+    post(client, url, &headers, "{\"metadata\":{}}\n").await
 }
 
 const MISSING: &str = "authentication failed: missing or improperly formatted Authorization header: expected 'Authorization: Bearer secret_token' or 'Authorization: ApiKey base64(API key ID:API key)'";
 
 #[test]
 fn every_auth_outcome_has_apm_servers_status_and_body() {
-    std::env::set_var("APM_AUTH_PROXY_TEST_NEXT_TOKEN", "next-token");
     let pki = pki();
     let upstream = Upstream::start();
-    let extra = format!("{TOKENS}{API_KEYS}");
-    let proxy = Proxy::start_with(&pki, &upstream.url(), &extra, |dir| {
-        create_key(dir, "event:write", &[]);
-    });
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(TOKENS)
+        .api_keys()
+        .env("APM_AUTH_PROXY_TEST_NEXT_TOKEN", "next-token")
+        .prepare(|dir| {
+            create_key(dir, "event:write", &[]);
+        })
+        .start();
     let client = proxy.client(false);
     let url = proxy.url("/intake/v2/events");
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -92,7 +77,7 @@ fn every_auth_outcome_has_apm_servers_status_and_body() {
     rt().block_on(async {
         for (auth, message) in &cases {
             // No JSON Accept (what agents send): compact JSON under text/plain.
-            let a = send(&client, &url, *auth, None).await;
+            let a = intake(&client, &url, *auth, None).await;
             assert_eq!(a.status, 401, "{auth:?}");
             assert_eq!(
                 a.body,
@@ -103,7 +88,7 @@ fn every_auth_outcome_has_apm_servers_status_and_body() {
             assert_eq!(a.headers.get("x-content-type-options").unwrap(), "nosniff");
             assert!(a.headers.get("www-authenticate").is_none());
             // curl-style Accept: pretty JSON.
-            let a = send(&client, &url, *auth, Some("*/*")).await;
+            let a = intake(&client, &url, *auth, Some("*/*")).await;
             assert_eq!(a.status, 401);
             assert_eq!(a.content_type.as_deref(), Some("application/json"));
             assert_eq!(
@@ -116,7 +101,7 @@ fn every_auth_outcome_has_apm_servers_status_and_body() {
         }
         for ok in ["Bearer primary-token", "Bearer next-token"] {
             assert_eq!(
-                send(&client, &url, Some(ok), None).await.status,
+                intake(&client, &url, Some(ok), None).await.status,
                 202,
                 "{ok}"
             );
@@ -131,17 +116,22 @@ fn each_endpoint_requires_its_privilege() {
     let pki = pki();
     let upstream = Upstream::start();
     let mut keys = Vec::new();
-    let proxy = Proxy::start_with(&pki, &upstream.url(), API_KEYS, |dir| {
-        for p in ["event:write", "config_agent:read", "sourcemap:write"] {
-            keys.push((p, create_key(dir, p, &[]).1));
-        }
-    });
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .api_keys()
+        .prepare(|dir| {
+            for p in ["event:write", "config_agent:read", "sourcemap:write"] {
+                keys.push((p, create_key(dir, p, &[]).1));
+            }
+        })
+        .start();
     let endpoints = [
         ("/intake/v2/events", "event:write", true),
         ("/intake/v2/rum/events", "event:write", true),
         ("/intake/v3/rum/events", "event:write", true),
         ("/intake/v2/profile", "event:write", true),
         ("/v1/traces", "event:write", true),
+        ("/v1/metrics", "event:write", true),
+        ("/v1/logs", "event:write", true),
         ("/config/v1/agents", "config_agent:read", false),
         ("/config/v1/rum/agents", "config_agent:read", false),
         ("/assets/v1/sourcemaps", "sourcemap:write", false),
@@ -152,7 +142,7 @@ fn each_endpoint_requires_its_privilege() {
         for (path, needed, stream_shape) in endpoints {
             for (privilege, credential) in &keys {
                 let auth = format!("ApiKey {credential}");
-                let a = send(&client, &proxy.url(path), Some(&auth), None).await;
+                let a = intake(&client, &proxy.url(path), Some(&auth), None).await;
                 if *privilege == needed {
                     assert!(a.status < 300, "{path} with {privilege}: {}", a.status);
                     forwarded += 1;
@@ -179,27 +169,32 @@ fn expired_and_revoked_keys_are_refused_and_sighup_applies_revocation() {
     let pki = pki();
     let upstream = Upstream::start();
     let (mut live, mut expired, mut revoked) = (String::new(), String::new(), String::new());
-    let proxy = Proxy::start_with(&pki, &upstream.url(), API_KEYS, |dir| {
-        live = create_key(dir, "event:write", &[]).1;
-        expired = create_key(dir, "event:write", &["--expires-in", "1s"]).1;
-        let (id, cred) = create_key(dir, "event:write", &[]);
-        revoked = cred;
-        let cfg = dir.join("keys-cli.toml");
-        let (code, _, err) = run_cli(&["apikey", "--config", cfg.to_str().unwrap(), "revoke", &id]);
-        assert_eq!(code, 0, "{err}");
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-    });
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .api_keys()
+        .prepare(|dir| {
+            live = create_key(dir, "event:write", &[]).1;
+            expired = create_key(dir, "event:write", &["--expires-in", "1s"]).1;
+            let (id, cred) = create_key(dir, "event:write", &[]);
+            revoked = cred;
+            let cfg = dir.join("keys-cli.toml");
+            let (code, _, err) =
+                run_cli(&["apikey", "--config", cfg.to_str().unwrap(), "revoke", &id]);
+            assert_eq!(code, 0, "{err}");
+            // The one-second key must have expired before the proxy is asked.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        })
+        .start();
     let client = proxy.client(false);
     let url = proxy.url("/intake/v2/events");
     rt().block_on(async {
         assert_eq!(
-            send(&client, &url, Some(&format!("ApiKey {live}")), None)
+            intake(&client, &url, Some(&format!("ApiKey {live}")), None)
                 .await
                 .status,
             202
         );
         for dead in [&expired, &revoked] {
-            let a = send(&client, &url, Some(&format!("ApiKey {dead}")), None).await;
+            let a = intake(&client, &url, Some(&format!("ApiKey {dead}")), None).await;
             assert_eq!(
                 (a.status, a.body.as_str()),
                 (401, "{\"error\":\"authentication failed\"}\n")
@@ -231,25 +226,12 @@ fn expired_and_revoked_keys_are_refused_and_sighup_applies_revocation() {
         &live_id,
     ]);
     assert_eq!(code, 0, "{err}");
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &proxy.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    rt().block_on(async {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let a = send(&client, &url, Some(&format!("ApiKey {live}")), None).await;
-            if a.status == 401 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "revocation not applied after SIGHUP"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    });
+    proxy.signal("HUP");
+    let live_auth = format!("ApiKey {live}");
+    rt().block_on(eventually(
+        "the revocation applied after SIGHUP",
+        || async { intake(&client, &url, Some(&live_auth), None).await.status == 401 },
+    ));
     assert!(proxy.log_text().contains("credentials reloaded"));
 }
 
@@ -257,7 +239,7 @@ fn expired_and_revoked_keys_are_refused_and_sighup_applies_revocation() {
 fn root_is_blank_for_anonymous_and_real_for_authenticated_callers() {
     let pki = pki();
     let upstream = Upstream::start();
-    let proxy = Proxy::start(&pki, &upstream.url(), "[auth]\nsecret_token = \"tok\"\n");
+    let proxy = Proxy::builder(&pki, &upstream.url()).token("tok").start();
     let client = proxy.client(false);
     rt().block_on(async {
         for auth in [None, Some("Bearer wrong"), Some("Basic x")] {

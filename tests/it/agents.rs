@@ -1,0 +1,151 @@
+//! The official agents through the real proxy: the Elastic APM Python agent (`elastic-apm`
+//! from PyPI) with a secret token and with an API key, and the RUM agent (`@elastic/apm-rum`
+//! from npm) in Debian's headless Chromium, anonymously. `scripts/setup.sh test` installs
+//! them; each run is bounded in time.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::support::*;
+
+// --- the Python agent: a transaction, a span and an error, with no Authorization upstream ---
+
+fn run_agent(proxy: &Proxy, credential: (&str, &str)) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents/python_agent.py");
+    let out = bounded("python3", Duration::from_secs(120))
+        .arg(script)
+        .env("APM_URL", format!("https://localhost:{}", proxy.port))
+        .env("APM_CA_FILE", proxy.ca_file())
+        .env(credential.0, credential.1)
+        .output()
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'elasticapm'"),
+        "the elastic-apm package is missing: run scripts/test.sh, which installs it"
+    );
+    assert!(out.status.success(), "agent failed: {stderr}");
+}
+
+#[test]
+fn python_agent_reports_through_the_proxy_with_token_and_api_key() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let mut key = String::new();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token("python-token")
+        .api_keys()
+        .prepare(|dir| key = create_key(dir, "event:write,config_agent:read", &[]).1)
+        .start();
+    for credential in [
+        ("APM_SECRET_TOKEN", "python-token"),
+        ("APM_API_KEY", key.as_str()),
+    ] {
+        let before = upstream.requests().len();
+        run_agent(&proxy, credential);
+        let requests = upstream.requests().split_off(before);
+        let events: String = requests
+            .iter()
+            .filter(|r| r.uri.starts_with("/intake/v2/events"))
+            .map(decoded)
+            .collect();
+        for kind in [
+            "{\"metadata\"",
+            "{\"transaction\"",
+            "{\"span\"",
+            "{\"error\"",
+        ] {
+            assert!(
+                events.contains(kind),
+                "{}: no {kind} in {events}",
+                credential.0
+            );
+        }
+        assert!(events.contains("SELECT * FROM users") && events.contains("ZeroDivisionError"));
+        for r in &requests {
+            assert!(r.headers.get("authorization").is_none(), "{:?}", r.headers);
+        }
+    }
+    let log = proxy.log_text();
+    assert!(
+        log.contains("credential=\"token:default\"") || log.contains("credential=token:default"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("status=401"),
+        "the agent was never refused: {log}"
+    );
+}
+
+// --- the RUM agent in Chromium: a page served on another loopback port sends its page-load
+// transaction through the proxy; the CORS preflight must succeed, the events arrive ---
+
+/// base64(SHA-256(SubjectPublicKeyInfo)) of the proxy's certificate: Chromium trusts exactly
+/// this key (`--ignore-certificate-errors-spki-list`), nothing else.
+fn spki_pin(cert_pem: &Path) -> String {
+    let pem = std::fs::read(cert_pem).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let spki = cert.tbs_certificate.subject_pki.raw;
+    base64::engine::general_purpose::STANDARD.encode(sha256(spki))
+}
+
+#[test]
+fn the_official_rum_agent_in_chromium_reaches_the_upstream_anonymously() {
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        driver.join("node_modules/playwright-core").is_dir()
+            && driver.join("node_modules/@elastic/apm-rum").is_dir(),
+        "npm packages missing: run `scripts/setup.sh test` (or `npm ci --prefix tests/browser`)"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Chromium missing: run `scripts/setup.sh test` (Debian package `chromium`)"
+    );
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token("tok")
+        .config("[rum]\nenabled = true\nallow_origins = [\"http://127.0.0.1:*\"]\n")
+        .start();
+    let out = bounded("node", Duration::from_secs(120))
+        .arg(driver.join("rum_page.js"))
+        .arg(proxy.url(""))
+        .arg(spki_pin(&pki.cert))
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let result: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "no result from the browser driver ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    eprintln!("browser saw: {result}");
+    assert_eq!(result["preflight"], 200, "preflight: {result}");
+    assert_eq!(
+        result["intake"],
+        202,
+        "intake: {result}\n{}",
+        proxy.log_text()
+    );
+
+    let intake = upstream
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.contains("/rum/events"))
+        .expect("the upstream received the RUM events");
+    assert!(intake.headers.get("authorization").is_none());
+    let body = decoded(&intake);
+    assert!(
+        body.contains("browser-test"),
+        "service name in metadata: {body}"
+    );
+    assert!(
+        body.contains("page-load"),
+        "a page-load transaction: {body}"
+    );
+}

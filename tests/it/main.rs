@@ -1,0 +1,13 @@
+//! The integration suite: the real `apm-auth-proxy` binary on ephemeral loopback ports, with
+//! certificates made at test time, a stand-in APM Server that records what it receives, and
+//! real clients (reqwest, curl, Python, the official agents). One binary, a module per
+//! concern, one harness (`support`).
+
+mod support;
+
+mod agents;
+mod auth;
+mod cli;
+mod forwarding;
+mod rum;
+mod tls;

@@ -1,0 +1,85 @@
+//! Intake bodies as agents write them: ndjson v2 and RUM v3, compressed or not.
+
+use std::io::{Read, Write};
+
+use super::upstream::Recorded;
+
+/// A v2 intake body: metadata for `agent`/`service`, then `events` transactions.
+pub fn v2(agent: &str, service: &str, events: usize) -> String {
+    let mut body = format!(
+        "{{\"metadata\":{{\"service\":{{\"name\":\"{service}\",\"agent\":{{\"name\":\"{agent}\",\"version\":\"5.0.0\"}}}}}}}}\n"
+    );
+    body.push_str(&v2_events(events));
+    body
+}
+
+/// `n` v2 transaction lines.
+pub fn v2_events(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"transaction\":{{\"id\":\"{i:016x}\",\"trace_id\":\"0123456789abcdef0123456789abcdef\",\"type\":\"page-load\",\"duration\":1.5,\"span_count\":{{\"started\":0}}}}}}\n"
+            )
+        })
+        .collect()
+}
+
+/// A RUM v3 body: metadata for `agent`/`service`, then `events` transactions.
+pub fn v3(agent: &str, service: &str, events: usize) -> String {
+    let mut body = format!(
+        "{{\"m\":{{\"se\":{{\"n\":\"{service}\",\"a\":{{\"n\":\"{agent}\",\"ve\":\"5\"}}}}}}}}\n"
+    );
+    for i in 0..events {
+        body.push_str(&format!(
+            "{{\"x\":{{\"id\":\"{i:016x}\",\"tid\":\"0123456789abcdef0123456789abcdef\",\"t\":\"page-load\",\"d\":1.5,\"yc\":{{\"sd\":0}}}}}}\n"
+        ));
+    }
+    body
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// The body the upstream received, decompressed by its `Content-Encoding`.
+pub fn decoded(r: &Recorded) -> String {
+    let mut text = String::new();
+    match r
+        .headers
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap())
+    {
+        Some("gzip") => {
+            flate2::read::MultiGzDecoder::new(&r.body[..])
+                .read_to_string(&mut text)
+                .unwrap();
+        }
+        Some("deflate") => {
+            flate2::read::ZlibDecoder::new(&r.body[..])
+                .read_to_string(&mut text)
+                .unwrap();
+        }
+        _ => text = String::from_utf8(r.body.clone()).unwrap(),
+    }
+    text
+}
+
+/// A request body fed by the test, chunk by chunk: (sender, body for reqwest).
+pub fn channel_body() -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    reqwest::Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (tx, reqwest::Body::wrap_stream(stream))
+}

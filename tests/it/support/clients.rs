@@ -1,0 +1,134 @@
+//! Real clients for the proxy under test: reqwest (HTTP/1.1 and HTTP/2), curl, and the
+//! answer they got, in one shape.
+
+use std::time::Duration;
+
+use super::proxy::{bounded, Proxy};
+
+/// Runtime for async test bodies.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A reqwest client trusting `ca_pem` only; HTTP/2 by ALPN when `h2`, else HTTP/1.1 only;
+/// optionally presenting a client certificate (PEM certificate, PEM key).
+pub fn client_for(ca_pem: &str, h2: bool, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(60));
+    if !h2 {
+        b = b.http1_only();
+    }
+    if let Some((cert, key)) = identity {
+        b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+impl Proxy {
+    /// A reqwest client trusting the proxy's CA.
+    pub fn client(&self, h2: bool) -> reqwest::Client {
+        client_for(&self.ca_pem, h2, None)
+    }
+}
+
+/// What a client got back.
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub async fn from(resp: reqwest::Response) -> Answer {
+        Answer {
+            status: resp.status().as_u16(),
+            content_type: resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string()),
+            headers: resp.headers().clone(),
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    /// Every value of a header (to check it appears exactly once).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        header_values(&self.headers, name)
+    }
+}
+
+/// Every value of `name` in `headers`.
+pub fn header_values<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Vec<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect()
+}
+
+/// Send `req` with `headers`, as agents do: no JSON `Accept` unless one is given (reqwest
+/// would send `*/*`, which makes the proxy pretty-print like APM Server does for curl).
+pub async fn send(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> Answer {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+    {
+        req = req.header("Accept", "text/plain");
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    Answer::from(req.send().await.unwrap()).await
+}
+
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> Answer {
+    send(client.post(url).body(body.into()), headers).await
+}
+
+pub async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Answer {
+    send(client.get(url), headers).await
+}
+
+/// curl with `args` (bounded to a minute); (stdout, stderr).
+pub fn curl(args: &[&str]) -> (String, String) {
+    let out = bounded("curl", Duration::from_secs(60))
+        .args(["--max-time", "30"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// curl to the proxy's `/` with its CA and extra `args`; the HTTP status, `000` when the
+/// connection or handshake failed.
+pub fn curl_status(proxy: &Proxy, args: &[&str]) -> String {
+    let ca = proxy.ca_file();
+    let url = proxy.url("/");
+    let mut all = vec![
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        ca.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    all.push(&url);
+    curl(&all).0
+}

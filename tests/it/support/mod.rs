@@ -1,0 +1,16 @@
+//! The one harness every integration test uses, split by role: certificates, the stand-in
+//! upstream, the proxy under test (a builder), clients, intake bodies, bounded waiting.
+
+mod bodies;
+mod clients;
+mod pki;
+mod proxy;
+mod upstream;
+mod wait;
+
+pub use bodies::*;
+pub use clients::*;
+pub use pki::*;
+pub use proxy::*;
+pub use upstream::*;
+pub use wait::*;

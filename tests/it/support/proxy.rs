@@ -1,0 +1,282 @@
+//! The proxy under test: the real binary, started by a builder on an ephemeral loopback port
+//! with a config assembled from parsed TOML (never spliced text), files written beside it
+//! and environment variables given to the child only.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::pki::Pki;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_apm-auth-proxy");
+
+/// `[auth.api_key]` with the keys file `keys.toml` beside the config.
+pub const API_KEYS: &str = "[auth.api_key]\nenabled = true\nkeys_file = \"keys.toml\"\n";
+
+/// A command that dies with the test: when the thread that started it ends (the test
+/// binary killed, a test that panicked before its cleanup), the kernel kills the child too.
+pub fn command_tied_to_test(program: &str) -> Command {
+    if Path::new("/usr/bin/setpriv").exists() {
+        let mut c = Command::new("/usr/bin/setpriv");
+        c.args(["--pdeathsig", "KILL", "--", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A command bounded in time (coreutils `timeout`): killed after `limit`.
+pub fn bounded(program: &str, limit: Duration) -> Command {
+    let mut c = Command::new("timeout");
+    c.args([
+        "--kill-after=5",
+        &format!("{}", limit.as_secs().max(1)),
+        program,
+    ]);
+    c
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Merge `from` into `into`: tables recursively, everything else replaced.
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Work done in the config directory before the proxy starts.
+type Prepare<'a> = Box<dyn FnOnce(&Path) + 'a>;
+
+pub struct ProxyBuilder<'a> {
+    pki: &'a Pki,
+    config: toml::Table,
+    env: Vec<(String, String)>,
+    files: Vec<(String, Vec<u8>)>,
+    prepare: Vec<Prepare<'a>>,
+}
+
+impl<'a> ProxyBuilder<'a> {
+    fn new(pki: &'a Pki, upstream: &str) -> Self {
+        let base = format!(
+            "[server]\nthreads = 1\nreject_drain_timeout = \"2s\"\nshutdown_grace_period = \"0s\"\n\
+             [ssl]\ncertificate = {cert:?}\nkey = {key:?}\n\
+             [upstream]\nurl = {upstream:?}\nconnect_timeout = \"1s\"\nread_timeout = \"5s\"\n",
+            cert = pki.cert,
+            key = pki.key,
+        );
+        ProxyBuilder {
+            pki,
+            config: base.parse().unwrap(),
+            env: Vec::new(),
+            files: Vec::new(),
+            prepare: Vec::new(),
+        }
+    }
+
+    /// Merge a TOML fragment (whole sections) into the config.
+    pub fn config(mut self, fragment: &str) -> Self {
+        let table: toml::Table = fragment
+            .parse()
+            .unwrap_or_else(|e| panic!("test config fragment is not TOML: {e}\n{fragment}"));
+        merge(&mut self.config, table);
+        self
+    }
+
+    /// `auth.secret_token = token`.
+    pub fn token(self, token: &str) -> Self {
+        self.config(&format!("[auth]\nsecret_token = {token:?}\n"))
+    }
+
+    /// API keys on, from `keys.toml` beside the config.
+    pub fn api_keys(self) -> Self {
+        self.config(API_KEYS)
+    }
+
+    /// An environment variable for the proxy process (never the test process).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// A file written beside the config before the proxy starts.
+    pub fn file(mut self, name: &str, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.push((name.into(), contents.into()));
+        self
+    }
+
+    /// Work in the config directory before the proxy starts (API keys made with the CLI…).
+    pub fn prepare(mut self, f: impl FnOnce(&Path) + 'a) -> Self {
+        self.prepare.push(Box::new(f));
+        self
+    }
+
+    pub fn start(self) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, contents) in &self.files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
+        for f in self.prepare {
+            f(dir.path());
+        }
+        let mut dir = Some(dir);
+        // A free port can be taken between the probe and the bind: try another one.
+        for _attempt in 0..3 {
+            let port = free_port();
+            let mut config = self.config.clone();
+            merge(
+                &mut config,
+                format!("[server]\nlisten = \"127.0.0.1:{port}\"\n")
+                    .parse()
+                    .unwrap(),
+            );
+            let d = dir.take().unwrap();
+            let config_path = d.path().join("proxy.toml");
+            std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+            let log = d.path().join("proxy.log");
+            let child = command_tied_to_test(BIN)
+                .args(["run", "--config"])
+                .arg(&config_path)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let mut proxy = Proxy {
+                port,
+                dir: d,
+                log,
+                child,
+                ca_pem: self.pki.ca_pem.clone(),
+            };
+            if proxy.wait_ready(Duration::from_secs(20)) {
+                return proxy;
+            }
+            let _ = proxy.child.kill();
+            let _ = proxy.child.wait();
+            dir = Some(std::mem::replace(
+                &mut proxy.dir,
+                tempfile::tempdir().unwrap(),
+            ));
+        }
+        panic!("the proxy did not start");
+    }
+}
+
+/// The real proxy binary, running with a config written for the test.
+pub struct Proxy {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+    child: Child,
+    pub ca_pem: String,
+}
+
+impl Proxy {
+    /// A proxy in front of `upstream` (a URL) with the harness's defaults.
+    pub fn builder<'a>(pki: &'a Pki, upstream: &str) -> ProxyBuilder<'a> {
+        ProxyBuilder::new(pki, upstream)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                eprintln!("proxy exited with {status}:\n{}", self.log_text());
+                return false;
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal (`HUP`, `TERM`…) to the proxy.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// The test CA as a file, for curl and Python.
+    pub fn ca_file(&self) -> PathBuf {
+        let path = self.dir.path().join("ca.pem");
+        if !path.exists() {
+            std::fs::write(&path, &self.ca_pem).unwrap();
+        }
+        path
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the binary with `args` (bounded to a minute); (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = bounded(BIN, Duration::from_secs(60))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Create an API key with the real CLI in `dir` (keys file `dir/keys.toml`); returns
+/// (id, base64 credential).
+pub fn create_key(dir: &Path, privileges: &str, extra: &[&str]) -> (String, String) {
+    let cfg = dir.join("keys-cli.toml");
+    std::fs::write(&cfg, API_KEYS).unwrap();
+    let mut args = vec![
+        "apikey",
+        "--config",
+        cfg.to_str().unwrap(),
+        "create",
+        "--name",
+        "test",
+        "--json",
+    ];
+    args.extend(["--privileges", privileges]);
+    args.extend_from_slice(extra);
+    let (code, out, err) = run_cli(&args);
+    assert_eq!(code, 0, "apikey create failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["credentials"].as_str().unwrap().to_string(),
+    )
+}

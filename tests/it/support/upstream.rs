@@ -1,0 +1,231 @@
+//! The stand-in APM Server: HTTP/1.1 on loopback, answering like an APM Server with auth off,
+//! recording every request it receives, with live counters a test can order its steps by.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+
+/// One request as the stand-in saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub headers: http::HeaderMap,
+    /// The body, when it is at most `KEEP_BODY` bytes.
+    pub body: Vec<u8>,
+    pub body_len: usize,
+    pub body_sha256: Vec<u8>,
+    /// False when the body stream ended in an error (the proxy aborted it).
+    pub complete: bool,
+}
+
+const KEEP_BODY: usize = 8 << 20;
+
+/// A request with this header is answered 200 with a body of that many chunks, each sent
+/// only once the test has acknowledged the one before ([`Upstream::ack`]).
+pub const STREAM_RESPONSE: &str = "x-stand-in-stream-chunks";
+
+#[derive(Default)]
+struct Shared {
+    records: Mutex<Vec<Recorded>>,
+    /// Request heads that arrived (recorded or still streaming).
+    started: AtomicUsize,
+    /// Body bytes received so far, over all requests.
+    body_bytes: AtomicUsize,
+    /// Response chunks the test has seen (for streamed responses).
+    acked: AtomicUsize,
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Answer,
+    /// Accept connections, read, never answer.
+    Silent,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        Self::start_on("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// Start on `addr` (used to bring an upstream back on the port it had).
+    pub fn start_on(addr: SocketAddr) -> Upstream {
+        Self::launch(addr, Mode::Answer)
+    }
+
+    /// An upstream that accepts connections and never answers.
+    pub fn silent() -> Upstream {
+        Self::launch("127.0.0.1:0".parse().unwrap(), Mode::Silent)
+    }
+
+    fn launch(addr: SocketAddr, mode: Mode) -> Upstream {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::default());
+        let state = shared.clone();
+        runtime.spawn(async move {
+            // Ends when the runtime is dropped (`stop`, or the stand-in's drop).
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if mode == Mode::Silent {
+                        let mut stream = stream;
+                        let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+                        return;
+                    }
+                    let service = hyper::service::service_fn(move |req| {
+                        state.started.fetch_add(1, Ordering::SeqCst);
+                        handle(req, state.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            shared,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Stop listening and close every connection.
+    pub fn stop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    /// How many requests have reached the upstream, finished or still streaming.
+    pub fn started(&self) -> usize {
+        self.shared.started.load(Ordering::SeqCst)
+    }
+
+    /// Body bytes received so far, over all requests (streams still open included).
+    pub fn body_bytes(&self) -> usize {
+        self.shared.body_bytes.load(Ordering::SeqCst)
+    }
+
+    /// The test saw one more chunk of a streamed response.
+    pub fn ack(&self) {
+        self.shared.acked.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.records.lock().unwrap().clone()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+async fn handle(req: Request<Incoming>, state: Arc<Shared>) -> Result<Response<Body>, Infallible> {
+    let (parts, mut body) = req.into_parts();
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let (mut kept, mut len, mut complete) = (Vec::new(), 0usize, true);
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    hash.update(data);
+                    len += data.len();
+                    state.body_bytes.fetch_add(data.len(), Ordering::SeqCst);
+                    if kept.len() + data.len() <= KEEP_BODY {
+                        kept.extend_from_slice(data);
+                    }
+                }
+            }
+            Err(_) => {
+                complete = false;
+                break;
+            }
+        }
+    }
+    let path = parts.uri.path().to_string();
+    let stream_chunks = parts
+        .headers
+        .get(STREAM_RESPONSE)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    state.records.lock().unwrap().push(Recorded {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers,
+        body: if len <= KEEP_BODY { kept } else { Vec::new() },
+        body_len: len,
+        body_sha256: hash.finish().as_ref().to_vec(),
+        complete,
+    });
+    if let Some(chunks) = stream_chunks {
+        return Ok(Response::new(streamed(chunks, state)));
+    }
+    let (status, body): (u16, &'static [u8]) = match path.as_str() {
+        "/" => (
+            200,
+            b"{\"build_date\":\"2024-01-01T00:00:00Z\",\"build_sha\":\"abc\",\"publish_ready\":true,\"version\":\"7.17.0\"}",
+        ),
+        p if p.starts_with("/intake/") => (202, b""),
+        p if p.starts_with("/config/") => (
+            200,
+            b"{\"sanitize_field_names\":\"foo,bar,baz\",\"transaction_sample_rate\":\"0.5\"}",
+        ),
+        _ => (200, b"{}"),
+    };
+    let mut response = Response::builder().status(status);
+    if path.contains("/rum/") {
+        // APM Server with RUM on echoes the origin itself; the proxy must not duplicate it.
+        response = response.header("Access-Control-Allow-Origin", "set-by-upstream");
+    }
+    Ok(response
+        .body(Full::new(Bytes::from_static(body)).boxed_unsync())
+        .unwrap())
+}
+
+/// `chunks` lines, chunk `i` sent once the test acknowledged `i` chunks (at most 10 s each).
+fn streamed(chunks: usize, state: Arc<Shared>) -> Body {
+    let stream = futures_util::stream::unfold(0usize, move |i| {
+        let state = state.clone();
+        async move {
+            if i == chunks {
+                return None;
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while state.acked.load(Ordering::SeqCst) < i && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let line = Bytes::from(format!("chunk {i}\n"));
+            Some((Ok::<_, Infallible>(Frame::data(line)), i + 1))
+        }
+    });
+    StreamBody::new(stream).boxed_unsync()
+}
