@@ -50,7 +50,7 @@ static HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
 /// Failed TLS handshakes since start (port scans, clients that distrust the certificate,
 /// refused protocol versions). Pingora logs each at ERROR; the proxy counts them instead and
 /// [`report_handshake_failures`] summarises them, so a scan cannot flood the log.
-pub fn handshake_failures() -> u64 {
+fn handshake_failures() -> u64 {
     HANDSHAKE_FAILURES.load(Ordering::Relaxed)
 }
 

@@ -16,7 +16,7 @@ use rustls::server::danger::ClientCertVerifier;
 
 use crate::admission::Gate;
 use crate::auth::{AuthSettings, Authenticator, CredentialStore};
-use crate::config::{ConfigError, Problem, Problems};
+use crate::config::{ClientAuthentication, ConfigError, Problem, Problems};
 use crate::forward::{ApmProxy, ProxySettings, UpstreamSettings};
 use crate::limits::RateLimiter;
 use crate::settings::Settings;
@@ -147,7 +147,10 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         secret_tokens = p.credentials.token_count(),
         api_keys = p.credentials.api_key_count(),
         api_keys_enabled = s.auth.keys_file.is_some(),
-        client_authentication = ?s.tls.as_ref().map(|t| t.client_authentication),
+        client_authentication = ?s
+            .tls
+            .as_ref()
+            .map_or(ClientAuthentication::None, |t| t.client_authentication),
         "apm-auth-proxy starting"
     );
 

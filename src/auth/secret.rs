@@ -105,14 +105,6 @@ impl Secret {
         }
         Ok(secret)
     }
-
-    /// The file it is read from, if any (watched for changes).
-    pub fn file(&self) -> Option<&PathBuf> {
-        match self {
-            Secret::File(p) => Some(p),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]

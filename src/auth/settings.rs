@@ -24,22 +24,6 @@ pub struct TokenSettings {
     pub expires: Option<SystemTime>,
 }
 
-impl AuthSettings {
-    /// Is any credential configured at all (the proxy never runs open)?
-    pub fn has_credentials(&self) -> bool {
-        !self.tokens.is_empty() || self.keys_file.is_some()
-    }
-
-    /// Files whose change means the credentials must be read again.
-    pub fn watched_files(&self) -> Vec<PathBuf> {
-        self.tokens
-            .iter()
-            .filter_map(|t| t.secret.file().cloned())
-            .chain(self.keys_file.clone())
-            .collect()
-    }
-}
-
 pub fn parse_rfc3339(key: &str, text: &str) -> Result<SystemTime, Problem> {
     humantime::parse_rfc3339_weak(text).map_err(|e| {
         Problem::new(
@@ -145,6 +129,6 @@ mod tests {
             s.tokens[0].expires,
             Some(humantime::parse_rfc3339("2027-01-31T00:00:00Z").unwrap())
         );
-        assert!(s.keys_file.is_none() && s.has_credentials());
+        assert!(s.keys_file.is_none());
     }
 }

@@ -9,6 +9,5 @@ mod settings;
 mod upstream_headers;
 
 pub use proxy::{ApmProxy, ProxySettings};
-pub use response::render;
 pub use settings::{ServerSettings, UpstreamSettings};
 pub use upstream_headers::rewrite as rewrite_upstream_headers;

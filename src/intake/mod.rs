@@ -7,6 +7,4 @@ mod body_check;
 mod reader;
 mod rules;
 
-pub use body_check::{BodyCheck, RateCharge, EVENT_BATCH, READ_AHEAD_LIMIT};
-pub use reader::{EventVisitor, IntakeReader, Names, ScanError};
-pub use rules::EventRules;
+pub use body_check::{BodyCheck, RateCharge, READ_AHEAD_LIMIT};

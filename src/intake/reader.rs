@@ -148,6 +148,7 @@ impl<V: EventVisitor> IntakeReader<V> {
     }
 
     /// The caller's visitor, after a successful [`IntakeReader::finish`] or while reading.
+    #[cfg(test)]
     pub fn into_visitor(self) -> Option<V> {
         match self.stage {
             Stage::Sniff(l, _) | Stage::Plain(l) => Some(l.visitor),

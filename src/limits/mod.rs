@@ -5,6 +5,6 @@ mod event_rate;
 mod failed_auth;
 mod open_requests;
 
-pub use event_rate::{Grant, RateLimiter, BURST_MULTIPLIER, MAX_WAIT};
+pub use event_rate::{Grant, RateLimiter};
 pub use failed_auth::AuthThrottle;
 pub use open_requests::{OpenRequests, Slot};
