@@ -13,9 +13,12 @@
 //!
 //! Beside the journey: [`config`] is the file model (the ground floor, importing nothing of
 //! the crate), [`settings`] turns it into typed settings, [`server`] wires them into
-//! Pingora, [`cli`] is the command line, [`digest`] and [`logging`] serve everyone.
+//! Pingora (with the drain), [`admin`] serves health, readiness and [`metrics`], the
+//! [`lifecycle`] state is what they share; [`cli`] is the command line; [`digest`],
+//! [`logging`] and [`watch`] serve everyone.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod cli;
@@ -23,8 +26,11 @@ pub mod config;
 pub mod digest;
 pub mod forward;
 pub mod intake;
+pub mod lifecycle;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod settings;
 pub mod tls;
+pub mod watch;

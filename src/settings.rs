@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::admin::AdminSettings;
 use crate::admission::AdmissionSettings;
 use crate::auth::{AuthSettings, IdentityMap};
 use crate::config::{ClientAuthentication, ConfigError, ConfigFile, Problems};
@@ -24,6 +25,7 @@ pub struct Settings {
     pub admission: AdmissionSettings,
     pub upstream: UpstreamSettings,
     pub log: LogSettings,
+    pub admin: AdminSettings,
 }
 
 impl Settings {
@@ -49,6 +51,17 @@ impl TryFrom<&ConfigFile> for Settings {
         let admission = problems.take(AdmissionSettings::try_from(file));
         let upstream = problems.take(UpstreamSettings::try_from(&file.upstream));
         let log = problems.take(LogSettings::try_from(&file.log));
+        let admin = problems.take(AdminSettings::try_from(&file.admin));
+        if let (Some(server), Some(Some(admin_listen))) =
+            (&server, admin.as_ref().map(|a| a.listen))
+        {
+            if server.listen == admin_listen {
+                problems.add(
+                    "admin.listen",
+                    "must differ from server.listen: the admin endpoints never share the agents' port",
+                );
+            }
+        }
 
         let no_credential = file.auth.secret_token.is_none()
             && file.auth.secret_tokens.is_empty()
@@ -69,7 +82,9 @@ impl TryFrom<&ConfigFile> for Settings {
                 "set ssl.client_authentication (and ssl.certificate_authorities) to use client identities",
             );
         }
-        match (server, tls, auth, identities, admission, upstream, log) {
+        match (
+            server, tls, auth, identities, admission, upstream, log, admin,
+        ) {
             (
                 Some(server),
                 Some(tls),
@@ -78,6 +93,7 @@ impl TryFrom<&ConfigFile> for Settings {
                 Some(admission),
                 Some(upstream),
                 Some(log),
+                Some(admin),
             ) if problems.is_empty() => Ok(Settings {
                 server,
                 tls,
@@ -86,6 +102,7 @@ impl TryFrom<&ConfigFile> for Settings {
                 admission,
                 upstream,
                 log,
+                admin,
             }),
             _ => Err(ConfigError::Invalid(problems)),
         }

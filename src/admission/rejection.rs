@@ -157,7 +157,15 @@ impl Rejection {
         }
     }
 
-    /// The reason in the access log (and, later, the metrics label).
+    /// The upstream failed the request (not the client, not a rule of the proxy).
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(
+            self,
+            Rejection::UpstreamUnreachable | Rejection::UpstreamClosed | Rejection::UpstreamTimeout
+        )
+    }
+
+    /// The reason in the access log and the metrics' `reason` label.
     pub fn label(&self) -> &'static str {
         use Rejection::*;
         match self {

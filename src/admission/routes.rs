@@ -138,6 +138,29 @@ pub fn check_path(raw: &[u8]) -> Result<&str, PathRejection> {
     Ok(path)
 }
 
+/// The metrics label for a request path: the endpoint's own path for APM endpoints (a fixed
+/// set), `other` for everything else (so a scan cannot mint labels).
+pub fn endpoint_label(path: &[u8]) -> &'static str {
+    const KNOWN: [&str; 11] = [
+        "/",
+        "/intake/v2/events",
+        "/intake/v2/rum/events",
+        "/intake/v3/rum/events",
+        "/intake/v2/profile",
+        "/v1/traces",
+        "/v1/metrics",
+        "/v1/logs",
+        "/config/v1/agents",
+        "/config/v1/rum/agents",
+        "/assets/v1/sourcemaps",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| k.as_bytes() == path)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// The path part of a request target (`/a/b?x` → `/a/b`).
 pub fn path_of(target: &[u8]) -> &[u8] {
     match target.iter().position(|&b| b == b'?') {

@@ -4,6 +4,7 @@
 //! and whether that caller may perform the endpoint's action ([`authorize`]). Nothing here
 //! knows about Pingora or HTTP sessions, so every rule is unit-testable.
 
+pub mod audit;
 mod client_cert;
 mod go_base64;
 mod header;
@@ -19,4 +20,4 @@ pub use identity::{authorize, ActionRefused, AuthFailure, AuthOutcome, CallerKin
 pub use privileges::{Action, Privileges, UnknownPrivilege};
 pub use secret::Secret;
 pub use settings::{AuthSettings, TokenSettings};
-pub use store::{Authenticator, CredentialStore};
+pub use store::{Authenticator, CredentialState, CredentialStore};

@@ -13,6 +13,22 @@ pub struct AuthSettings {
     pub tokens: Vec<TokenSettings>,
     /// The keys file, when API keys are enabled.
     pub keys_file: Option<PathBuf>,
+    /// How often the keys file and secret files are checked; `None`: on SIGHUP only.
+    pub reload_interval: Option<std::time::Duration>,
+}
+
+impl AuthSettings {
+    /// Files whose change means the credentials must be read again.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        self.tokens
+            .iter()
+            .filter_map(|t| match &t.secret {
+                Secret::File(path) => Some(path.clone()),
+                _ => None,
+            })
+            .chain(self.keys_file.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -79,7 +95,12 @@ impl TryFrom<&AuthConfig> for AuthSettings {
             }
         }
         let keys_file = auth.api_key.enabled.then(|| auth.api_key.keys_file.clone());
-        problems.finish(|| AuthSettings { tokens, keys_file })
+        let reload_interval = Some(auth.reload_interval.0).filter(|d| !d.is_zero());
+        problems.finish(|| AuthSettings {
+            tokens,
+            keys_file,
+            reload_interval,
+        })
     }
 }
 

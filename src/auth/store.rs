@@ -38,6 +38,17 @@ pub struct CredentialStore {
     keys: HashMap<Box<str>, KeyEntry>,
 }
 
+/// A credential as the audit log sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialState {
+    /// `token` or `api_key`.
+    pub kind: &'static str,
+    /// The token's name or the key's id.
+    pub name: String,
+    pub revoked: bool,
+    pub expires_at: Option<SystemTime>,
+}
+
 /// Compared against when an API key id is unknown, so that an unknown id costs the same as
 /// a wrong secret.
 const DUMMY_DIGEST: Digest = [0x5a; 32];
@@ -83,6 +94,26 @@ impl CredentialStore {
             api_keys_enabled: settings.keys_file.is_some(),
             keys,
         })
+    }
+
+    /// What an audit log line may say about each credential: names, ids, states, never a
+    /// secret.
+    pub fn describe(&self) -> Vec<CredentialState> {
+        let tokens = self.tokens.iter().map(|t| CredentialState {
+            kind: "token",
+            name: t.name.to_string(),
+            revoked: false,
+            expires_at: t.expires_at,
+        });
+        let keys = self.keys.iter().map(|(id, k)| CredentialState {
+            kind: "api_key",
+            name: id.to_string(),
+            revoked: k.revoked,
+            expires_at: k.expires_at,
+        });
+        let mut all: Vec<CredentialState> = tokens.chain(keys).collect();
+        all.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        all
     }
 
     pub fn token_count(&self) -> usize {

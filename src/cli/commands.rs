@@ -1,15 +1,17 @@
 //! Runs a parsed command and turns its failure into a message and an exit code.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 
 use super::error::CliError;
 use super::{ApikeyCommand, Cli, Command, CreateKeyArgs, TokenCommand};
+use crate::admin::AdminSettings;
 use crate::auth::keys_file::{self, KeysFile};
-use crate::config::ConfigFile;
+use crate::config::{ConfigError, ConfigFile};
 use crate::digest::{sha256, to_hex};
 use crate::server::{self, Mode};
 use crate::settings::Settings;
@@ -23,6 +25,7 @@ pub fn execute(cli: Cli) -> ExitCode {
             generate_token();
             Ok(())
         }
+        Command::Health { admin } => health(&cli.config, admin.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,6 +45,48 @@ fn generate_token() {
          the token itself off the disk)",
         to_hex(&sha256(token.as_bytes()))
     );
+}
+
+/// `GET /readyz` on the admin listener: `Ok` when ready.
+fn health(path: &Path, admin: Option<&str>) -> Result<(), CliError> {
+    let addr = match admin {
+        Some(url) => admin_address(url)?,
+        None => {
+            let settings = AdminSettings::try_from(&ConfigFile::load(path)?.admin)
+                .map_err(ConfigError::from)?;
+            let listen = settings.listen.ok_or_else(|| {
+                CliError::Usage("the admin listener is off (admin.enabled = false)".into())
+            })?;
+            reachable(listen)
+        }
+    };
+    match crate::admin::probe(addr, "/readyz", Duration::from_secs(5)) {
+        Ok((200, body)) => {
+            println!("{body}");
+            Ok(())
+        }
+        Ok((status, body)) => Err(CliError::Runtime(format!("{status} {body}"))),
+        Err(e) => Err(CliError::Runtime(e)),
+    }
+}
+
+/// `http://host:port` (or `host:port`) as a socket address.
+fn admin_address(url: &str) -> Result<SocketAddr, CliError> {
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+    hostport
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| CliError::Usage(format!("--admin {url:?} is not http://host:port")))
+}
+
+/// A wildcard listen address is reached on loopback.
+fn reachable(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, listen.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, listen.port()).into(),
+        _ => listen,
+    }
 }
 
 fn run(path: &Path) -> Result<(), CliError> {

@@ -69,6 +69,9 @@ impl fmt::Display for CliError {
                 return Ok(());
             }
             CliError::Config(e) => format!("config error: {e}"),
+            CliError::Startup(e @ (StartupError::Listen { .. } | StartupError::Pingora(_))) => {
+                format!("error: {e}")
+            }
             CliError::Startup(e) => format!("config error: {e}"),
             CliError::Usage(m) | CliError::Io(m) | CliError::Runtime(m) => m.clone(),
         };
@@ -94,6 +97,7 @@ mod tests {
              apm-auth-proxy: config error: log.level: bad"
         );
         let listen = StartupError::Listen {
+            key: "server.listen",
             addr: "127.0.0.1:1".into(),
             source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
         };

@@ -43,6 +43,14 @@ pub enum Command {
     /// Secret-token helpers.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Ask a running proxy's admin listener whether it is ready (`GET /readyz`): exit 0 when
+    /// it is, 1 when it is not or cannot be reached. For container health checks.
+    Health {
+        /// The admin listener, e.g. `http://127.0.0.1:8300`; default: `admin.listen` from
+        /// the configuration.
+        #[arg(long)]
+        admin: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,6 +27,28 @@ pub struct ConfigFile {
     pub client_ip: ClientIpConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The admin listener: health, readiness and metrics, plain HTTP, never the agents' port.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    pub listen: String,
+    /// How often the upstream is asked `GET /` for readiness.
+    pub upstream_check_interval: HumanDuration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: "127.0.0.1:8300".into(),
+            upstream_check_interval: HumanDuration(Duration::from_secs(5)),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,8 +69,12 @@ pub struct ServerConfig {
     /// How long the proxy keeps reading the body of a request it rejected, so the client
     /// sees the answer and (when the body ends in time) the connection stays open.
     pub reject_drain_timeout: HumanDuration,
-    /// On SIGTERM: how long in-flight requests get to finish before the process exits.
+    /// On SIGTERM: the longest in-flight requests get to finish; the process exits as soon
+    /// as the last one ends.
     pub shutdown_grace_period: HumanDuration,
+    /// On SIGTERM: how long readiness reports 503 while requests are still served, before
+    /// the listener closes (for load balancers that need time to notice).
+    pub drain_delay: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +88,7 @@ impl Default for ServerConfig {
             max_header_size: 1_048_575,
             reject_drain_timeout: HumanDuration(Duration::from_secs(5)),
             shutdown_grace_period: HumanDuration(Duration::from_secs(30)),
+            drain_delay: HumanDuration(Duration::ZERO),
         }
     }
 }
@@ -147,7 +174,7 @@ pub struct ClientIdentityConfig {
     pub require_credential: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// APM Server's single secret token (`auth.secret_token`), named "default".
@@ -157,6 +184,21 @@ pub struct AuthConfig {
     pub api_key: ApiKeyConfig,
     pub anonymous: AnonymousConfig,
     pub failed_attempts: FailedAttemptsConfig,
+    /// How often the keys file and secret files are checked for changes ("0s": SIGHUP only).
+    pub reload_interval: HumanDuration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            secret_token: None,
+            secret_tokens: Vec::new(),
+            api_key: ApiKeyConfig::default(),
+            anonymous: AnonymousConfig::default(),
+            failed_attempts: FailedAttemptsConfig::default(),
+            reload_interval: HumanDuration(Duration::from_secs(5)),
+        }
+    }
 }
 
 /// The RUM endpoints as APM Server opens them to anonymous callers.

@@ -1,37 +1,92 @@
-//! One access-log line per request: method, path (never the query), status, client IP, the
-//! credential's *name* (never a secret), the rejection's label, bytes and duration.
+//! One access-log line and one metrics record per request: method, path (never the query),
+//! status, client and peer IP, the credential's *name* (never a secret), the outcome and the
+//! rejection's label, bytes, durations, TLS version and user agent. The field names are the
+//! text format's; `logging::ecs` maps them to Elastic Common Schema for `log.format = "json"`.
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pingora::proxy::Session;
 use pingora::Error;
 
-use crate::admission::{path_of, Rejection};
+use crate::admission::{endpoint_label, path_of, Rejection};
 use crate::auth::Identity;
+use crate::metrics::{metrics, Outcome, RequestRecord};
 
 pub struct Entry<'a> {
     pub started: Instant,
     pub client_ip: IpAddr,
     pub identity: Option<&'a Identity>,
     pub rejection: Option<&'a Rejection>,
+    pub upstream_duration: Option<Duration>,
 }
 
-pub fn write(session: &Session, e: Option<&Error>, entry: Entry<'_>) {
+impl Entry<'_> {
+    fn outcome(&self) -> Outcome {
+        match self.rejection {
+            None => Outcome::Forwarded,
+            Some(r) if r.is_upstream_failure() => Outcome::UpstreamError,
+            Some(_) => Outcome::Rejected,
+        }
+    }
+}
+
+fn status(session: &Session) -> u16 {
+    session.response_written().map_or(0, |r| r.status.as_u16())
+}
+
+pub fn record_metrics(session: &Session, entry: &Entry<'_>) {
+    let (method, credential) = match entry.identity {
+        None => ("none", ""),
+        Some(Identity::SecretToken { name }) => ("token", &**name),
+        Some(Identity::ApiKey { id, .. }) => ("api_key", &**id),
+        Some(Identity::ClientCert { name, .. }) => ("client_cert", &**name),
+        Some(Identity::Anonymous) => ("anonymous", ""),
+    };
+    metrics().record(&RequestRecord {
+        endpoint: endpoint_label(path_of(session.req_header().raw_path())),
+        status: status(session),
+        outcome: entry.outcome(),
+        reason: entry.rejection.map_or("", Rejection::label),
+        auth_method: method,
+        credential,
+        duration: entry.started.elapsed(),
+        upstream_duration: entry.upstream_duration,
+        bytes_in: session.body_bytes_read() as u64,
+        bytes_out: session.body_bytes_sent() as u64,
+    });
+}
+
+pub fn write(session: &Session, e: Option<&Error>, entry: &Entry<'_>) {
     let req = session.req_header();
-    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let tls_version = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .map(|t| t.version.as_ref());
+    let user_agent = req
+        .headers
+        .get(http::header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
     tracing::info!(
         target: "access",
         method = %req.method,
         // Debug-quoted: a hostile path cannot forge log lines.
         path = ?String::from_utf8_lossy(path_of(req.raw_path())),
-        status,
+        status = status(session),
         client_ip = %entry.client_ip,
+        peer_ip = %peer.map_or("-".to_string(), |p| p.to_string()),
         credential = %CredentialLabel(entry.identity),
+        outcome = entry.outcome().label(),
         rejection = entry.rejection.map_or("-", Rejection::label),
         bytes_in = session.body_bytes_read(),
         bytes_out = session.body_bytes_sent(),
         duration_ms = entry.started.elapsed().as_secs_f64() * 1000.0,
+        tls_version = tls_version.unwrap_or("-"),
+        user_agent = ?user_agent.as_deref().unwrap_or("-"),
         error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
     );
 }

@@ -25,6 +25,7 @@ use crate::admission::{
 use crate::auth::Identity;
 use crate::intake::agent_config::{self, AnswerTrimmer};
 use crate::intake::{BodyCheck, RateCharge, READ_AHEAD_LIMIT};
+use crate::lifecycle::{InFlight, Lifecycle};
 use crate::limits::{RateLimiter, Slot};
 use crate::tls::PeerCertificate;
 
@@ -49,6 +50,8 @@ pub struct ApmProxy {
     upstream_authorization: Option<HeaderValue>,
     /// The anonymous event rate limiter, shared with the gate.
     event_limiter: Option<Arc<RateLimiter>>,
+    /// Requests in flight and whether the process is draining.
+    lifecycle: Arc<Lifecycle>,
     settings: ProxySettings,
 }
 
@@ -59,6 +62,7 @@ impl ApmProxy {
         upstream: HttpPeer,
         upstream_authorization: Option<HeaderValue>,
         event_limiter: Option<Arc<RateLimiter>>,
+        lifecycle: Arc<Lifecycle>,
         settings: ProxySettings,
     ) -> Self {
         ApmProxy {
@@ -67,6 +71,7 @@ impl ApmProxy {
             upstream,
             upstream_authorization,
             event_limiter,
+            lifecycle,
             settings,
         }
     }
@@ -74,7 +79,12 @@ impl ApmProxy {
 
 /// What the proxy learned about one request, for the later phases and the access log.
 pub struct RequestCtx {
+    /// Counts the request as in flight until the context is dropped (the drain waits on it).
+    _in_flight: InFlight,
     started: Instant,
+    /// When the request head was sent upstream.
+    upstream_started: Option<Instant>,
+    upstream_duration: Option<Duration>,
     client_ip: IpAddr,
     /// The TCP peer is a trusted proxy.
     from_trusted_proxy: bool,
@@ -108,7 +118,10 @@ impl ProxyHttp for ApmProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
+            _in_flight: InFlight::new(&self.lifecycle),
             started: Instant::now(),
+            upstream_started: None,
+            upstream_duration: None,
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             from_trusted_proxy: false,
             identity: None,
@@ -124,7 +137,12 @@ impl ProxyHttp for ApmProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let s = &self.settings;
-        session.set_keepalive(Some(s.idle_timeout.as_secs().max(1)));
+        if self.lifecycle.is_draining() {
+            // Served during the drain delay, then the connection closes (`Connection: close`).
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(s.idle_timeout.as_secs().max(1)));
+        }
         session.set_read_timeout(Some(s.read_timeout));
         session.set_write_timeout(Some(s.write_timeout));
         let peer = session
@@ -226,6 +244,7 @@ impl ProxyHttp for ApmProxy {
             // The answer is trimmed for anonymous callers, so it must come uncompressed.
             upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
         }
+        ctx.upstream_started = Some(Instant::now());
         Ok(())
     }
 
@@ -235,6 +254,11 @@ impl ProxyHttp for ApmProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_duration = ctx.upstream_started.map(|t| t.elapsed());
+        if self.lifecycle.is_draining() {
+            // A request in flight when the drain began: its connection closes after it.
+            session.set_keepalive(None);
+        }
         if let Some(origin) = &ctx.cors_origin {
             // Replaces any the upstream set, so the header appears once.
             response.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.as_str())?;
@@ -304,17 +328,16 @@ impl ProxyHttp for ApmProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let entry = access_log::Entry {
+            started: ctx.started,
+            client_ip: ctx.client_ip,
+            identity: ctx.identity.as_ref(),
+            rejection: ctx.rejection.as_ref(),
+            upstream_duration: ctx.upstream_duration,
+        };
+        access_log::record_metrics(session, &entry);
         if self.settings.access_log {
-            access_log::write(
-                session,
-                e,
-                access_log::Entry {
-                    started: ctx.started,
-                    client_ip: ctx.client_ip,
-                    identity: ctx.identity.as_ref(),
-                    rejection: ctx.rejection.as_ref(),
-                },
-            );
+            access_log::write(session, e, &entry);
         }
     }
 }

@@ -16,6 +16,7 @@ pub struct ServerSettings {
     pub write_timeout: Duration,
     pub reject_drain_timeout: Duration,
     pub shutdown_grace_period: Duration,
+    pub drain_delay: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +71,7 @@ impl TryFrom<&ServerConfig> for ServerSettings {
             write_timeout,
             reject_drain_timeout: s.reject_drain_timeout.0,
             shutdown_grace_period: s.shutdown_grace_period.0,
+            drain_delay: s.drain_delay.0,
         })
     }
 }

@@ -107,7 +107,7 @@ fn the_official_rum_agent_in_chromium_reaches_the_upstream_anonymously() {
     let pki = pki();
     let upstream = Upstream::start();
     let proxy = Proxy::builder(&pki, &upstream.url())
-        .token("tok")
+        .token("rum-agent-token-7c2e")
         .config("[rum]\nenabled = true\nallow_origins = [\"http://127.0.0.1:*\"]\n")
         .start();
     let out = bounded("node", Duration::from_secs(120))

@@ -239,7 +239,9 @@ fn expired_and_revoked_keys_are_refused_and_sighup_applies_revocation() {
 fn root_is_blank_for_anonymous_and_real_for_authenticated_callers() {
     let pki = pki();
     let upstream = Upstream::start();
-    let proxy = Proxy::builder(&pki, &upstream.url()).token("tok").start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token("rum-agent-token-7c2e")
+        .start();
     let client = proxy.client(false);
     rt().block_on(async {
         for auth in [None, Some("Bearer wrong"), Some("Basic x")] {
@@ -258,7 +260,7 @@ fn root_is_blank_for_anonymous_and_real_for_authenticated_callers() {
         );
         let resp = client
             .get(proxy.url("/"))
-            .header("Authorization", "Bearer tok")
+            .header("Authorization", "Bearer rum-agent-token-7c2e")
             .send()
             .await
             .unwrap();
@@ -278,7 +280,7 @@ fn root_is_blank_for_anonymous_and_real_for_authenticated_callers() {
             let resp = client
                 .get(proxy.url(path))
                 .header("Accept", "text/plain")
-                .header("Authorization", "Bearer tok")
+                .header("Authorization", "Bearer rum-agent-token-7c2e")
                 .send()
                 .await
                 .unwrap();

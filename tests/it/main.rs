@@ -9,5 +9,6 @@ mod agents;
 mod auth;
 mod cli;
 mod forwarding;
+mod operations;
 mod rum;
 mod tls;

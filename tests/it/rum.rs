@@ -11,7 +11,7 @@ use crate::support::*;
 /// trusted proxy here: that is how each test gets independent per-IP limits.
 const RUM: &str = r#"
 [auth]
-secret_token = "tok"
+secret_token = "rum-agent-token-7c2e"
 [rum]
 enabled = true
 [client_ip]
@@ -183,7 +183,12 @@ fn anonymous_reaches_only_its_endpoints_and_wrong_credentials_are_never_downgrad
             assert_eq!(anon.status, 200);
             assert_eq!(anon.body, "{\"transaction_sample_rate\":\"0.5\"}\n");
         }
-        let full = get(&c, &url, &[("Authorization", "Bearer tok")]).await;
+        let full = get(
+            &c,
+            &url,
+            &[("Authorization", "Bearer rum-agent-token-7c2e")],
+        )
+        .await;
         assert!(full.body.contains("sanitize_field_names"), "{}", full.body);
         // Root stays blank for anonymous callers.
         let root = get(&c, &proxy.url("/"), &[]).await;
@@ -207,10 +212,12 @@ fn anonymous_reaches_only_its_endpoints_and_wrong_credentials_are_never_downgrad
 fn anonymous_is_off_unless_rum_or_the_setting_turns_it_on() {
     let pki = pki();
     let upstream = Upstream::start();
-    let off = Proxy::builder(&pki, &upstream.url()).token("tok").start();
+    let off = Proxy::builder(&pki, &upstream.url())
+        .token("rum-agent-token-7c2e")
+        .start();
     // `auth.anonymous.enabled` alone opens the RUM endpoints, with `rum.enabled` unset.
     let on = Proxy::builder(&pki, &upstream.url())
-        .token("tok")
+        .token("rum-agent-token-7c2e")
         .config("[auth.anonymous]\nenabled = true\n")
         .start();
     rt().block_on(async {
@@ -419,7 +426,10 @@ fn event_rate_limit_per_client_ip_trips_and_recovers() {
         )
         .await;
         // Authenticated traffic is never rate limited.
-        let headers = [("X-Forwarded-For", ip3), ("Authorization", "Bearer tok")];
+        let headers = [
+            ("X-Forwarded-For", ip3),
+            ("Authorization", "Bearer rum-agent-token-7c2e"),
+        ];
         let a = post(&c, &url, &headers, v2("rum-js", "s", 50)).await;
         assert_eq!(a.status, 202);
     });
@@ -584,7 +594,7 @@ fn repeated_failed_authentication_is_throttled_per_ip() {
                 // Now even the right token from that address waits out the cool-down…
                 let headers = [
                     ("X-Forwarded-For", ip.as_str()),
-                    ("Authorization", "Bearer tok"),
+                    ("Authorization", "Bearer rum-agent-token-7c2e"),
                 ];
                 let a = post(&c, &url, &headers, v2("go", "s", 1)).await;
                 if blocked_at.elapsed() >= Duration::from_millis(1500) {
@@ -605,7 +615,7 @@ fn repeated_failed_authentication_is_throttled_per_ip() {
             &url,
             &[
                 ("X-Forwarded-For", "192.0.2.99"),
-                ("Authorization", "Bearer tok"),
+                ("Authorization", "Bearer rum-agent-token-7c2e"),
             ],
             v2("go", "s", 1),
         )
@@ -615,7 +625,7 @@ fn repeated_failed_authentication_is_throttled_per_ip() {
         let (every, limit) = (Duration::from_millis(500), Duration::from_secs(10));
         let headers = [
             ("X-Forwarded-For", guesser.as_str()),
-            ("Authorization", "Bearer tok"),
+            ("Authorization", "Bearer rum-agent-token-7c2e"),
         ];
         until_accepted(
             &c,
@@ -744,7 +754,7 @@ fn large_bodies_stream_through_the_reader_with_flat_memory() {
     let upstream = Upstream::start();
     let mut credential = String::new();
     let extra = format!(
-        "[auth]\nsecret_token = \"tok\"\n{API_KEYS}[rum]\nenabled = true\nmax_event_size = 4096\n"
+        "[auth]\nsecret_token = \"rum-agent-token-7c2e\"\n{API_KEYS}[rum]\nenabled = true\nmax_event_size = 4096\n"
     );
     let proxy = Proxy::builder(&pki, &upstream.url())
         .config(&extra)

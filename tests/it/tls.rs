@@ -595,12 +595,14 @@ fn pkcs8_pkcs1_and_sec1_keys_are_served() {
             key,
             dir,
         };
-        let proxy = Proxy::builder(&pki, &upstream.url()).token("t").start();
+        let proxy = Proxy::builder(&pki, &upstream.url())
+            .token("format-test-token-91b3")
+            .start();
         let status = rt().block_on(async {
             proxy
                 .client(true)
                 .get(proxy.url("/"))
-                .header("Authorization", "Bearer t")
+                .header("Authorization", "Bearer format-test-token-91b3")
                 .send()
                 .await
                 .unwrap()
@@ -616,7 +618,9 @@ fn pkcs8_pkcs1_and_sec1_keys_are_served() {
 fn sslyze_finds_no_old_protocol_and_no_weak_cipher() {
     let upstream = Upstream::start();
     let pki = pki();
-    let proxy = Proxy::builder(&pki, &upstream.url()).token("t").start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token("format-test-token-91b3")
+        .start();
     let out_file = proxy.dir.path().join("scan.json");
     let out = bounded("python3", Duration::from_secs(300))
         .args([

@@ -5,6 +5,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::pki::Pki;
@@ -43,6 +44,54 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Every secret any test configured or created: no proxy's log may contain one.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// A test secret to look for in every log. Shorter than 8 characters would match by chance.
+pub fn register_secret(secret: &str) {
+    assert!(
+        secret.len() >= 8,
+        "test secrets are at least 8 characters: {secret:?}"
+    );
+    let mut all = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    if !all.iter().any(|s| s == secret) {
+        all.push(secret.to_string());
+    }
+}
+
+/// The inline secrets of a config (tokens, the upstream token).
+fn register_config_secrets(config: &toml::Table) {
+    let at = |path: &[&str]| -> Option<toml::Value> {
+        let mut v = config.get(path[0])?;
+        for key in &path[1..] {
+            v = v.get(*key)?;
+        }
+        Some(v.clone())
+    };
+    for path in [&["auth", "secret_token"][..], &["upstream", "secret_token"]] {
+        if let Some(toml::Value::String(s)) = at(path) {
+            register_secret(&s);
+        }
+    }
+    if let Some(toml::Value::Array(tokens)) = at(&["auth", "secret_tokens"]) {
+        for t in tokens {
+            if let Some(toml::Value::String(s)) = t.get("secret") {
+                register_secret(s);
+            }
+        }
+    }
+}
+
+/// Panics naming the secret and the line when `log` contains any registered secret.
+pub fn assert_no_secret_in(log: &str, what: &str) {
+    let all = SECRETS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for secret in &all {
+        if let Some(line) = log.lines().find(|l| l.contains(secret.as_str())) {
+            panic!("{what} contains the test secret {secret:?}: {line}");
+        }
+    }
 }
 
 /// Merge `from` into `into`: tables recursively, everything else replaced.
@@ -105,8 +154,10 @@ impl<'a> ProxyBuilder<'a> {
         self.config(API_KEYS)
     }
 
-    /// An environment variable for the proxy process (never the test process).
+    /// An environment variable for the proxy process (never the test process); its value is
+    /// treated as a secret.
     pub fn env(mut self, name: &str, value: &str) -> Self {
+        register_secret(value);
         self.env.push((name.into(), value.into()));
         self
     }
@@ -124,6 +175,7 @@ impl<'a> ProxyBuilder<'a> {
     }
 
     pub fn start(self) -> Proxy {
+        register_config_secrets(&self.config);
         let dir = tempfile::tempdir().unwrap();
         for (name, contents) in &self.files {
             std::fs::write(dir.path().join(name), contents).unwrap();
@@ -134,13 +186,16 @@ impl<'a> ProxyBuilder<'a> {
         let mut dir = Some(dir);
         // A free port can be taken between the probe and the bind: try another one.
         for _attempt in 0..3 {
-            let port = free_port();
+            let (port, admin_port) = (free_port(), free_port());
             let mut config = self.config.clone();
             merge(
                 &mut config,
-                format!("[server]\nlisten = \"127.0.0.1:{port}\"\n")
-                    .parse()
-                    .unwrap(),
+                format!(
+                    "[server]\nlisten = \"127.0.0.1:{port}\"\n\
+                     [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n"
+                )
+                .parse()
+                .unwrap(),
             );
             let d = dir.take().unwrap();
             let config_path = d.path().join("proxy.toml");
@@ -156,6 +211,7 @@ impl<'a> ProxyBuilder<'a> {
                 .unwrap();
             let mut proxy = Proxy {
                 port,
+                admin_port,
                 dir: d,
                 log,
                 child,
@@ -178,6 +234,8 @@ impl<'a> ProxyBuilder<'a> {
 /// The real proxy binary, running with a config written for the test.
 pub struct Proxy {
     pub port: u16,
+    /// The admin listener (health, readiness, metrics).
+    pub admin_port: u16,
     pub dir: tempfile::TempDir,
     pub log: PathBuf,
     child: Child,
@@ -217,6 +275,25 @@ impl Proxy {
         self.child.id()
     }
 
+    /// Wait (bounded) for the process to exit; its exit status, `None` if it did not.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// `http://127.0.0.1:<admin port>`
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
     /// Send a signal (`HUP`, `TERM`…) to the proxy.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
@@ -240,6 +317,10 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Every test's logs are searched for every secret the suite knows.
+        if !std::thread::panicking() {
+            assert_no_secret_in(&self.log_text(), "the proxy's log");
+        }
     }
 }
 
@@ -275,8 +356,8 @@ pub fn create_key(dir: &Path, privileges: &str, extra: &[&str]) -> (String, Stri
     let (code, out, err) = run_cli(&args);
     assert_eq!(code, 0, "apikey create failed: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    (
-        v["id"].as_str().unwrap().to_string(),
-        v["credentials"].as_str().unwrap().to_string(),
-    )
+    let credential = v["credentials"].as_str().unwrap().to_string();
+    register_secret(&credential);
+    register_secret(v["api_key"].as_str().unwrap());
+    (v["id"].as_str().unwrap().to_string(), credential)
 }

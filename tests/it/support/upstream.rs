@@ -42,6 +42,8 @@ struct Shared {
     body_bytes: AtomicUsize,
     /// Response chunks the test has seen (for streamed responses).
     acked: AtomicUsize,
+    /// The proxy's readiness checks (answered, not recorded).
+    checks: AtomicUsize,
 }
 
 pub struct Upstream {
@@ -94,10 +96,7 @@ impl Upstream {
                         let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
                         return;
                     }
-                    let service = hyper::service::service_fn(move |req| {
-                        state.started.fetch_add(1, Ordering::SeqCst);
-                        handle(req, state.clone())
-                    });
+                    let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -128,6 +127,11 @@ impl Upstream {
         self.shared.body_bytes.load(Ordering::SeqCst)
     }
 
+    /// Readiness checks the proxy made (never in `requests`).
+    pub fn checks(&self) -> usize {
+        self.shared.checks.load(Ordering::SeqCst)
+    }
+
     /// The test saw one more chunk of a streamed response.
     pub fn ack(&self) {
         self.shared.acked.fetch_add(1, Ordering::SeqCst);
@@ -150,7 +154,21 @@ impl Drop for Upstream {
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
+/// How the proxy's readiness check introduces itself (`User-Agent`).
+pub const UPSTREAM_CHECK: &str = "(upstream check)";
+
 async fn handle(req: Request<Incoming>, state: Arc<Shared>) -> Result<Response<Body>, Infallible> {
+    let is_check = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .is_some_and(|v| v.to_str().unwrap_or("").contains(UPSTREAM_CHECK));
+    if is_check {
+        state.checks.fetch_add(1, Ordering::SeqCst);
+        return Ok(Response::new(
+            Full::new(Bytes::from_static(b"{}")).boxed_unsync(),
+        ));
+    }
+    state.started.fetch_add(1, Ordering::SeqCst);
     let (parts, mut body) = req.into_parts();
     let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
     let (mut kept, mut len, mut complete) = (Vec::new(), 0usize, true);

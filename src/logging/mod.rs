@@ -12,6 +12,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat, Problem};
+use crate::metrics::metrics;
+
+mod ecs;
 
 fn parse_filter(level: &str) -> Result<EnvFilter, String> {
     EnvFilter::builder()
@@ -96,6 +99,7 @@ impl<S> Filter<S> for ProxyLogFilter {
         event.record(&mut handshake);
         if handshake.1 {
             HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
+            metrics().tls_handshake_failed();
         }
         !handshake.1
     }
@@ -109,7 +113,7 @@ pub fn init(config: &LogSettings) {
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     let layer = match config.format {
-        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Json => fmt.event_format(ecs::Ecs).boxed(),
         LogFormat::Text => fmt.boxed(),
     };
     let _ = tracing_subscriber::registry()

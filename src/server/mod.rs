@@ -1,26 +1,31 @@
-//! Wiring typed settings into a running Pingora server: the listener (TLS or plain), the
-//! proxy, and the background reloader (SIGHUP, certificate polling, handshake reports).
+//! Wiring typed settings into a running Pingora server: the agents' listener (TLS or plain)
+//! behind the drain, the admin listener, the upstream check, and the background reloader.
+
+mod drain;
+mod reload;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use http::HeaderValue;
 use pingora::listeners::ListenerConfig;
 use pingora::prelude::HttpPeer;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
 use rustls::server::danger::ClientCertVerifier;
 
+use crate::admin::{AdminApp, UpstreamCheck};
 use crate::admission::Gate;
-use crate::auth::{AuthSettings, Authenticator, CredentialStore};
+use crate::auth::{Authenticator, CredentialStore};
 use crate::config::{ClientAuthentication, ConfigError, Problem, Problems};
 use crate::forward::{ApmProxy, ProxySettings, UpstreamSettings};
+use crate::lifecycle::Lifecycle;
 use crate::limits::RateLimiter;
 use crate::settings::Settings;
 use crate::tls::{self, CertResolver, CertificateReloader, TlsError};
+use drain::{DrainSignal, Drainable};
+use reload::Reloader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -28,8 +33,9 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("ssl: {0}")]
     Tls(#[from] TlsError),
-    #[error("server.listen: cannot listen on {addr}: {source}")]
+    #[error("{key}: cannot listen on {addr}: {source}")]
     Listen {
+        key: &'static str,
         addr: String,
         source: std::io::Error,
     },
@@ -121,15 +127,25 @@ fn upstream_peer(u: &UpstreamSettings) -> HttpPeer {
     peer
 }
 
-/// Start serving; returns only on a startup error (Pingora exits the process on shutdown).
+/// Pingora aborts the process when it cannot bind; find out first and say why.
+fn can_bind(key: &'static str, addr: std::net::SocketAddr) -> Result<(), StartupError> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|source| StartupError::Listen {
+            key,
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Start serving; returns only on a startup error (the process exits when the drain ends).
 pub fn run(p: Prepared) -> Result<(), StartupError> {
     let s = &p.settings;
     let listen = s.server.listen;
-    // Pingora aborts the process when it cannot bind; find out first and say why.
-    std::net::TcpListener::bind(listen).map_err(|source| StartupError::Listen {
-        addr: listen.to_string(),
-        source,
-    })?;
+    can_bind("server.listen", listen)?;
+    if let Some(admin) = s.admin.listen {
+        can_bind("admin.listen", admin)?;
+    }
     if let (true, Some(t)) = (p.dev_certificate, &s.tls) {
         tracing::warn!(
             certificate = %t.default.certificate.display(),
@@ -143,6 +159,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     }
     tracing::info!(
         listen = %listen,
+        admin = %s.admin.listen.map_or("off".to_string(), |a| a.to_string()),
         upstream = %s.upstream.authority,
         secret_tokens = p.credentials.token_count(),
         api_keys = p.credentials.api_key_count(),
@@ -154,17 +171,18 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         "apm-auth-proxy starting"
     );
 
-    let grace = s.server.shutdown_grace_period.as_secs();
+    // The drain decides when to exit (server/drain.rs): Pingora's own grace sleep is 0.
     let conf = ServerConf {
         threads: s.server.threads,
-        grace_period_seconds: Some(grace),
-        graceful_shutdown_timeout_seconds: Some(grace.max(1)),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         // One retry covers a pooled upstream connection the APM Server had already closed.
         max_retries: 2,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
+    let lifecycle = Arc::new(Lifecycle::default());
 
     let proxy_settings = ProxySettings {
         idle_timeout: s.server.idle_timeout,
@@ -179,6 +197,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         access_log: s.log.access_log,
         body_limits: s.admission.body,
     };
+    let reloader_store_view = p.credentials.describe();
     let authenticator = Arc::new(Authenticator::new(p.credentials));
     // One limiter for anonymous events, shared by the gate (a token per request) and the
     // body checks (a token per event).
@@ -197,8 +216,9 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         gate,
         s.admission.client_ip.clone(),
         upstream_peer(&s.upstream),
-        p.upstream_authorization,
+        p.upstream_authorization.clone(),
         event_limiter,
+        lifecycle.clone(),
         proxy_settings,
     );
     let mut service = pingora::proxy::http_proxy_service_with_name(
@@ -217,84 +237,59 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         listener = listener.tls(tls_settings);
     }
     service.add_listener(listener);
-    server.add_service(service);
+    server.add_service(Drainable {
+        inner: service,
+        lifecycle: lifecycle.clone(),
+    });
+
+    if let Some(admin) = s.admin.listen {
+        let app = AdminApp {
+            lifecycle: lifecycle.clone(),
+            certificate: p.certificate.clone(),
+            listen_port: listen.port(),
+            upstream: s.upstream.address,
+        };
+        let mut admin_service =
+            pingora::services::listening::Service::new("admin".to_string(), app);
+        admin_service.add_tcp(&admin.to_string());
+        server.add_service(admin_service);
+        server.add_service(background_service(
+            "upstream check",
+            UpstreamCheck {
+                lifecycle: lifecycle.clone(),
+                address: s.upstream.address,
+                authority: s.upstream.authority.clone(),
+                authorization: p
+                    .upstream_authorization
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok().map(str::to_string)),
+                interval: s.admin.upstream_check_interval,
+                timeout: s
+                    .upstream
+                    .connect_timeout
+                    .max(s.admin.upstream_check_interval),
+            },
+        ));
+    }
     let certificates = p
         .certificate
         .zip(s.tls.clone())
         .map(|(resolver, t)| CertificateReloader::new(t, resolver));
-    server.add_service(background_service(
-        "reloader",
-        Reloader {
-            certificate_poll: s.tls.as_ref().and_then(|t| t.reload_interval),
-            certificates,
-            auth: s.auth.clone(),
-            authenticator,
-        },
-    ));
-    server.run_forever()
-}
-
-/// SIGHUP re-reads credentials (tokens, keys file) and certificates; certificate files are
-/// also polled every `ssl.reload_interval`. A broken file keeps what was loaded before.
-/// Pingora installs no SIGHUP handler, so without this one SIGHUP would kill the process.
-struct Reloader {
-    auth: AuthSettings,
-    authenticator: Arc<Authenticator>,
-    certificates: Option<CertificateReloader>,
-    certificate_poll: Option<Duration>,
-}
-
-impl Reloader {
-    fn reload_credentials(&self) {
-        match CredentialStore::load(&self.auth) {
-            Ok(store) => {
-                tracing::info!(
-                    secret_tokens = store.token_count(),
-                    api_keys = store.api_key_count(),
-                    "credentials reloaded"
-                );
-                self.authenticator.replace(store);
-            }
-            Err(e) => tracing::error!(
-                error = %e,
-                "credential reload failed; keeping the previous credentials"
-            ),
-        }
-    }
-}
-
-#[async_trait]
-impl BackgroundService for Reloader {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; reload on signal is unavailable");
-                None
-            }
-        };
-        let mut poll =
-            tokio::time::interval(self.certificate_poll.unwrap_or(Duration::from_secs(3600)));
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut report = tokio::time::interval(Duration::from_secs(60));
-        let mut reported = 0;
-        loop {
-            tokio::select! {
-                Some(_) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                    self.reload_credentials();
-                    if let Some(c) = &self.certificates {
-                        c.reload("SIGHUP");
-                    }
-                }
-                _ = poll.tick() => {
-                    if let (Some(c), Some(_)) = (&self.certificates, self.certificate_poll) {
-                        c.poll();
-                    }
-                }
-                _ = report.tick() => crate::logging::report_handshake_failures(&mut reported),
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
+    let reloader = Reloader::new(
+        s.auth.clone(),
+        authenticator,
+        reloader_store_view,
+        certificates,
+        s.tls.as_ref().and_then(|t| t.reload_interval),
+    );
+    server.add_service(background_service("reloader", reloader));
+    let shutdown = DrainSignal {
+        lifecycle,
+        drain_delay: s.server.drain_delay,
+        grace: s.server.shutdown_grace_period,
+    };
+    server.run(RunArgs {
+        shutdown_signal: Box::new(shutdown),
+    });
+    std::process::exit(0)
 }

@@ -1,0 +1,112 @@
+//! The admin listener: plain HTTP on its own address (loopback by default), never the agents'
+//! port. `GET /livez` (200 while the process serves), `GET /readyz` (200 when ready, 503 with
+//! the reason while starting, draining or when the upstream does not answer), `GET /metrics`
+//! (Prometheus text format). [`probe`] is the client side, for `apm-auth-proxy health`.
+
+mod settings;
+mod sockets;
+mod upstream_check;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::lifecycle::Lifecycle;
+use crate::metrics::metrics;
+use crate::tls::CertResolver;
+
+pub use settings::AdminSettings;
+pub use upstream_check::UpstreamCheck;
+
+pub struct AdminApp {
+    pub lifecycle: Arc<Lifecycle>,
+    pub certificate: Option<Arc<CertResolver>>,
+    /// The agents' listener port and the upstream, for the connection gauges.
+    pub listen_port: u16,
+    pub upstream: SocketAddr,
+}
+
+fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
+    let body = body.into();
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+impl AdminApp {
+    fn metrics(&self) -> Response<Vec<u8>> {
+        let m = metrics();
+        m.in_flight.set(self.lifecycle.in_flight() as i64);
+        if let Some(c) = &self.certificate {
+            m.certificate_expiry_seconds.set(c.seconds_until_expiry());
+        }
+        if let Some((clients, upstreams)) =
+            sockets::count_established(self.listen_port, self.upstream)
+        {
+            m.client_connections.set(clients);
+            m.upstream_connections.set(upstreams);
+        }
+        text(StatusCode::OK, "text/plain; version=0.0.4", m.encode())
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        if req.method != http::Method::GET && req.method != http::Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+        }
+        match req.uri.path() {
+            "/livez" => text(StatusCode::OK, "text/plain", "ok\n"),
+            "/readyz" => match self.lifecycle.readiness() {
+                Ok(()) => text(StatusCode::OK, "text/plain", "ready\n"),
+                Err(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("not ready: {}\n", why.reason()),
+                ),
+            },
+            "/metrics" => self.metrics(),
+            _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        }
+    }
+}
+
+/// `GET <path>` on the admin listener at `addr`: the status and body, or why it failed.
+pub fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot connect to the admin listener at {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("{addr}: {e}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{addr}: not an HTTP answer"))?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}

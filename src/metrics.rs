@@ -1,0 +1,278 @@
+//! Prometheus metrics, prefix `apm_auth_proxy_`, in a registry of the proxy's own. Requests
+//! are recorded once each, from the access-log hook; reloads and TLS handshake failures where
+//! they happen; gauges that describe the present (connections, certificate expiry) are set
+//! when `/metrics` is scraped, so they cost nothing per request.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// How a request ended, as the metrics and the ECS log (`event.outcome`) count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forwarded and answered by the upstream.
+    Forwarded,
+    /// Answered by the proxy itself (a `Rejection` from the request).
+    Rejected,
+    /// The upstream could not be reached or failed mid-way.
+    UpstreamError,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Rejected => "rejected",
+            Outcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// One finished request.
+pub struct RequestRecord<'a> {
+    /// The endpoint's path for APM endpoints, `other` for anything else.
+    pub endpoint: &'static str,
+    pub status: u16,
+    pub outcome: Outcome,
+    /// The rejection's label, `""` when forwarded.
+    pub reason: &'static str,
+    /// `token`, `api_key`, `client_cert`, `anonymous` or `none`.
+    pub auth_method: &'static str,
+    /// The credential's name or key id (never a secret); `-` when none.
+    pub credential: &'a str,
+    pub duration: Duration,
+    /// From the request head sent upstream to the response head received.
+    pub upstream_duration: Option<Duration>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    authentications: IntCounterVec,
+    limited: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: Histogram,
+    bytes_in: IntCounter,
+    bytes_out: IntCounter,
+    reloads: IntCounterVec,
+    tls_handshake_failures: IntCounter,
+    /// Set at scrape time.
+    pub client_connections: IntGauge,
+    pub upstream_connections: IntGauge,
+    pub certificate_expiry_seconds: IntGauge,
+    pub in_flight: IntGauge,
+}
+
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+fn name(short: &str) -> String {
+    format!("apm_auth_proxy_{short}")
+}
+
+impl Metrics {
+    fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let counter_vec = |short: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name(short), help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let counter = |short: &str, help: &str| {
+            let c = IntCounter::new(name(short), help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let gauge = |short: &str, help: &str| {
+            let g = IntGauge::new(name(short), help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let requests = counter_vec(
+            "requests_total",
+            "Requests by endpoint, status, outcome and rejection reason.",
+            &["endpoint", "status", "outcome", "reason"],
+        )?;
+        let authentications = counter_vec(
+            "authentications_total",
+            "Authenticated requests by method and credential name (never a secret).",
+            &["method", "credential"],
+        )?;
+        let limited = counter_vec(
+            "limited_total",
+            "Requests refused by a limit: rate, concurrency or failed-authentication throttling.",
+            &["limit"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                name("request_duration_seconds"),
+                "Time from the request head to the end of the response.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["endpoint"],
+        )?;
+        registry.register(Box::new(request_duration.clone()))?;
+        let upstream_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                name("upstream_duration_seconds"),
+                "Time from the request head sent upstream to the response head received.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(name("build_info"), "Always 1; the version in a label."),
+            &["version"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Ok(Metrics {
+            requests,
+            authentications,
+            limited,
+            request_duration,
+            upstream_duration,
+            bytes_in: counter("request_bytes_total", "Request body bytes read from clients.")?,
+            bytes_out: counter("response_bytes_total", "Response body bytes sent to clients.")?,
+            reloads: counter_vec(
+                "reloads_total",
+                "Reloads of watched files (certificates, keys file, secret files) by file and result.",
+                &["file", "result"],
+            )?,
+            tls_handshake_failures: counter(
+                "tls_handshake_failures_total",
+                "Failed TLS handshakes (untrusted certificate, old protocol, scans).",
+            )?,
+            client_connections: gauge("client_connections", "Open client connections.")?,
+            upstream_connections: gauge("upstream_connections", "Open upstream connections.")?,
+            certificate_expiry_seconds: gauge(
+                "certificate_expiry_seconds",
+                "Seconds until the earliest served certificate expires.",
+            )?,
+            in_flight: gauge("requests_in_flight", "Requests being served.")?,
+            registry,
+        })
+    }
+
+    pub fn record(&self, r: &RequestRecord<'_>) {
+        let mut status = itoa_buffer();
+        let status = format_status(&mut status, r.status);
+        self.requests
+            .with_label_values(&[r.endpoint, status, r.outcome.label(), r.reason])
+            .inc();
+        if r.auth_method != "none" {
+            self.authentications
+                .with_label_values(&[r.auth_method, r.credential])
+                .inc();
+        }
+        let limit = match r.reason {
+            "rate_limited" | "event_rate_limited" => Some("rate"),
+            "too_many_open" => Some("concurrency"),
+            "auth_throttled" => Some("failed_auth"),
+            _ => None,
+        };
+        if let Some(limit) = limit {
+            self.limited.with_label_values(&[limit]).inc();
+        }
+        self.request_duration
+            .with_label_values(&[r.endpoint])
+            .observe(r.duration.as_secs_f64());
+        if let Some(d) = r.upstream_duration {
+            self.upstream_duration.observe(d.as_secs_f64());
+        }
+        self.bytes_in.inc_by(r.bytes_in);
+        self.bytes_out.inc_by(r.bytes_out);
+    }
+
+    /// A reload of `file` (a path, or `credentials`) succeeded or failed.
+    pub fn reload(&self, file: &str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.with_label_values(&[file, result]).inc();
+    }
+
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+fn itoa_buffer() -> [u8; 3] {
+    [b'0'; 3]
+}
+
+/// An HTTP status (100–999) as text without allocating.
+fn format_status(buf: &mut [u8; 3], status: u16) -> &str {
+    let s = status.clamp(0, 999);
+    buf[0] = b'0' + (s / 100) as u8;
+    buf[1] = b'0' + (s / 10 % 10) as u8;
+    buf[2] = b'0' + (s % 10) as u8;
+    std::str::from_utf8(buf).unwrap_or("0")
+}
+
+static METRICS: LazyLock<Metrics> =
+    LazyLock::new(|| Metrics::new().expect("metric names and labels are valid"));
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_counted_with_its_labels() {
+        let m = Metrics::new().unwrap();
+        m.record(&RequestRecord {
+            endpoint: "/intake/v2/events",
+            status: 429,
+            outcome: Outcome::Rejected,
+            reason: "rate_limited",
+            auth_method: "anonymous",
+            credential: "-",
+            duration: Duration::from_millis(3),
+            upstream_duration: None,
+            bytes_in: 10,
+            bytes_out: 20,
+        });
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(text.contains(
+            "apm_auth_proxy_requests_total{endpoint=\"/intake/v2/events\",outcome=\"rejected\",reason=\"rate_limited\",status=\"429\"} 1"
+        ), "{text}");
+        assert!(
+            text.contains("apm_auth_proxy_limited_total{limit=\"rate\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("apm_auth_proxy_request_bytes_total 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("apm_auth_proxy_build_info{version=\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn statuses_format_without_allocating() {
+        let mut b = itoa_buffer();
+        assert_eq!(format_status(&mut b, 202), "202");
+        assert_eq!(format_status(&mut b, 0), "000");
+    }
+}

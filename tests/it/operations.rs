@@ -1,0 +1,518 @@
+//! Operating the proxy: the admin listener (liveness, readiness, Prometheus metrics), ECS
+//! logs, credentials reloaded without a signal, the `health` command, and the drain on
+//! SIGTERM that ends when the last request does.
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const TOKEN: &str = "operations-token-3d81";
+
+/// `GET <admin><path>` over plain HTTP: (status, body).
+async fn admin_get(proxy: &Proxy, path: &str) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}{path}", proxy.admin_url()))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// The samples of a Prometheus text exposition: `name{labels}` → value.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+async fn metric_samples(proxy: &Proxy) -> HashMap<String, f64> {
+    let (status, text) = admin_get(proxy, "/metrics").await;
+    assert_eq!(status, 200);
+    samples(&text)
+}
+
+fn sample(all: &HashMap<String, f64>, key: &str) -> f64 {
+    *all.get(key).unwrap_or_else(|| {
+        let mut names: Vec<&String> = all.keys().collect();
+        names.sort();
+        panic!("no sample {key}; have {names:#?}")
+    })
+}
+
+fn intake(proxy: &Proxy, auth: &str) -> reqwest::RequestBuilder {
+    proxy
+        .client(false)
+        .post(proxy.url("/intake/v2/events"))
+        .header("Authorization", auth)
+        .body("{\"metadata\":{}}\n")
+}
+
+#[test]
+fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
+    let pki = pki();
+    let mut upstream = Upstream::start();
+    let addr = upstream.addr;
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[admin]\nupstream_check_interval = \"100ms\"\n")
+        .start();
+    let runtime = rt();
+    runtime.block_on(async {
+        eventually("readiness once the upstream answered", || async {
+            admin_get(&proxy, "/readyz").await == (200, "ready\n".to_string())
+        })
+        .await;
+        assert_eq!(admin_get(&proxy, "/livez").await.0, 200);
+        let client = proxy.client(false);
+        for _ in 0..3 {
+            let auth = format!("Bearer {TOKEN}");
+            let a = post(&client, &proxy.url("/intake/v2/events"), &[("Authorization", &auth)], "{}\n").await;
+            assert_eq!(a.status, 202);
+        }
+        for _ in 0..2 {
+            let a = post(&client, &proxy.url("/intake/v2/events"), &[("Authorization", "Bearer wrong-secret")], "x").await;
+            assert_eq!(a.status, 401);
+        }
+        let a = get(&client, &proxy.url("/no/such/endpoint"), &[]).await;
+        assert_eq!(a.status, 404);
+        let m = metric_samples(&proxy).await;
+        let requests = |endpoint: &str, outcome: &str, reason: &str, status: u16| {
+            sample(&m, &format!(
+                "apm_auth_proxy_requests_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\",reason=\"{reason}\",status=\"{status}\"}}"
+            ))
+        };
+        assert_eq!(requests("/intake/v2/events", "forwarded", "", 202), 3.0);
+        assert_eq!(requests("/intake/v2/events", "rejected", "invalid_credentials", 401), 2.0);
+        assert_eq!(requests("other", "rejected", "not_found", 404), 1.0);
+        assert_eq!(
+            sample(&m, "apm_auth_proxy_authentications_total{credential=\"default\",method=\"token\"}"),
+            3.0
+        );
+        assert_eq!(sample(&m, "apm_auth_proxy_request_duration_seconds_count{endpoint=\"/intake/v2/events\"}"), 5.0);
+        assert_eq!(sample(&m, "apm_auth_proxy_upstream_duration_seconds_count"), 3.0);
+        assert!(sample(&m, "apm_auth_proxy_request_bytes_total") >= 9.0);
+        assert!(sample(&m, "apm_auth_proxy_certificate_expiry_seconds") > 3600.0);
+        // The client's kept-alive connection and the pooled upstream connection.
+        assert!(sample(&m, "apm_auth_proxy_client_connections") >= 1.0);
+        assert!(sample(&m, "apm_auth_proxy_upstream_connections") >= 1.0);
+        assert_eq!(
+            sample(&m, &format!("apm_auth_proxy_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))),
+            1.0
+        );
+        drop(client);
+    });
+    // The upstream goes away: readiness says so, requests get 502 counted as upstream errors.
+    upstream.stop();
+    runtime.block_on(async {
+        eventually("503 while the upstream is down", || async {
+            admin_get(&proxy, "/readyz").await == (503, "not ready: upstream unreachable\n".to_string())
+        })
+        .await;
+        let status = intake(&proxy, &format!("Bearer {TOKEN}")).send().await.unwrap().status();
+        assert_eq!(status, 502);
+        let m = metric_samples(&proxy).await;
+        assert_eq!(
+            sample(&m, "apm_auth_proxy_requests_total{endpoint=\"/intake/v2/events\",outcome=\"upstream_error\",reason=\"upstream_unreachable\",status=\"502\"}"),
+            1.0
+        );
+    });
+    let upstream = Upstream::start_on(addr);
+    runtime.block_on(eventually(
+        "200 again once the upstream is back",
+        || async { admin_get(&proxy, "/readyz").await.0 == 200 },
+    ));
+    assert!(
+        upstream.checks() > 0,
+        "readiness came from the proxy's own checks"
+    );
+    assert!(
+        upstream.requests().is_empty(),
+        "checks are not proxied requests"
+    );
+}
+
+#[test]
+fn ecs_logs_are_json_with_the_required_fields() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let mut key = String::new();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .api_keys()
+        .config("[log]\nformat = \"json\"\n[auth]\nreload_interval = \"100ms\"\n")
+        .prepare(|dir| key = create_key(dir, "event:write", &[]).1)
+        .start();
+    rt().block_on(async {
+        let client = proxy.client(false);
+        let auth = format!("ApiKey {key}");
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("User-Agent", "elasticapm-go/2.6.0"),
+        ];
+        assert_eq!(
+            post(&client, &proxy.url("/intake/v2/events"), &headers, "{}\n")
+                .await
+                .status,
+            202
+        );
+        let headers = [("Authorization", "Bearer not-the-token")];
+        assert_eq!(
+            post(&client, &proxy.url("/intake/v2/events"), &headers, "x")
+                .await
+                .status,
+            401
+        );
+    });
+    // A key added while the proxy runs is an audit line.
+    create_key(proxy.dir.path(), "event:write", &[]);
+    eventually_blocking("the audit line for the new key", || {
+        proxy.log_text().contains("apm_auth_proxy.audit")
+    });
+    eventually_blocking("two access lines", || {
+        proxy.log_text().matches("apm_auth_proxy.access").count() >= 2
+    });
+    let log = proxy.log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 3);
+    for line in &lines {
+        for field in [
+            "@timestamp",
+            "ecs.version",
+            "log.level",
+            "message",
+            "event.dataset",
+        ] {
+            assert!(line.get(field).is_some(), "{field} missing in {line}");
+        }
+    }
+    let access: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["event.dataset"] == "apm_auth_proxy.access")
+        .collect();
+    let accepted = access
+        .iter()
+        .find(|l| l["http.response.status_code"] == 202)
+        .unwrap();
+    assert_eq!(accepted["http.request.method"], "POST");
+    assert_eq!(accepted["url.path"], "/intake/v2/events");
+    assert_eq!(accepted["source.ip"], "127.0.0.1");
+    assert_eq!(accepted["client.ip"], "127.0.0.1");
+    assert!(accepted["user.name"]
+        .as_str()
+        .unwrap()
+        .starts_with("api_key:"));
+    assert_eq!(accepted["event.outcome"], "success");
+    assert_eq!(accepted["tls.version"], "1.3");
+    assert_eq!(accepted["user_agent.original"], "elasticapm-go/2.6.0");
+    assert!(accepted["event.duration"].as_u64().unwrap() > 0);
+    assert!(accepted["http.request.bytes"].as_u64().is_some());
+    let refused = access
+        .iter()
+        .find(|l| l["http.response.status_code"] == 401)
+        .unwrap();
+    assert_eq!(refused["event.outcome"], "failure");
+    assert_eq!(refused["event.reason"], "invalid_credentials");
+    let audit = lines
+        .iter()
+        .find(|l| l["event.dataset"] == "apm_auth_proxy.audit")
+        .unwrap();
+    assert_eq!(audit["event.action"], "added");
+}
+
+#[test]
+fn api_keys_take_effect_without_a_signal_and_a_broken_keys_file_keeps_the_last_good_set() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .api_keys()
+        .config("[auth]\nreload_interval = \"100ms\"\n")
+        .prepare(|dir| std::fs::write(dir.join("keys.toml"), "").unwrap())
+        .start();
+    let dir = proxy.dir.path().to_path_buf();
+    let cli_config = dir.join("keys-cli.toml");
+    let runtime = rt();
+    // Created after the proxy started, and no SIGHUP: it works within the reload interval.
+    let (id, credential) = create_key(&dir, "event:write", &[]);
+    let auth = format!("ApiKey {credential}");
+    runtime.block_on(eventually("the new key accepted", || async {
+        intake(&proxy, &auth).send().await.unwrap().status() == 202
+    }));
+    let (_, second) = create_key(&dir, "event:write", &[]);
+    let second_auth = format!("ApiKey {second}");
+    runtime.block_on(eventually("the second key accepted", || async {
+        intake(&proxy, &second_auth).send().await.unwrap().status() == 202
+    }));
+    // Revoked with the CLI: refused within the interval.
+    let (code, _, err) = run_cli(&[
+        "apikey",
+        "--config",
+        cli_config.to_str().unwrap(),
+        "revoke",
+        &id,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    runtime.block_on(eventually("the revoked key refused", || async {
+        intake(&proxy, &auth).send().await.unwrap().status() == 401
+    }));
+    // A broken keys file: logged with its key, counted, and the last good keys stay.
+    std::fs::write(dir.join("keys.toml"), "[[keys]]\nid = 5\n").unwrap();
+    eventually_blocking("the reload failure in the log", || {
+        proxy.log_text().contains("credential reload failed")
+    });
+    runtime.block_on(async {
+        assert_eq!(
+            intake(&proxy, &second_auth).send().await.unwrap().status(),
+            202
+        );
+        assert_eq!(intake(&proxy, &auth).send().await.unwrap().status(), 401);
+        let m = metric_samples(&proxy).await;
+        assert!(
+            sample(
+                &m,
+                "apm_auth_proxy_reloads_total{file=\"credentials\",result=\"success\"}"
+            ) >= 3.0
+        );
+        assert_eq!(
+            sample(
+                &m,
+                "apm_auth_proxy_reloads_total{file=\"credentials\",result=\"failure\"}"
+            ),
+            1.0
+        );
+    });
+    let log = proxy.log_text();
+    let failure = log
+        .lines()
+        .find(|l| l.contains("credential reload failed"))
+        .unwrap();
+    assert!(
+        failure.contains("auth.api_key.keys_file"),
+        "names the file: {failure}"
+    );
+    assert!(
+        log.contains("credential added") && log.contains("credential revoked"),
+        "{log}"
+    );
+}
+
+#[test]
+fn health_command_exits_by_readiness() {
+    let pki = pki();
+    let mut upstream = Upstream::start();
+    let mut proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[admin]\nupstream_check_interval = \"100ms\"\n")
+        .start();
+    let config = proxy.dir.path().join("proxy.toml");
+    let admin = proxy.admin_url();
+    eventually_blocking("health 0 when ready (by the config)", || {
+        run_cli(&["health", "--config", config.to_str().unwrap()]).0 == 0
+    });
+    let (code, out, _) = run_cli(&["health", "--admin", &admin]);
+    assert_eq!((code, out.trim()), (0, "ready"));
+    upstream.stop();
+    eventually_blocking("health 1 while the upstream is down", || {
+        run_cli(&["health", "--admin", &admin]).0 == 1
+    });
+    let (_, _, err) = run_cli(&["health", "--admin", &admin]);
+    assert!(err.contains("503 not ready: upstream unreachable"), "{err}");
+    proxy.signal("KILL");
+    assert!(proxy.wait_exit(PATIENCE).is_some());
+    let (code, _, err) = run_cli(&["health", "--admin", &admin]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot connect to the admin listener"),
+        "{err}"
+    );
+}
+
+/// A drained proxy with a long agent stream in flight: SIGTERM turns readiness 503 and
+/// closes the listener at once, the stream runs to its end (202), and the process exits as
+/// soon as it has — not after the 30 s grace period.
+#[test]
+fn sigterm_drains_a_streaming_upload_and_exits_when_it_ends() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let mut proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\nshutdown_grace_period = \"30s\"\n[admin]\nupstream_check_interval = \"100ms\"\n")
+        .start();
+    let port = proxy.port;
+    let runtime = rt();
+    let (status, upload_ended) = runtime.block_on(async {
+        let (tx, body) = channel_body();
+        let client = proxy.client(false);
+        let url = proxy.url("/intake/v2/events");
+        let auth = format!("Bearer {TOKEN}");
+        let upload = tokio::spawn(async move {
+            let status = client
+                .post(url)
+                .header("Authorization", auth)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            (status.as_u16(), Instant::now())
+        });
+        tx.send(Ok(b"{\"metadata\":{}}\n".to_vec())).await.unwrap();
+        eventually("the stream at the upstream", || async {
+            upstream.body_bytes() > 0
+        })
+        .await;
+        proxy.signal("TERM");
+        eventually("readiness 503 while draining", || async {
+            admin_get(&proxy, "/readyz").await == (503, "not ready: draining\n".to_string())
+        })
+        .await;
+        eventually("new connections refused", || async {
+            TcpStream::connect(("127.0.0.1", port)).is_err()
+        })
+        .await;
+        // The agent keeps streaming for 10 seconds in all.
+        for i in 0..19 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            tx.send(Ok(
+                format!("{{\"transaction\":{{\"id\":\"{i}\"}}}}\n").into_bytes()
+            ))
+            .await
+            .unwrap();
+        }
+        drop(tx);
+        upload.await.unwrap()
+    });
+    assert_eq!(status, 202, "the upload in flight completed");
+    let exit = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("the process exited");
+    let after = upload_ended.elapsed();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        after < Duration::from_secs(1),
+        "exited {after:?} after the last request ended"
+    );
+    let rec = upstream.requests().pop().unwrap();
+    assert!(rec.complete);
+    assert_eq!(rec.body.iter().filter(|&&b| b == b'\n').count(), 20);
+}
+
+#[test]
+fn sigterm_on_an_idle_proxy_exits_at_once() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let mut proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\nshutdown_grace_period = \"30s\"\n")
+        .start();
+    // An idle kept-alive connection does not hold the drain up.
+    let status = rt().block_on(async {
+        let client = proxy.client(false);
+        let s = intake(&proxy, &format!("Bearer {TOKEN}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        proxy.signal("TERM");
+        drop(client);
+        s
+    });
+    assert_eq!(status, 202);
+    let signalled = Instant::now();
+    let exit = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("the process exited");
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        signalled.elapsed()
+    );
+}
+
+#[test]
+fn a_second_sigterm_exits_without_waiting_for_the_stream() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let mut proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\nshutdown_grace_period = \"60s\"\n")
+        .start();
+    rt().block_on(async {
+        let (tx, body) = channel_body();
+        let client = proxy.client(false);
+        let url = proxy.url("/intake/v2/events");
+        let auth = format!("Bearer {TOKEN}");
+        let upload = tokio::spawn(async move {
+            client
+                .post(url)
+                .header("Authorization", auth)
+                .body(body)
+                .send()
+                .await
+        });
+        tx.send(Ok(b"{\"metadata\":{}}\n".to_vec())).await.unwrap();
+        eventually("the stream at the upstream", || async {
+            upstream.body_bytes() > 0
+        })
+        .await;
+        proxy.signal("TERM");
+        eventually("draining", || async {
+            admin_get(&proxy, "/readyz").await.0 == 503
+        })
+        .await;
+        proxy.signal("TERM");
+        let exit = proxy
+            .wait_exit(PATIENCE)
+            .expect("the second SIGTERM ends the process");
+        assert!(exit.success() || exit.code().is_some(), "{exit:?}");
+        assert!(
+            upload.await.unwrap().is_err(),
+            "the stream was cut, not completed"
+        );
+        drop(tx);
+    });
+    eventually_blocking("the stand-in's record of the cut stream", || {
+        upstream.requests().len() == 1
+    });
+    assert!(!upstream.requests()[0].complete);
+}
+
+/// With a drain delay, readiness turns 503 at once while new requests are still served
+/// (each answer closing its connection) until the delay is over.
+#[test]
+fn drain_delay_keeps_serving_while_readiness_says_503() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\ndrain_delay = \"60s\"\nshutdown_grace_period = \"90s\"\n")
+        .start();
+    rt().block_on(async {
+        proxy.signal("TERM");
+        eventually("readiness 503", || async {
+            admin_get(&proxy, "/readyz").await.0 == 503
+        })
+        .await;
+        let client = proxy.client(false);
+        let auth = format!("Bearer {TOKEN}");
+        let a = post(
+            &client,
+            &proxy.url("/intake/v2/events"),
+            &[("Authorization", &auth)],
+            "{}\n",
+        )
+        .await;
+        assert_eq!(a.status, 202, "still served during the drain delay");
+        assert_eq!(a.header_values("connection"), ["close"]);
+    });
+}
