@@ -82,6 +82,9 @@ keys_file = "$W/keys.toml"
 enabled = false
 [upstream]
 url = "http://$UP"
+# Metrics and access logs off, like the peers (their cost: bench/ops.sh).
+[admin]
+enabled = false
 [log]
 level = "warn"
 access_log = false

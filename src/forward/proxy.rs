@@ -39,6 +39,8 @@ pub struct ProxySettings {
     /// "https" when the listener terminates TLS.
     pub scheme: &'static str,
     pub access_log: bool,
+    /// Record per-request metrics (off when the admin listener, which serves them, is off).
+    pub metrics: bool,
     pub body_limits: BodyLimits,
 }
 
@@ -335,7 +337,9 @@ impl ProxyHttp for ApmProxy {
             rejection: ctx.rejection.as_ref(),
             upstream_duration: ctx.upstream_duration,
         };
-        access_log::record_metrics(session, &entry);
+        if self.settings.metrics {
+            access_log::record_metrics(session, &entry);
+        }
         if self.settings.access_log {
             access_log::write(session, e, &entry);
         }

@@ -195,6 +195,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
             "http"
         },
         access_log: s.log.access_log,
+        metrics: s.admin.listen.is_some(),
         body_limits: s.admission.body,
     };
     let reloader_store_view = p.credentials.describe();
