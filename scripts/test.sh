@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit and integration tests (including the real
-# Python APM agent). Installs what is missing first.
+# The whole test suite: the source tree's shape, docker/ validated offline, formatting, lints,
+# unit and integration tests (including the real agents). Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 python3 scripts/check_structure.py
+python3 scripts/check_deploy.py
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked

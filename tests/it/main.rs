@@ -8,6 +8,7 @@ mod support;
 mod agents;
 mod auth;
 mod cli;
+mod deploy;
 mod forwarding;
 mod operations;
 mod rum;
