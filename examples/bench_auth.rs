@@ -68,6 +68,7 @@ fn main() {
             &["event:write".into()],
             None,
             &[],
+            None,
             SystemTime::now(),
         )
         .expect("new key");

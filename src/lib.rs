@@ -33,4 +33,5 @@ pub mod metrics;
 pub mod server;
 pub mod settings;
 pub mod tls;
+pub mod upstream;
 pub mod watch;

@@ -2,7 +2,7 @@
 //! admin listener (readiness) and the shutdown sequence: one place the three agree on.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::watch;
 
@@ -32,9 +32,12 @@ pub struct Lifecycle {
     /// Flipped to stop the agents' listener (ours, not Pingora's: Pingora's flips only after
     /// the drain, when the admin listener must still answer).
     stop_tx: watch::Sender<bool>,
-    /// `None` until the first upstream check; then whether the upstream answered.
-    upstream: Mutex<Option<bool>>,
+    /// Whether the upstream answers: `None` until it has been checked.
+    upstream: OnceLock<UpstreamProbe>,
 }
+
+/// Asked by readiness: `None` until checked, then whether every upstream pool answers.
+pub type UpstreamProbe = Box<dyn Fn() -> Option<bool> + Send + Sync>;
 
 impl Default for Lifecycle {
     fn default() -> Self {
@@ -43,7 +46,7 @@ impl Default for Lifecycle {
             draining: AtomicBool::new(false),
             services_running: AtomicUsize::new(0),
             stop_tx: watch::channel(false).0,
-            upstream: Mutex::new(None),
+            upstream: OnceLock::new(),
         }
     }
 }
@@ -83,8 +86,9 @@ impl Lifecycle {
         self.services_running.load(Ordering::SeqCst) == 0 && self.in_flight() == 0
     }
 
-    pub fn set_upstream_answering(&self, answering: bool) {
-        *self.upstream.lock().unwrap_or_else(|e| e.into_inner()) = Some(answering);
+    /// How readiness learns whether the upstream answers (set once, at start).
+    pub fn set_upstream_probe(&self, probe: UpstreamProbe) {
+        let _ = self.upstream.set(probe);
     }
 
     /// `Ok` when ready for traffic, else why not.
@@ -92,7 +96,7 @@ impl Lifecycle {
         if self.is_draining() {
             return Err(NotReady::Draining);
         }
-        match *self.upstream.lock().unwrap_or_else(|e| e.into_inner()) {
+        match self.upstream.get().and_then(|probe| probe()) {
             None => Err(NotReady::Starting),
             Some(false) => Err(NotReady::UpstreamUnreachable),
             Some(true) => Ok(()),
@@ -125,11 +129,15 @@ mod tests {
     fn readiness_follows_start_upstream_and_drain() {
         let l = Arc::new(Lifecycle::default());
         assert_eq!(l.readiness(), Err(NotReady::Starting));
-        l.set_upstream_answering(true);
+        let state = Arc::new(std::sync::Mutex::new(None));
+        let probe = state.clone();
+        l.set_upstream_probe(Box::new(move || *probe.lock().unwrap()));
+        assert_eq!(l.readiness(), Err(NotReady::Starting));
+        *state.lock().unwrap() = Some(true);
         assert_eq!(l.readiness(), Ok(()));
-        l.set_upstream_answering(false);
+        *state.lock().unwrap() = Some(false);
         assert_eq!(l.readiness(), Err(NotReady::UpstreamUnreachable));
-        l.set_upstream_answering(true);
+        *state.lock().unwrap() = Some(true);
         l.start_draining();
         assert_eq!(l.readiness(), Err(NotReady::Draining));
     }

@@ -61,6 +61,9 @@ pub struct Metrics {
     bytes_in: IntCounter,
     bytes_out: IntCounter,
     reloads: IntCounterVec,
+    upstream_requests: IntCounterVec,
+    /// Set at scrape time: 1 for a member taking requests, 0 for one that is not.
+    pub upstream_member_up: IntGaugeVec,
     tls_handshake_failures: IntCounter,
     /// Set at scrape time.
     pub client_connections: IntGauge,
@@ -148,6 +151,19 @@ impl Metrics {
                 "Reloads of watched files (certificates, keys file, secret files) by file and result.",
                 &["file", "result"],
             )?,
+            upstream_requests: counter_vec(
+                "upstream_requests_total",
+                "Requests sent to each upstream member, by pool.",
+                &["pool", "member"],
+            )?,
+            upstream_member_up: {
+                let g = IntGaugeVec::new(
+                    Opts::new(name("upstream_member_up"), "1 while an upstream member takes requests (healthy, not ejected)."),
+                    &["pool", "member"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             tls_handshake_failures: counter(
                 "tls_handshake_failures_total",
                 "Failed TLS handshakes (untrusted certificate, old protocol, scans).",
@@ -191,6 +207,12 @@ impl Metrics {
         }
         self.bytes_in.inc_by(r.bytes_in);
         self.bytes_out.inc_by(r.bytes_out);
+    }
+
+    pub fn upstream_request(&self, pool: &str, member: std::net::SocketAddr) {
+        self.upstream_requests
+            .with_label_values(&[pool, &member.to_string()])
+            .inc();
     }
 
     /// A reload of `file` (a path, or `credentials`) succeeded or failed.

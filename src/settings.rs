@@ -10,9 +10,10 @@ use crate::admin::AdminSettings;
 use crate::admission::AdmissionSettings;
 use crate::auth::{AuthSettings, IdentityMap};
 use crate::config::{ClientAuthentication, ConfigError, ConfigFile, Problems};
-use crate::forward::{ServerSettings, UpstreamSettings};
+use crate::forward::ServerSettings;
 use crate::logging::LogSettings;
 use crate::tls::{client_auth_mode, TlsSettings};
+use crate::upstream::UpstreamSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -49,7 +50,17 @@ impl TryFrom<&ConfigFile> for Settings {
         let auth = problems.take(AuthSettings::try_from(&file.auth));
         let identities = problems.take(IdentityMap::try_from(&file.ssl.client_identities[..]));
         let admission = problems.take(AdmissionSettings::try_from(file));
-        let upstream = problems.take(UpstreamSettings::try_from(&file.upstream));
+        let upstream = problems.take(UpstreamSettings::try_from(file));
+        if let Some(u) = &upstream {
+            for (i, t) in file.auth.secret_tokens.iter().enumerate() {
+                if let Some(pool) = t.upstream.as_deref().filter(|p| !u.has_pool(p)) {
+                    problems.add(
+                        format!("auth.secret_tokens[{i}].upstream"),
+                        format!("no pool named {pool:?}"),
+                    );
+                }
+            }
+        }
         let log = problems.take(LogSettings::try_from(&file.log));
         let admin = problems.take(AdminSettings::try_from(&file.admin));
         if let (Some(server), Some(Some(admin_listen))) =

@@ -1,11 +1,11 @@
 //! The admin listener: plain HTTP on its own address (loopback by default), never the agents'
 //! port. `GET /livez` (200 while the process serves), `GET /readyz` (200 when ready, 503 with
-//! the reason while starting, draining or when the upstream does not answer), `GET /metrics`
-//! (Prometheus text format). [`probe`] is the client side, for `apm-auth-proxy health`.
+//! the reason while starting, draining or when an upstream pool has no member up),
+//! `GET /metrics` (Prometheus text format). [`probe`] is the client side, for
+//! `apm-auth-proxy health`.
 
 mod settings;
 mod sockets;
-mod upstream_check;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,16 +20,16 @@ use pingora::protocols::http::ServerSession;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::metrics;
 use crate::tls::CertResolver;
+use crate::upstream::Pools;
 
 pub use settings::AdminSettings;
-pub use upstream_check::UpstreamCheck;
 
 pub struct AdminApp {
     pub lifecycle: Arc<Lifecycle>,
     pub certificate: Option<Arc<CertResolver>>,
-    /// The agents' listener port and the upstream, for the connection gauges.
+    /// The agents' listener port, for the connection gauge.
     pub listen_port: u16,
-    pub upstream: SocketAddr,
+    pub pools: Arc<Pools>,
 }
 
 fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
@@ -50,9 +50,16 @@ impl AdminApp {
         if let Some(c) = &self.certificate {
             m.certificate_expiry_seconds.set(c.seconds_until_expiry());
         }
-        if let Some((clients, upstreams)) =
-            sockets::count_established(self.listen_port, self.upstream)
-        {
+        let mut members = Vec::new();
+        for pool in self.pools.all() {
+            for member in pool.members() {
+                m.upstream_member_up
+                    .with_label_values(&[&*pool.name, &member.addr.to_string()])
+                    .set(i64::from(member.up));
+                members.push(member.addr);
+            }
+        }
+        if let Some((clients, upstreams)) = sockets::count_established(self.listen_port, &members) {
             m.client_connections.set(clients);
             m.upstream_connections.set(upstreams);
         }

@@ -1,7 +1,6 @@
 //! `[admin]` as typed settings.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use crate::config::{AdminConfig, Problem, Problems};
 
@@ -9,7 +8,6 @@ use crate::config::{AdminConfig, Problem, Problems};
 pub struct AdminSettings {
     /// `None`: the admin listener is off.
     pub listen: Option<SocketAddr>,
-    pub upstream_check_interval: Duration,
 }
 
 impl TryFrom<&AdminConfig> for AdminSettings {
@@ -30,12 +28,6 @@ impl TryFrom<&AdminConfig> for AdminSettings {
         } else {
             None
         };
-        if a.upstream_check_interval.0.is_zero() {
-            problems.add("admin.upstream_check_interval", "must be greater than zero");
-        }
-        problems.finish(|| AdminSettings {
-            listen,
-            upstream_check_interval: a.upstream_check_interval.0,
-        })
+        problems.finish(|| AdminSettings { listen })
     }
 }

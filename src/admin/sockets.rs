@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// (connections to `local_port`, connections to `remote`).
-pub fn count_established(local_port: u16, remote: SocketAddr) -> Option<(i64, i64)> {
+/// (connections to `local_port`, connections to any of `remotes`).
+pub fn count_established(local_port: u16, remotes: &[SocketAddr]) -> Option<(i64, i64)> {
     let ours = socket_inodes()?;
     let (mut inbound, mut outbound) = (0, 0);
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
@@ -23,7 +23,7 @@ pub fn count_established(local_port: u16, remote: SocketAddr) -> Option<(i64, i6
             if entry.local.port() == local_port {
                 inbound += 1;
             }
-            if same_endpoint(entry.remote, remote) {
+            if remotes.iter().any(|r| same_endpoint(entry.remote, *r)) {
                 outbound += 1;
             }
         }
@@ -123,7 +123,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let _client = std::net::TcpStream::connect(addr).unwrap();
         let _server = listener.accept().unwrap();
-        let (inbound, outbound) = count_established(addr.port(), addr).unwrap();
+        let (inbound, outbound) = count_established(addr.port(), &[addr]).unwrap();
         assert_eq!((inbound, outbound), (1, 1));
     }
 }

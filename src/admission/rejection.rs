@@ -50,6 +50,10 @@ pub enum Rejection {
     ClientTimeout,
     InvalidRequest,
     // --- from the upstream ---
+    /// The credential is bound to another upstream pool than the request's route.
+    UpstreamNotPermitted,
+    /// No member of the pool is healthy.
+    NoHealthyUpstream,
     UpstreamUnreachable,
     UpstreamClosed,
     UpstreamTimeout,
@@ -76,7 +80,8 @@ impl Rejection {
             OriginNotAllowed(_)
             | ActionNotPermitted(_)
             | NameNotPermitted(_)
-            | KeyRestrictedEndpoint => StatusCode::FORBIDDEN,
+            | KeyRestrictedEndpoint
+            | UpstreamNotPermitted => StatusCode::FORBIDDEN,
             AuthThrottled | TooManyOpenRequests | RateLimited | EventRateLimited => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -84,6 +89,7 @@ impl Rejection {
             ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             UpstreamUnreachable | UpstreamClosed => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
             RequestFailed(status) => *status,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -149,6 +155,10 @@ impl Rejection {
             CorruptCompression => fixed("data decoding error: the compressed body is corrupt"),
             ClientTimeout => fixed("request timed out"),
             InvalidRequest => fixed("invalid request"),
+            UpstreamNotPermitted => {
+                fixed("unauthorized: credential not permitted for this APM Server")
+            }
+            NoHealthyUpstream => fixed("service unavailable: no healthy APM Server"),
             UpstreamUnreachable => fixed("bad gateway: the APM Server is unreachable"),
             UpstreamClosed => fixed("bad gateway: the APM Server closed the connection"),
             UpstreamTimeout => fixed("gateway timeout: the APM Server did not answer in time"),
@@ -161,7 +171,10 @@ impl Rejection {
     pub fn is_upstream_failure(&self) -> bool {
         matches!(
             self,
-            Rejection::UpstreamUnreachable | Rejection::UpstreamClosed | Rejection::UpstreamTimeout
+            Rejection::UpstreamUnreachable
+                | Rejection::UpstreamClosed
+                | Rejection::UpstreamTimeout
+                | Rejection::NoHealthyUpstream
         )
     }
 
@@ -198,6 +211,8 @@ impl Rejection {
             CorruptCompression => "corrupt_compression",
             ClientTimeout => "client_timeout",
             InvalidRequest => "invalid_request",
+            UpstreamNotPermitted => "upstream_not_permitted",
+            NoHealthyUpstream => "no_healthy_upstream",
             UpstreamUnreachable => "upstream_unreachable",
             UpstreamClosed => "upstream_closed",
             UpstreamTimeout => "upstream_timeout",

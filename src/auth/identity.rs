@@ -9,12 +9,16 @@ use super::privileges::{Action, Privileges};
 pub enum Identity {
     SecretToken {
         name: Arc<str>,
+        /// The only upstream pool it may reach.
+        upstream: Option<Arc<str>>,
     },
     ApiKey {
         id: Arc<str>,
         name: Arc<str>,
         privileges: Privileges,
         services: Arc<[String]>,
+        /// The only upstream pool it may reach.
+        upstream: Option<Arc<str>>,
     },
     /// A verified client certificate mapped by `ssl.client_identities`.
     ClientCert {
@@ -26,6 +30,16 @@ pub enum Identity {
 }
 
 impl Identity {
+    /// The upstream pool the credential is bound to, if any.
+    pub fn upstream(&self) -> Option<&str> {
+        match self {
+            Identity::SecretToken { upstream, .. } | Identity::ApiKey { upstream, .. } => {
+                upstream.as_deref()
+            }
+            _ => None,
+        }
+    }
+
     pub fn privileges(&self) -> Privileges {
         match self {
             // A secret token grants every action, as in APM Server.

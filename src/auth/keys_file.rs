@@ -36,6 +36,9 @@ pub struct KeyRecord {
     /// Services the key may send data for (empty: any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
+    /// The only upstream pool the key may reach (its team's APM Server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,7 @@ pub struct ParsedKey {
     pub expires_at: Option<SystemTime>,
     pub revoked: bool,
     pub services: Vec<String>,
+    pub upstream: Option<String>,
 }
 
 impl KeysFile {
@@ -160,6 +164,7 @@ impl KeysFile {
                     expires_at: time("expires", &r.expires)?,
                     revoked: time("revoked", &r.revoked)?.is_some(),
                     services: r.services.clone(),
+                    upstream: r.upstream.clone(),
                 })
             })
             .collect()
@@ -192,6 +197,7 @@ pub fn new_key(
     privileges: &[String],
     expires_in: Option<Duration>,
     services: &[String],
+    upstream: Option<&str>,
     now: SystemTime,
 ) -> Result<NewKey, KeysFileError> {
     let parsed = super::Privileges::parse_list(privileges)?;
@@ -209,6 +215,7 @@ pub fn new_key(
         expires: expires_in.map(|d| format_time(now + d)),
         revoked: None,
         services: services.to_vec(),
+        upstream: upstream.map(str::to_string),
     };
     Ok(NewKey {
         record,
@@ -237,6 +244,7 @@ mod tests {
             &["event:write".into()],
             Some(Duration::from_secs(3600)),
             &[],
+            Some("team-a"),
             now,
         )
         .unwrap();
@@ -266,9 +274,16 @@ mod tests {
 
     #[test]
     fn unknown_privilege_is_refused() {
-        let err = new_key("x", &["event:read".into()], None, &[], SystemTime::now())
-            .err()
-            .unwrap();
+        let err = new_key(
+            "x",
+            &["event:read".into()],
+            None,
+            &[],
+            None,
+            SystemTime::now(),
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("event:read"));
     }
 

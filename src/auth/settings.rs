@@ -38,6 +38,8 @@ pub struct TokenSettings {
     pub name: String,
     pub secret: Secret,
     pub expires: Option<SystemTime>,
+    /// The only upstream pool it may reach.
+    pub upstream: Option<String>,
 }
 
 pub fn parse_rfc3339(key: &str, text: &str) -> Result<SystemTime, Problem> {
@@ -64,6 +66,7 @@ impl TryFrom<&AuthConfig> for AuthSettings {
                     name: "default".into(),
                     secret,
                     expires: None,
+                    upstream: None,
                 });
             }
         }
@@ -91,6 +94,7 @@ impl TryFrom<&AuthConfig> for AuthSettings {
                     name: t.name.clone(),
                     secret,
                     expires,
+                    upstream: t.upstream.clone(),
                 });
             }
         }

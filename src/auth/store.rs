@@ -18,6 +18,7 @@ use crate::digest::{sha256, Digest};
 #[derive(Debug)]
 struct TokenEntry {
     name: Arc<str>,
+    upstream: Option<Arc<str>>,
     digest: Digest,
     expires_at: Option<SystemTime>,
 }
@@ -62,6 +63,7 @@ impl CredentialStore {
             if let Some(digest) = problems.take(t.secret.digest(&t.key)) {
                 tokens.push(TokenEntry {
                     name: t.name.as_str().into(),
+                    upstream: t.upstream.as_deref().map(Arc::from),
                     digest,
                     expires_at: t.expires,
                 });
@@ -81,6 +83,7 @@ impl CredentialStore {
                             name: k.name.as_str().into(),
                             privileges: k.privileges,
                             services: k.services.into(),
+                            upstream: k.upstream.as_deref().map(Arc::from),
                         },
                         digest: k.digest,
                         expires_at: k.expires_at,
@@ -158,6 +161,7 @@ impl CredentialStore {
         }
         AuthOutcome::Authenticated(Identity::SecretToken {
             name: entry.name.clone(),
+            upstream: entry.upstream.clone(),
         })
     }
 
@@ -223,6 +227,7 @@ mod tests {
                 name: format!("{id}-name").into(),
                 privileges: privs,
                 services: Arc::from(Vec::new()),
+                upstream: None,
             },
             digest: sha256(secret.as_bytes()),
             expires_at: expires,
@@ -248,11 +253,13 @@ mod tests {
             tokens: vec![
                 TokenEntry {
                     name: "current".into(),
+                    upstream: None,
                     digest: sha256(b"tok-new"),
                     expires_at: None,
                 },
                 TokenEntry {
                     name: "previous".into(),
+                    upstream: None,
                     digest: sha256(b"tok-old"),
                     expires_at: Some(past),
                 },
@@ -276,7 +283,7 @@ mod tests {
         let now = SystemTime::now();
         assert!(matches!(
             s.authenticate(Some(b"Bearer tok-new"), now),
-            AuthOutcome::Authenticated(Identity::SecretToken { name }) if &*name == "current"
+            AuthOutcome::Authenticated(Identity::SecretToken { name, .. }) if &*name == "current"
         ));
         for bad in [&b"Bearer tok-old"[..], b"Bearer nope", b"Bearer  tok-new"] {
             assert_eq!(
@@ -339,7 +346,10 @@ mod tests {
 
     #[test]
     fn secret_token_has_every_privilege() {
-        let id = Identity::SecretToken { name: "t".into() };
+        let id = Identity::SecretToken {
+            name: "t".into(),
+            upstream: None,
+        };
         for a in Action::ALL {
             assert!(authorize(&id, a).is_ok());
         }

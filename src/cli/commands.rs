@@ -135,7 +135,7 @@ fn check(path: &Path) -> Result<(), CliError> {
         "configuration OK: listen {} ({}), upstream {}, {} secret token(s), API keys {}",
         s.server.listen,
         if s.tls.is_some() { "TLS" } else { "plain HTTP" },
-        s.upstream.authority,
+        upstreams_summary(&s.upstream),
         p.credentials.token_count(),
         if s.auth.keys_file.is_some() {
             format!("enabled ({} in keys file)", p.credentials.api_key_count())
@@ -144,6 +144,15 @@ fn check(path: &Path) -> Result<(), CliError> {
         }
     );
     Ok(())
+}
+
+/// The default pool's address, and how many more pools there are.
+fn upstreams_summary(u: &crate::upstream::UpstreamSettings) -> String {
+    let mut text = u.pools[0].authority.clone();
+    if u.pools.len() > 1 {
+        text.push_str(&format!(" (+{} more pools)", u.pools.len() - 1));
+    }
+    text
 }
 
 fn apikey(path: &Path, cmd: ApikeyCommand) -> Result<(), CliError> {
@@ -221,6 +230,7 @@ fn create_key(keys_path: &Path, file: &mut KeysFile, args: CreateKeyArgs) -> Res
         &args.privileges,
         args.expires_in,
         &services,
+        args.upstream.as_deref(),
         SystemTime::now(),
     )
     .map_err(|e| CliError::Usage(e.to_string()))?;
@@ -235,6 +245,7 @@ fn create_key(keys_path: &Path, file: &mut KeysFile, args: CreateKeyArgs) -> Res
             "privileges": r.privileges,
             "expires": r.expires,
             "services": r.services,
+            "upstream": r.upstream,
             "api_key": key.secret,
             "credentials": key.credential,
         });

@@ -87,6 +87,9 @@ pub struct CreateKeyArgs {
     /// service-bound key feature).
     #[arg(long, value_delimiter = ',')]
     pub services: Vec<String>,
+    /// The upstream pool (`[[upstreams]] name`) this key may reach, and no other.
+    #[arg(long)]
+    pub upstream: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

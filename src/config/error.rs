@@ -46,6 +46,14 @@ impl Problems {
         }
     }
 
+    /// `d`, recording a problem when it is zero.
+    pub fn nonzero(&mut self, key: &str, d: super::HumanDuration) -> std::time::Duration {
+        if d.0.is_zero() {
+            self.add(key, "must be greater than zero");
+        }
+        d.0
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

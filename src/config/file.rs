@@ -23,6 +23,12 @@ pub struct ConfigFile {
     pub rum: RumConfig,
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// More pools, by name.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Pools chosen by server name.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub client_ip: ClientIpConfig,
     #[serde(default)]
@@ -37,8 +43,6 @@ pub struct ConfigFile {
 pub struct AdminConfig {
     pub enabled: bool,
     pub listen: String,
-    /// How often the upstream is asked `GET /` for readiness.
-    pub upstream_check_interval: HumanDuration,
 }
 
 impl Default for AdminConfig {
@@ -46,7 +50,6 @@ impl Default for AdminConfig {
         AdminConfig {
             enabled: true,
             listen: "127.0.0.1:8300".into(),
-            upstream_check_interval: HumanDuration(Duration::from_secs(5)),
         }
     }
 }
@@ -325,6 +328,8 @@ pub struct NamedToken {
     pub secret: SecretSource,
     /// RFC 3339 time after which the token is refused, e.g. "2027-01-31T00:00:00Z".
     pub expires: Option<String>,
+    /// The only upstream pool this token may reach.
+    pub upstream: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,8 +352,18 @@ impl Default for ApiKeyConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
-    /// The APM Server, plain HTTP: `http://host:port`.
-    pub url: String,
+    /// The pool's name (`[[upstreams]]` only; `[upstream]` is the pool `default`).
+    pub name: Option<String>,
+    /// One APM Server, plain HTTP: `http://host:port`. Exactly one of `url`, `urls` and
+    /// `discovery` (`[upstream]` without any means `http://127.0.0.1:8201`).
+    pub url: Option<String>,
+    /// Several APM Servers, a static pool.
+    pub urls: Vec<String>,
+    /// Members from DNS: every A/AAAA record of a name, re-resolved.
+    pub discovery: Option<DiscoveryConfig>,
+    /// `round_robin` (default), `random`, or `client_ip` (consistent hashing by client IP).
+    pub balance: Balance,
+    pub health_check: HealthCheckConfig,
     pub connect_timeout: HumanDuration,
     /// Longest silence tolerated while waiting for / reading the upstream's response.
     pub read_timeout: HumanDuration,
@@ -364,7 +379,12 @@ pub struct UpstreamConfig {
 impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
-            url: "http://127.0.0.1:8201".into(),
+            name: None,
+            url: None,
+            urls: Vec::new(),
+            discovery: None,
+            balance: Balance::RoundRobin,
+            health_check: HealthCheckConfig::default(),
             connect_timeout: HumanDuration(Duration::from_secs(5)),
             read_timeout: HumanDuration(Duration::from_secs(60)),
             write_timeout: HumanDuration(Duration::from_secs(60)),
@@ -372,6 +392,65 @@ impl Default for UpstreamConfig {
             secret_token: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// `host:port` whose A/AAAA records are the members.
+    pub dns: String,
+    /// How often the name is resolved again.
+    #[serde(default = "DiscoveryConfig::default_interval")]
+    pub interval: HumanDuration,
+    /// A DNS server (`ip:port`) to ask instead of the system resolver.
+    pub resolver: Option<String>,
+}
+
+impl DiscoveryConfig {
+    fn default_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    RoundRobin,
+    Random,
+    /// Consistent hashing by client IP: a client keeps its member while it is healthy.
+    ClientIp,
+}
+
+/// Active checks of every member: `GET /` expecting 200.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    pub interval: HumanDuration,
+    pub timeout: HumanDuration,
+    /// Consecutive successes that make an unhealthy member healthy again.
+    pub rise: usize,
+    /// Consecutive failures that make a healthy member unhealthy.
+    pub fall: usize,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            interval: HumanDuration(Duration::from_secs(5)),
+            timeout: HumanDuration(Duration::from_secs(1)),
+            rise: 2,
+            fall: 2,
+        }
+    }
+}
+
+/// `[[routes]]`: requests for these server names (TLS SNI or `Host`) go to this pool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `apm.team-a.example.com`, `*.team-a.example.com` (one label).
+    pub server_names: Vec<String>,
+    pub upstream: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

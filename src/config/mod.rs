@@ -58,7 +58,12 @@ impl ConfigFile {
             .secret_token
             .iter_mut()
             .chain(self.auth.secret_tokens.iter_mut().map(|t| &mut t.secret))
-            .chain(self.upstream.secret_token.iter_mut());
+            .chain(self.upstream.secret_token.iter_mut())
+            .chain(
+                self.upstreams
+                    .iter_mut()
+                    .filter_map(|u| u.secret_token.as_mut()),
+            );
         for secret in secrets {
             if let SecretSource::Ref(SecretRef {
                 file: Some(file), ..

@@ -3,7 +3,7 @@
 //! rejection's label, bytes, durations, TLS version and user agent. The field names are the
 //! text format's; `logging::ecs` maps them to Elastic Common Schema for `log.format = "json"`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use pingora::proxy::Session;
@@ -19,6 +19,9 @@ pub struct Entry<'a> {
     pub identity: Option<&'a Identity>,
     pub rejection: Option<&'a Rejection>,
     pub upstream_duration: Option<Duration>,
+    /// The upstream pool chosen and the member that served the request, if any.
+    pub pool: &'a str,
+    pub member: Option<SocketAddr>,
 }
 
 impl Entry<'_> {
@@ -38,11 +41,14 @@ fn status(session: &Session) -> u16 {
 pub fn record_metrics(session: &Session, entry: &Entry<'_>) {
     let (method, credential) = match entry.identity {
         None => ("none", ""),
-        Some(Identity::SecretToken { name }) => ("token", &**name),
+        Some(Identity::SecretToken { name, .. }) => ("token", &**name),
         Some(Identity::ApiKey { id, .. }) => ("api_key", &**id),
         Some(Identity::ClientCert { name, .. }) => ("client_cert", &**name),
         Some(Identity::Anonymous) => ("anonymous", ""),
     };
+    if let Some(member) = entry.member {
+        metrics().upstream_request(entry.pool, member);
+    }
     metrics().record(&RequestRecord {
         endpoint: endpoint_label(path_of(session.req_header().raw_path())),
         status: status(session),
@@ -86,6 +92,8 @@ pub fn write(session: &Session, e: Option<&Error>, entry: &Entry<'_>) {
         bytes_out = session.body_bytes_sent(),
         duration_ms = entry.started.elapsed().as_secs_f64() * 1000.0,
         tls_version = tls_version.unwrap_or("-"),
+        upstream_pool = entry.pool,
+        upstream_member = %entry.member.map_or("-".to_string(), |m| m.to_string()),
         user_agent = ?user_agent.as_deref().unwrap_or("-"),
         error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
     );
@@ -99,7 +107,7 @@ impl std::fmt::Display for CredentialLabel<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             None => f.write_str("-"),
-            Some(Identity::SecretToken { name }) => write!(f, "token:{name}"),
+            Some(Identity::SecretToken { name, .. }) => write!(f, "token:{name}"),
             Some(Identity::ApiKey { id, .. }) => write!(f, "api_key:{id}"),
             Some(Identity::ClientCert { name, .. }) => write!(f, "client_cert:{name}"),
             Some(Identity::Anonymous) => f.write_str("anonymous"),
@@ -118,9 +126,13 @@ mod tests {
             name: "shop".into(),
             privileges: crate::auth::Privileges::ALL,
             services: std::sync::Arc::from(Vec::new()),
+            upstream: None,
         };
         assert_eq!(CredentialLabel(Some(&key)).to_string(), "api_key:k1");
-        let token = Identity::SecretToken { name: "ci".into() };
+        let token = Identity::SecretToken {
+            name: "ci".into(),
+            upstream: None,
+        };
         assert_eq!(CredentialLabel(Some(&token)).to_string(), "token:ci");
         assert_eq!(CredentialLabel(None).to_string(), "-");
     }

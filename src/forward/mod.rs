@@ -4,10 +4,11 @@
 
 mod access_log;
 mod proxy;
+mod read_ahead;
 mod response;
-mod settings;
+mod server_settings;
 mod upstream_headers;
 
 pub use proxy::{ApmProxy, ProxySettings};
-pub use settings::{ServerSettings, UpstreamSettings};
+pub use server_settings::ServerSettings;
 pub use upstream_headers::rewrite as rewrite_upstream_headers;

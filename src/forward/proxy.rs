@@ -4,21 +4,21 @@
 //! apply lives in `admission`, `intake` and `upstream_headers` as plain functions.
 //! Bodies stream chunk by chunk in both directions and are forwarded untouched.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use super::access_log;
-use super::response;
-use super::upstream_headers;
+use super::read_ahead::{prepare_read_ahead, read_ahead, ReadAhead};
+use super::response::{self, rejection_for};
+use super::upstream_headers::{self, request_host};
 use crate::admission::{
     BodyLimits, Caller, ClientIpPolicy, Decision, EndpointKind, Gate, NameRules, Rejection, Reply,
 };
@@ -27,7 +27,8 @@ use crate::intake::agent_config::{self, AnswerTrimmer};
 use crate::intake::{BodyCheck, RateCharge, READ_AHEAD_LIMIT};
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::limits::{RateLimiter, Slot};
-use crate::tls::PeerCertificate;
+use crate::tls::ConnectionInfo;
+use crate::upstream::{PoolRefused, Pools};
 
 /// Per-listener settings the proxy applies to each request.
 #[derive(Debug, Clone)]
@@ -47,9 +48,8 @@ pub struct ProxySettings {
 pub struct ApmProxy {
     gate: Gate,
     client_ip: ClientIpPolicy,
-    upstream: HttpPeer,
-    /// `Bearer <upstream.secret_token>`, sent upstream in place of the client's credential.
-    upstream_authorization: Option<HeaderValue>,
+    /// The APM Servers, by pool.
+    pools: Arc<Pools>,
     /// The anonymous event rate limiter, shared with the gate.
     event_limiter: Option<Arc<RateLimiter>>,
     /// Requests in flight and whether the process is draining.
@@ -61,8 +61,7 @@ impl ApmProxy {
     pub fn new(
         gate: Gate,
         client_ip: ClientIpPolicy,
-        upstream: HttpPeer,
-        upstream_authorization: Option<HeaderValue>,
+        pools: Arc<Pools>,
         event_limiter: Option<Arc<RateLimiter>>,
         lifecycle: Arc<Lifecycle>,
         settings: ProxySettings,
@@ -70,8 +69,7 @@ impl ApmProxy {
         ApmProxy {
             gate,
             client_ip,
-            upstream,
-            upstream_authorization,
+            pools,
             event_limiter,
             lifecycle,
             settings,
@@ -104,6 +102,10 @@ pub struct RequestCtx {
     pending_reply: Option<Reply>,
     /// An anonymous agent-config answer, collected to be trimmed.
     config_answer: Option<AnswerTrimmer>,
+    /// The upstream pool chosen for the request, the members tried, the one in use.
+    pool: usize,
+    tried: Vec<SocketAddr>,
+    member: Option<SocketAddr>,
 }
 
 impl RequestCtx {
@@ -134,6 +136,9 @@ impl ProxyHttp for ApmProxy {
             body: None,
             pending_reply: None,
             config_answer: None,
+            pool: 0,
+            tried: Vec::new(),
+            member: None,
         }
     }
 
@@ -156,28 +161,43 @@ impl ProxyHttp for ApmProxy {
             .client_ip
             .client_ip(peer, &session.req_header().headers);
 
-        let peer_cert = session
+        let connection = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
-            .and_then(|tls| tls.extension.get::<PeerCertificate>());
+            .and_then(|tls| tls.extension.get::<ConnectionInfo>());
         let caller = Caller {
-            peer_cert,
+            peer_cert: connection.and_then(|c| c.peer_certificate.as_ref()),
             ip: ctx.client_ip,
             now: SystemTime::now(),
             clock: Instant::now(),
         };
         let reply = match self.gate.decide(session.req_header(), caller) {
             Decision::Forward(admission) => {
+                // The pool: the route's (SNI, else Host) and the credential's must agree.
+                let sni = connection.and_then(|c| c.server_name.as_deref());
+                let host = request_host(session.req_header());
+                let chosen = self
+                    .pools
+                    .choose(sni, host.as_deref(), admission.identity.upstream());
                 ctx.identity = Some(admission.identity);
                 ctx.kind = admission.kind;
                 ctx.cors_origin = admission.cors_origin;
                 ctx._slot = admission.slot;
-                match self
-                    .start_body_checks(session, ctx, admission.rules)
-                    .await?
-                {
-                    None => return Ok(false),
-                    Some(reply) => reply.with_cors(ctx.cors_origin.as_deref()),
+                match chosen {
+                    Ok(pool) => {
+                        ctx.pool = pool;
+                        match self
+                            .start_body_checks(session, ctx, admission.rules)
+                            .await?
+                        {
+                            None => return Ok(false),
+                            Some(reply) => reply.with_cors(ctx.cors_origin.as_deref()),
+                        }
+                    }
+                    Err(PoolRefused::Mismatch | PoolRefused::Unknown) => {
+                        Reply::plain(Rejection::UpstreamNotPermitted)
+                            .with_cors(ctx.cors_origin.as_deref())
+                    }
                 }
             }
             Decision::Reply(reply, identity) => {
@@ -222,9 +242,52 @@ impl ProxyHttp for ApmProxy {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(self.upstream.clone()))
+        let pool = self.pools.get(ctx.pool);
+        let key = match ctx.client_ip {
+            IpAddr::V4(ip) => ip.octets().to_vec(),
+            IpAddr::V6(ip) => ip.octets().to_vec(),
+        };
+        let Some(member) = pool.select(&key, &ctx.tried) else {
+            // Nothing healthy (or everything tried): answer at once instead of timing out.
+            if ctx.tried.is_empty() {
+                ctx.pending_reply = Some(
+                    Reply::plain(Rejection::NoHealthyUpstream)
+                        .with_cors(ctx.cors_origin.as_deref()),
+                );
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(503),
+                    "no healthy upstream member",
+                ));
+            }
+            return Err(
+                Error::explain(ErrorType::ConnectRefused, "every upstream member failed").into_up(),
+            );
+        };
+        ctx.tried.push(member);
+        ctx.member = Some(member);
+        Ok(Box::new(pool.peer(member)))
+    }
+
+    /// A connect that failed sent nothing (Pingora's guarantee): eject the member and try
+    /// another one when there is one — unless the body read ahead is too long to replay.
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let pool = self.pools.get(ctx.pool);
+        if let Some(member) = ctx.member {
+            pool.eject(member);
+        }
+        let another = pool.select(&[], &ctx.tried).is_some();
+        if another && !session.as_ref().retry_buffer_truncated() {
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -239,7 +302,7 @@ impl ProxyHttp for ApmProxy {
             upstream_request,
             ctx.client_ip,
             self.settings.scheme,
-            self.upstream_authorization.as_ref(),
+            self.pools.get(ctx.pool).authorization.as_ref(),
             ctx.from_trusted_proxy,
         )?;
         if ctx.is_anonymous_config_query() {
@@ -336,6 +399,8 @@ impl ProxyHttp for ApmProxy {
             identity: ctx.identity.as_ref(),
             rejection: ctx.rejection.as_ref(),
             upstream_duration: ctx.upstream_duration,
+            pool: &self.pools.get(ctx.pool).name,
+            member: ctx.member,
         };
         if self.settings.metrics {
             access_log::record_metrics(session, &entry);
@@ -419,86 +484,5 @@ impl ApmProxy {
             agent_config::query_param(query, "service.name")
         };
         Ok(agent_config::check_service(rules, service.as_deref()).err())
-    }
-}
-
-enum ReadAhead {
-    Chunk(Bytes),
-    End,
-    /// Past what Pingora's retry buffer can replay.
-    TooLarge,
-}
-
-/// The next body chunk read ahead (kept in the retry buffer for the replay).
-async fn read_ahead(session: &mut Session) -> Result<ReadAhead> {
-    let Some(chunk) = session.as_downstream_mut().read_request_body().await? else {
-        return Ok(ReadAhead::End);
-    };
-    if session.as_downstream().retry_buffer_truncated() {
-        return Ok(ReadAhead::TooLarge);
-    }
-    Ok(ReadAhead::Chunk(chunk))
-}
-
-/// Before reading a body ahead: keep what is read for the replay, and release a client
-/// that waits for `100 Continue` (HTTP/1.1) — it would otherwise send nothing to read.
-async fn prepare_read_ahead(session: &mut Session) -> Result<()> {
-    session.as_downstream_mut().enable_retry_buffering();
-    if response::expects_continue(session.req_header()) && !session.is_http2() {
-        let header = ResponseHeader::build(100, Some(0))?;
-        session
-            .as_downstream_mut()
-            .write_response_header(Box::new(header))
-            .await?;
-        session
-            .req_header_mut()
-            .remove_header(&http::header::EXPECT);
-    }
-    Ok(())
-}
-
-/// The answer for a request that failed after admission; `None` when the client is gone.
-fn rejection_for(e: &Error) -> Option<Rejection> {
-    use ErrorType::*;
-    if let HTTPStatus(code) = e.etype() {
-        let status = http::StatusCode::from_u16(*code).unwrap_or(http::StatusCode::BAD_REQUEST);
-        return Some(Rejection::RequestFailed(status));
-    }
-    match e.esource() {
-        ErrorSource::Upstream => Some(match e.etype() {
-            ConnectTimedout | ReadTimedout | WriteTimedout => Rejection::UpstreamTimeout,
-            ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure => {
-                Rejection::UpstreamUnreachable
-            }
-            _ => Rejection::UpstreamClosed,
-        }),
-        ErrorSource::Downstream => match e.etype() {
-            ReadError | WriteError | ConnectionClosed => None,
-            ReadTimedout => Some(Rejection::ClientTimeout),
-            _ => Some(Rejection::InvalidRequest),
-        },
-        ErrorSource::Internal | ErrorSource::Unset => Some(Rejection::Internal),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstream_failures_map_to_gateway_errors() {
-        let refused = Error::new(ErrorType::ConnectRefused).into_up();
-        assert_eq!(
-            rejection_for(&refused),
-            Some(Rejection::UpstreamUnreachable)
-        );
-        let timeout = Error::new(ErrorType::ConnectTimedout).into_up();
-        assert_eq!(rejection_for(&timeout), Some(Rejection::UpstreamTimeout));
-        let reset = Error::new(ErrorType::ConnectionClosed).into_up();
-        assert_eq!(rejection_for(&reset), Some(Rejection::UpstreamClosed));
-        let gone = Error::new(ErrorType::ConnectionClosed).into_down();
-        assert_eq!(rejection_for(&gone), None);
-        let slow = Error::new(ErrorType::ReadTimedout).into_down();
-        assert_eq!(rejection_for(&slow), Some(Rejection::ClientTimeout));
     }
 }

@@ -12,7 +12,8 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde_json::json;
 
-use crate::admission::Reply;
+use crate::admission::{Rejection, Reply};
+use pingora::{Error, ErrorSource, ErrorType};
 
 /// Status line, headers and body of `reply` for a client that sent `accept`.
 pub fn render(reply: &Reply, accept: Option<&[u8]>) -> (ResponseHeader, Bytes) {
@@ -137,6 +138,30 @@ async fn drain_up_to(session: &mut Session, limit: usize, timeout: Duration) -> 
     tokio::time::timeout(timeout, drain).await.unwrap_or(false)
 }
 
+/// The answer for a request that failed after admission; `None` when the client is gone.
+pub fn rejection_for(e: &Error) -> Option<Rejection> {
+    use ErrorType::*;
+    if let HTTPStatus(code) = e.etype() {
+        let status = http::StatusCode::from_u16(*code).unwrap_or(http::StatusCode::BAD_REQUEST);
+        return Some(Rejection::RequestFailed(status));
+    }
+    match e.esource() {
+        ErrorSource::Upstream => Some(match e.etype() {
+            ConnectTimedout | ReadTimedout | WriteTimedout => Rejection::UpstreamTimeout,
+            ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure => {
+                Rejection::UpstreamUnreachable
+            }
+            _ => Rejection::UpstreamClosed,
+        }),
+        ErrorSource::Downstream => match e.etype() {
+            ReadError | WriteError | ConnectionClosed => None,
+            ReadTimedout => Some(Rejection::ClientTimeout),
+            _ => Some(Rejection::InvalidRequest),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => Some(Rejection::Internal),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +241,22 @@ mod tests {
         );
         assert_eq!(body, "");
         assert_eq!(ct, None);
+    }
+
+    #[test]
+    fn upstream_failures_map_to_gateway_errors() {
+        let refused = Error::new(ErrorType::ConnectRefused).into_up();
+        assert_eq!(
+            rejection_for(&refused),
+            Some(Rejection::UpstreamUnreachable)
+        );
+        let timeout = Error::new(ErrorType::ConnectTimedout).into_up();
+        assert_eq!(rejection_for(&timeout), Some(Rejection::UpstreamTimeout));
+        let reset = Error::new(ErrorType::ConnectionClosed).into_up();
+        assert_eq!(rejection_for(&reset), Some(Rejection::UpstreamClosed));
+        let gone = Error::new(ErrorType::ConnectionClosed).into_down();
+        assert_eq!(rejection_for(&gone), None);
+        let slow = Error::new(ErrorType::ReadTimedout).into_down();
+        assert_eq!(rejection_for(&slow), Some(Rejection::ClientTimeout));
     }
 }

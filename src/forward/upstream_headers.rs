@@ -72,6 +72,26 @@ pub fn rewrite(
     Ok(())
 }
 
+/// The host a request names (`:authority` or `Host`), without its port, lower-case.
+pub fn request_host(req: &RequestHeader) -> Option<String> {
+    let authority = match req.uri.authority() {
+        Some(a) => a.clone(),
+        None => req
+            .headers
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()?
+            .parse::<http::uri::Authority>()
+            .ok()?,
+    };
+    let host = authority.host();
+    Some(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

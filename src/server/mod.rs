@@ -8,22 +8,22 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 use pingora::listeners::ListenerConfig;
-use pingora::prelude::HttpPeer;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use rustls::server::danger::ClientCertVerifier;
 
-use crate::admin::{AdminApp, UpstreamCheck};
+use crate::admin::AdminApp;
 use crate::admission::Gate;
 use crate::auth::{Authenticator, CredentialStore};
 use crate::config::{ClientAuthentication, ConfigError, Problem, Problems};
-use crate::forward::{ApmProxy, ProxySettings, UpstreamSettings};
+use crate::forward::{ApmProxy, ProxySettings};
 use crate::lifecycle::Lifecycle;
 use crate::limits::RateLimiter;
 use crate::settings::Settings;
 use crate::tls::{self, CertResolver, CertificateReloader, TlsError};
+use crate::upstream::{PoolSettings, Pools};
 use drain::{DrainSignal, Drainable};
 use reload::Reloader;
 
@@ -62,7 +62,8 @@ pub struct Prepared {
     pub certificate: Option<Arc<CertResolver>>,
     pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
     pub credentials: CredentialStore,
-    pub upstream_authorization: Option<HeaderValue>,
+    /// Each pool's `Authorization` for its APM Servers, in pool order.
+    pub upstream_authorizations: Vec<Option<HeaderValue>>,
     /// True when a development certificate is (or would be) generated.
     pub dev_certificate: bool,
 }
@@ -89,20 +90,26 @@ pub fn prepare(settings: Settings, mode: Mode) -> Result<Prepared, StartupError>
         )?;
     }
     let credentials = CredentialStore::load(&settings.auth)?;
-    let upstream_authorization = upstream_authorization(&settings.upstream)?;
+    let upstream_authorizations = settings
+        .upstream
+        .pools
+        .iter()
+        .map(upstream_authorization)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Prepared {
         settings,
         certificate,
         client_verifier,
         credentials,
-        upstream_authorization,
+        upstream_authorizations,
         dev_certificate,
     })
 }
 
-/// `Bearer <upstream.secret_token>`, marked sensitive so it is never logged.
-fn upstream_authorization(u: &UpstreamSettings) -> Result<Option<HeaderValue>, Problem> {
-    let key = "upstream.secret_token";
+/// `Bearer <secret_token>` of a pool, marked sensitive so it is never logged.
+fn upstream_authorization(u: &PoolSettings) -> Result<Option<HeaderValue>, Problem> {
+    let key = format!("upstream {:?}: secret_token", u.name);
+    let key = key.as_str();
     let Some(secret) = &u.secret_token else {
         return Ok(None);
     };
@@ -115,16 +122,6 @@ fn upstream_authorization(u: &UpstreamSettings) -> Result<Option<HeaderValue>, P
     })?;
     value.set_sensitive(true);
     Ok(Some(value))
-}
-
-fn upstream_peer(u: &UpstreamSettings) -> HttpPeer {
-    let mut peer = HttpPeer::new(u.address, false, String::new());
-    peer.options.connection_timeout = Some(u.connect_timeout);
-    peer.options.total_connection_timeout = Some(u.connect_timeout);
-    peer.options.read_timeout = Some(u.read_timeout);
-    peer.options.write_timeout = Some(u.write_timeout);
-    peer.options.idle_timeout = Some(u.idle_timeout);
-    peer
 }
 
 /// Pingora aborts the process when it cannot bind; find out first and say why.
@@ -160,7 +157,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     tracing::info!(
         listen = %listen,
         admin = %s.admin.listen.map_or("off".to_string(), |a| a.to_string()),
-        upstream = %s.upstream.authority,
+        upstreams = %s.upstream.pools.iter().map(|p| format!("{}={}", p.name, p.authority)).collect::<Vec<_>>().join(","),
         secret_tokens = p.credentials.token_count(),
         api_keys = p.credentials.api_key_count(),
         api_keys_enabled = s.auth.keys_file.is_some(),
@@ -176,13 +173,22 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         threads: s.server.threads,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
-        // One retry covers a pooled upstream connection the APM Server had already closed.
-        max_retries: 2,
+        // Total tries of one request: failed connects move on to other pool members, and
+        // an idempotent request may retry a pooled connection the APM Server had closed.
+        max_retries: 5,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
     let lifecycle = Arc::new(Lifecycle::default());
+    let (pools, pool_services) =
+        Pools::start(&s.upstream, p.upstream_authorizations.clone(), &mut server)
+            .map_err(|e| StartupError::Pingora(e.to_string()))?;
+    let pools = Arc::new(pools);
+    {
+        let pools = pools.clone();
+        lifecycle.set_upstream_probe(Box::new(move || pools.answering()));
+    }
 
     let proxy_settings = ProxySettings {
         idle_timeout: s.server.idle_timeout,
@@ -216,8 +222,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     let proxy = ApmProxy::new(
         gate,
         s.admission.client_ip.clone(),
-        upstream_peer(&s.upstream),
-        p.upstream_authorization.clone(),
+        pools.clone(),
         event_limiter,
         lifecycle.clone(),
         proxy_settings,
@@ -238,39 +243,24 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         listener = listener.tls(tls_settings);
     }
     service.add_listener(listener);
-    server.add_service(Drainable {
+    let proxy_service = server.add_service(Drainable {
         inner: service,
         lifecycle: lifecycle.clone(),
     });
+    // The listener opens once every pool has its first members.
+    proxy_service.add_dependencies(&pool_services);
 
     if let Some(admin) = s.admin.listen {
         let app = AdminApp {
             lifecycle: lifecycle.clone(),
             certificate: p.certificate.clone(),
             listen_port: listen.port(),
-            upstream: s.upstream.address,
+            pools: pools.clone(),
         };
         let mut admin_service =
             pingora::services::listening::Service::new("admin".to_string(), app);
         admin_service.add_tcp(&admin.to_string());
         server.add_service(admin_service);
-        server.add_service(background_service(
-            "upstream check",
-            UpstreamCheck {
-                lifecycle: lifecycle.clone(),
-                address: s.upstream.address,
-                authority: s.upstream.authority.clone(),
-                authorization: p
-                    .upstream_authorization
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok().map(str::to_string)),
-                interval: s.admin.upstream_check_interval,
-                timeout: s
-                    .upstream
-                    .connect_timeout
-                    .max(s.admin.upstream_check_interval),
-            },
-        ));
     }
     let certificates = p
         .certificate

@@ -54,7 +54,16 @@ impl PeerCertificate {
     }
 }
 
-/// Stores the verified client certificate's identity with the connection.
+/// What the handshake tells the HTTP layer about a connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionInfo {
+    /// The verified client certificate, if one was presented.
+    pub peer_certificate: Option<PeerCertificate>,
+    /// The server name the client asked for (SNI), lower-case.
+    pub server_name: Option<String>,
+}
+
+/// Stores the connection's SNI and verified client certificate with the connection.
 pub struct PeerCertificateCallback;
 
 #[async_trait]
@@ -63,8 +72,13 @@ impl TlsAccept for PeerCertificateCallback {
         &self,
         tls: &TlsRef,
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
-        let der = tls.peer_certificate_der()?;
-        PeerCertificate::from_der(der).map(|c| Arc::new(c) as Arc<dyn std::any::Any + Send + Sync>)
+        let info = ConnectionInfo {
+            peer_certificate: tls
+                .peer_certificate_der()
+                .and_then(PeerCertificate::from_der),
+            server_name: tls.server_name().map(str::to_ascii_lowercase),
+        };
+        Some(Arc::new(info) as Arc<dyn std::any::Any + Send + Sync>)
     }
 }
 

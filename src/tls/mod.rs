@@ -8,7 +8,7 @@ mod policy;
 mod reload;
 mod settings;
 
-pub use client::{verifier as client_verifier, PeerCertificate};
+pub use client::{verifier as client_verifier, ConnectionInfo, PeerCertificate};
 pub use reload::CertificateReloader;
 pub use settings::{client_auth_mode, CertificateFiles, SniCertificate, TlsSettings};
 

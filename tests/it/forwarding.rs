@@ -307,7 +307,10 @@ fn upstream_down_gives_json_502_and_recovers() {
         );
     });
     let upstream = Upstream::start_on(addr);
-    assert_eq!(send_small_event(&proxy), 202);
+    // Back in the pool once its health checks pass again.
+    eventually_blocking("202 once the upstream is back", || {
+        send_small_event(&proxy) == 202
+    });
     assert_eq!(upstream.requests().len(), 1);
 }
 

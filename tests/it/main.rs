@@ -11,5 +11,6 @@ mod cli;
 mod deploy;
 mod forwarding;
 mod operations;
+mod pools;
 mod rum;
 mod tls;

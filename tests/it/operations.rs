@@ -61,7 +61,7 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
     let addr = upstream.addr;
     let proxy = Proxy::builder(&pki, &upstream.url())
         .token(TOKEN)
-        .config("[admin]\nupstream_check_interval = \"100ms\"\n")
+        .config("[upstream.health_check]\ninterval = \"100ms\"\n")
         .start();
     let runtime = rt();
     runtime.block_on(async {
@@ -108,19 +108,24 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
         );
         drop(client);
     });
-    // The upstream goes away: readiness says so, requests get 502 counted as upstream errors.
+    // The upstream goes away: readiness says so, and requests are answered 503 at once (no
+    // healthy member), counted as upstream errors.
     upstream.stop();
     runtime.block_on(async {
         eventually("503 while the upstream is down", || async {
             admin_get(&proxy, "/readyz").await == (503, "not ready: upstream unreachable\n".to_string())
         })
         .await;
-        let status = intake(&proxy, &format!("Bearer {TOKEN}")).send().await.unwrap().status();
-        assert_eq!(status, 502);
+        let a = post(&proxy.client(false), &proxy.url("/intake/v2/events"), &[("Authorization", &format!("Bearer {TOKEN}"))], "x").await;
+        assert_eq!((a.status, a.body.as_str()), (503, "{\"error\":\"service unavailable: no healthy APM Server\"}\n"));
         let m = metric_samples(&proxy).await;
         assert_eq!(
-            sample(&m, "apm_auth_proxy_requests_total{endpoint=\"/intake/v2/events\",outcome=\"upstream_error\",reason=\"upstream_unreachable\",status=\"502\"}"),
+            sample(&m, "apm_auth_proxy_requests_total{endpoint=\"/intake/v2/events\",outcome=\"upstream_error\",reason=\"no_healthy_upstream\",status=\"503\"}"),
             1.0
+        );
+        assert_eq!(
+            sample(&m, &format!("apm_auth_proxy_upstream_member_up{{member=\"{addr}\",pool=\"default\"}}")),
+            0.0
         );
     });
     let upstream = Upstream::start_on(addr);
@@ -311,7 +316,7 @@ fn health_command_exits_by_readiness() {
     let mut upstream = Upstream::start();
     let mut proxy = Proxy::builder(&pki, &upstream.url())
         .token(TOKEN)
-        .config("[admin]\nupstream_check_interval = \"100ms\"\n")
+        .config("[upstream.health_check]\ninterval = \"100ms\"\n")
         .start();
     let config = proxy.dir.path().join("proxy.toml");
     let admin = proxy.admin_url();
@@ -345,7 +350,7 @@ fn sigterm_drains_a_streaming_upload_and_exits_when_it_ends() {
     let upstream = Upstream::start();
     let mut proxy = Proxy::builder(&pki, &upstream.url())
         .token(TOKEN)
-        .config("[server]\nshutdown_grace_period = \"30s\"\n[admin]\nupstream_check_interval = \"100ms\"\n")
+        .config("[server]\nshutdown_grace_period = \"30s\"\n[upstream.health_check]\ninterval = \"100ms\"\n")
         .start();
     let port = proxy.port;
     let runtime = rt();

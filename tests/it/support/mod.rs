@@ -3,6 +3,7 @@
 
 mod bodies;
 mod clients;
+mod dns;
 mod pki;
 mod proxy;
 mod upstream;
@@ -10,6 +11,7 @@ mod wait;
 
 pub use bodies::*;
 pub use clients::*;
+pub use dns::*;
 pub use pki::*;
 pub use proxy::*;
 pub use upstream::*;

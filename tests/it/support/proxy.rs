@@ -122,7 +122,8 @@ impl<'a> ProxyBuilder<'a> {
         let base = format!(
             "[server]\nthreads = 1\nreject_drain_timeout = \"2s\"\nshutdown_grace_period = \"0s\"\n\
              [ssl]\ncertificate = {cert:?}\nkey = {key:?}\n\
-             [upstream]\nurl = {upstream:?}\nconnect_timeout = \"1s\"\nread_timeout = \"5s\"\n",
+             [upstream]\nurl = {upstream:?}\nconnect_timeout = \"1s\"\nread_timeout = \"5s\"\n\
+             [upstream.health_check]\ninterval = \"200ms\"\n",
             cert = pki.cert,
             key = pki.key,
         );
@@ -141,6 +142,18 @@ impl<'a> ProxyBuilder<'a> {
             .parse()
             .unwrap_or_else(|e| panic!("test config fragment is not TOML: {e}\n{fragment}"));
         merge(&mut self.config, table);
+        self
+    }
+
+    /// Remove a key (`upstream.url`, to give `urls` or `discovery` instead).
+    pub fn unset(mut self, dotted: &str) -> Self {
+        let mut parts: Vec<&str> = dotted.split('.').collect();
+        let last = parts.pop().unwrap();
+        let mut table = &mut self.config;
+        for p in parts {
+            table = table.get_mut(p).and_then(|v| v.as_table_mut()).unwrap();
+        }
+        table.remove(last);
         self
     }
 

@@ -1,0 +1,296 @@
+//! Upstream pools: requests spread over healthy members, a member killed under traffic costs
+//! nothing that had not been sent (and nothing is sent twice), it comes back after its
+//! checks, an empty pool answers 503 at once; DNS discovery against a DNS server on
+//! loopback; routing by SNI, Host and credential, a team's key refused on another's host.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use crate::support::*;
+
+const TOKEN: &str = "pool-token-0f3a9c";
+
+fn urls(upstreams: &[&Upstream]) -> String {
+    let list: Vec<String> = upstreams.iter().map(|u| format!("{:?}", u.url())).collect();
+    format!(
+        "[upstream]\nurls = [{}]\n[upstream.health_check]\ninterval = \"100ms\"\nrise = 2\nfall = 2\n",
+        list.join(", ")
+    )
+}
+
+async fn send_event(proxy: &Proxy, client: &reqwest::Client, id: usize) -> u16 {
+    let auth = format!("Bearer {TOKEN}");
+    post(
+        client,
+        &proxy.url("/intake/v2/events"),
+        &[("Authorization", &auth)],
+        format!("{{\"id\":{id}}}\n"),
+    )
+    .await
+    .status
+}
+
+/// Every event id the stand-ins received, with how often.
+fn received_ids(upstreams: &[&Upstream]) -> std::collections::HashMap<String, usize> {
+    let mut ids = std::collections::HashMap::new();
+    for u in upstreams {
+        for r in u.requests() {
+            *ids.entry(String::from_utf8_lossy(&r.body).trim().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    ids
+}
+
+async fn ready(proxy: &Proxy) -> bool {
+    reqwest::get(format!("{}/readyz", proxy.admin_url()))
+        .await
+        .map(|r| r.status() == 200)
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_pool_spreads_fails_over_before_sending_and_recovers() {
+    let pki = pki();
+    let mut members = vec![Upstream::start(), Upstream::start(), Upstream::start()];
+    let proxy = Proxy::builder(&pki, "")
+        .unset("upstream.url")
+        .token(TOKEN)
+        .config(&urls(&members.iter().collect::<Vec<_>>()))
+        .start();
+    let runtime = rt();
+    let client = proxy.client(false);
+    runtime.block_on(async {
+        eventually("the pool checked and ready", || ready(&proxy)).await;
+        for id in 0..30 {
+            assert_eq!(send_event(&proxy, &client, id).await, 202);
+        }
+    });
+    let counts: Vec<usize> = members.iter().map(|u| u.requests().len()).collect();
+    assert!(counts.iter().all(|n| *n >= 5), "spread: {counts:?}");
+
+    // A stream in flight on a member that is killed ends in 502, in bounded time.
+    let before: Vec<usize> = members.iter().map(Upstream::started).collect();
+    let (tx, request) = runtime.block_on(async {
+        let (tx, body) = channel_body();
+        let c2 = client.clone();
+        let url = proxy.url("/intake/v2/events");
+        let request = tokio::spawn(async move {
+            send(
+                c2.post(url).body(body),
+                &[("Authorization", &format!("Bearer {TOKEN}"))],
+            )
+            .await
+        });
+        tx.send(Ok(b"{\"id\":\"stream\"}\n".to_vec()))
+            .await
+            .unwrap();
+        eventually("the stream at a member", || async {
+            members.iter().map(Upstream::started).sum::<usize>() > before.iter().sum::<usize>()
+        })
+        .await;
+        (tx, request)
+    });
+    let killed = (0..3).find(|&i| members[i].started() > before[i]).unwrap();
+    let killed_addr = members[killed].addr;
+    members[killed].stop();
+    let answer = runtime.block_on(async {
+        let answer = tokio::time::timeout(PATIENCE, request)
+            .await
+            .expect("bounded")
+            .unwrap();
+        drop(tx);
+        answer
+    });
+    assert_eq!(answer.status, 502, "{}", answer.body);
+
+    // Steady traffic without it: requests that had not reached it are retried elsewhere.
+    runtime.block_on(async {
+        for id in 100..160 {
+            assert_eq!(send_event(&proxy, &client, id).await, 202, "request {id}");
+        }
+    });
+    let alive: Vec<&Upstream> = (0..3)
+        .filter(|&i| i != killed)
+        .map(|i| &members[i])
+        .collect();
+    let ids = received_ids(&alive);
+    for id in 100..160 {
+        assert_eq!(
+            ids.get(&format!("{{\"id\":{id}}}")),
+            Some(&1),
+            "request {id} arrived exactly once"
+        );
+    }
+
+    // It returns on its address: traffic comes back after its checks pass.
+    members[killed] = Upstream::start_on(killed_addr);
+    runtime.block_on(async {
+        let next = std::sync::atomic::AtomicUsize::new(200);
+        let (proxy, client, back) = (&proxy, &client, &members[killed]);
+        eventually("traffic on the returned member", || {
+            let id = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                assert_eq!(send_event(proxy, client, id).await, 202);
+                !back.requests().is_empty()
+            }
+        })
+        .await;
+    });
+
+    // Everything down: answered 503 at once, not after timeouts.
+    for m in &mut members {
+        m.stop();
+    }
+    runtime.block_on(async {
+        eventually("503 with the pool empty", || async {
+            let auth = format!("Bearer {TOKEN}");
+            let a = post(
+                &client,
+                &proxy.url("/intake/v2/events"),
+                &[("Authorization", &auth)],
+                "{}\n",
+            )
+            .await;
+            assert!(a.status == 502 || a.status == 503, "{}", a.status);
+            a.status == 503
+                && a.body == "{\"error\":\"service unavailable: no healthy APM Server\"}\n"
+        })
+        .await;
+        eventually("readiness 503", || async { !ready(&proxy).await }).await;
+    });
+}
+
+#[test]
+fn dns_discovery_follows_the_records_while_traffic_flows() {
+    let pki = pki();
+    // Stand-ins on three loopback addresses, one port.
+    let port = free_port();
+    let ips: Vec<Ipv4Addr> = (2..=4).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    let members: Vec<Upstream> = ips
+        .iter()
+        .map(|ip| Upstream::start_on(SocketAddr::new((*ip).into(), port)))
+        .collect();
+    let dns = DnsServer::start("apm.pool.test", &ips[0..2]);
+    let proxy = Proxy::builder(&pki, "")
+        .unset("upstream.url")
+        .token(TOKEN)
+        .config(&format!(
+            "[upstream]\ndiscovery = {{ dns = \"apm.pool.test:{port}\", interval = \"200ms\", resolver = \"{}\" }}\n\
+             [upstream.health_check]\ninterval = \"100ms\"\n",
+            dns.addr
+        ))
+        .start();
+    let client = proxy.client(false);
+    let runtime = rt();
+    runtime.block_on(async {
+        eventually("traffic on both discovered members", || async {
+            assert_eq!(send_event(&proxy, &client, 0).await, 202);
+            !members[0].requests().is_empty() && !members[1].requests().is_empty()
+        })
+        .await;
+        assert!(members[2].requests().is_empty(), "not in DNS, no traffic");
+        // The records change while requests keep flowing: .4 joins, .2 leaves.
+        dns.set(&ips[1..3]);
+        eventually("traffic on the added member", || async {
+            assert_eq!(send_event(&proxy, &client, 1).await, 202);
+            !members[2].requests().is_empty()
+        })
+        .await;
+        let left = members[0].requests().len();
+        for id in 2..22 {
+            assert_eq!(send_event(&proxy, &client, id).await, 202);
+        }
+        assert_eq!(
+            members[0].requests().len(),
+            left,
+            "the removed member gets no new requests"
+        );
+        assert!(members[1].requests().len() > 1 && members[2].requests().len() > 1);
+    });
+}
+
+#[test]
+fn routes_by_sni_host_and_credential_keep_each_team_on_its_own_server() {
+    let ca = Ca::new("routing CA");
+    let pki = ca.server_pki(&[
+        "localhost",
+        "127.0.0.1",
+        "apm.team-a.test",
+        "apm.team-b.test",
+    ]);
+    let (default, team_a, team_b) = (Upstream::start(), Upstream::start(), Upstream::start());
+    let mut team_a_key = String::new();
+    let proxy = Proxy::builder(&pki, &default.url())
+        .token(TOKEN)
+        .api_keys()
+        .config(&format!(
+            "[[upstreams]]\nname = \"team-a\"\nurl = {:?}\n[[upstreams]]\nname = \"team-b\"\nurl = {:?}\n\
+             [[routes]]\nserver_names = [\"apm.team-a.test\"]\nupstream = \"team-a\"\n\
+             [[routes]]\nserver_names = [\"apm.team-b.test\"]\nupstream = \"team-b\"\n\
+             [[auth.secret_tokens]]\nname = \"team-a\"\nsecret = \"team-a-token-77b1\"\nupstream = \"team-a\"\n\
+             [rum]\nenabled = true\n",
+            team_a.url(),
+            team_b.url()
+        ))
+        .prepare(|dir| team_a_key = create_key(dir, "event:write", &["--upstream", "team-a"]).1)
+        .start();
+    let addr: SocketAddr = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
+    let named = |h2: bool| {
+        let b = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+            .tls_built_in_root_certs(false)
+            .resolve("apm.team-a.test", addr)
+            .resolve("apm.team-b.test", addr);
+        if h2 { b } else { b.http1_only() }.build().unwrap()
+    };
+    let url = |host: &str, path: &str| format!("https://{host}:{}{path}", proxy.port);
+    let token = format!("Bearer {TOKEN}");
+    let key = format!("ApiKey {team_a_key}");
+    rt().block_on(async {
+        let c = named(true);
+        let body = "{\"metadata\":{\"service\":{\"name\":\"s\",\"agent\":{\"name\":\"rum-js\",\"version\":\"1\"}}}}\n";
+        // By SNI: the route decides.
+        assert_eq!(post(&c, &url("localhost", "/intake/v2/events"), &[("Authorization", &token)], body).await.status, 202);
+        assert_eq!(post(&c, &url("apm.team-b.test", "/intake/v2/events"), &[("Authorization", &token)], body).await.status, 202);
+        // A token or key bound to team-a goes there from anywhere neutral...
+        let team_a_token = "Bearer team-a-token-77b1";
+        assert_eq!(post(&c, &url("localhost", "/intake/v2/events"), &[("Authorization", team_a_token)], body).await.status, 202);
+        assert_eq!(post(&c, &url("apm.team-a.test", "/intake/v2/events"), &[("Authorization", &key)], body).await.status, 202);
+        // ...and is refused on team B's host, never sent there.
+        let refused = post(&c, &url("apm.team-b.test", "/intake/v2/events"), &[("Authorization", &key)], body).await;
+        assert_eq!(
+            (refused.status, refused.body.as_str()),
+            (403, "{\"error\":\"unauthorized: credential not permitted for this APM Server\"}\n")
+        );
+        // By Host, when SNI names no route (HTTP/1.1 to localhost, Host of team B).
+        let h1 = named(false);
+        let by_host = h1
+            .post(url("localhost", "/intake/v2/events"))
+            .header("Host", format!("apm.team-b.test:{}", proxy.port))
+            .header("Authorization", &token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(by_host.status(), 202);
+        // Anonymous RUM follows the route.
+        let rum = post(&c, &url("apm.team-b.test", "/intake/v2/rum/events"), &[("Origin", "https://shop.test")], body).await;
+        assert_eq!(rum.status, 202, "{}", rum.body);
+    });
+    assert_eq!(default.requests().len(), 1);
+    assert_eq!(team_a.requests().len(), 2);
+    assert_eq!(
+        team_b.requests().len(),
+        3,
+        "SNI, Host and anonymous; never the team-a key"
+    );
+    let log = proxy.log_text();
+    assert!(
+        log.contains("upstream_pool=\"team-b\"") || log.contains("upstream_pool=team-b"),
+        "{log}"
+    );
+    assert!(
+        log.contains("rejection=\"upstream_not_permitted\"")
+            || log.contains("rejection=upstream_not_permitted")
+    );
+}
