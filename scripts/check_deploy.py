@@ -152,6 +152,10 @@ def policy(overlay: str, docs: list[dict]) -> None:
             problem("overlays/ingress", "the proxy is exposed by a LoadBalancer Service")
         if not any(d["kind"] == "Certificate" for d in docs):
             problem("overlays/ingress", "a cert-manager Certificate")
+        headless = {d["metadata"]["name"] for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None"}
+        dns = proxy_toml["upstream"].get("discovery", {}).get("dns", "")
+        if not any(dns.startswith(f"{name}.") for name in headless):
+            problem("overlays/ingress", f"the upstream pool is discovered through the headless Service ({sorted(headless)}), not {dns!r}")
 
 
 def compose() -> None:

@@ -53,7 +53,10 @@ fn relocate(text: &str, root: &Path, port: u16, admin: u16, upstream: &str) -> S
         .replace("0.0.0.0:8200", &format!("127.0.0.1:{port}"))
         .replace("0.0.0.0:8300", &format!("127.0.0.1:{admin}"));
     let mut config: toml::Table = relocated.parse().unwrap();
-    config["upstream"]["url"] = toml::Value::String(upstream.to_string());
+    // A DNS-discovered pool is checked as written (resolved only when serving).
+    if config["upstream"].get("discovery").is_none() {
+        config["upstream"]["url"] = toml::Value::String(upstream.to_string());
+    }
     toml::to_string(&config).unwrap()
 }
 

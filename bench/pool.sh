@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# What the upstream pool path costs per request: the keep-alive POST workload of
+# bench/run.sh (TLS 1.3, a token, 1 KiB ndjson, wrk -t1 -c32) through
+#   single   the binary from before upstream pools (BASE, default 42bd02c: one upstream.url)
+#   pool1    this tree, the same single url (now a pool of one member, health-checked)
+#   pool3    this tree, `urls` with three members (three stand-in upstreams, round robin)
+# alternated round by round in one run; admin listener and access log off in all three.
+# Proxy pinned to CPU 0 (its CPU per request is CPU 0's busy time), wrk and stand-ins on CPU 1.
+#   bench/pool.sh [--quick]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=3 SECS=10
+if [ "${1:-}" = "--quick" ]; then ROUNDS=1 SECS=4; fi
+BASE=${BASE:-42bd02c}
+[ "$(nproc)" -ge 2 ] || { echo "bench: needs 2 CPUs" >&2; exit 1; }
+scripts/setup.sh build
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v taskset >/dev/null || missing+=(util-linux)
+if [ "${#missing[@]}" -gt 0 ]; then
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cargo build --release --locked --bin apm-auth-proxy --example bench_upstream >&2
+# The base binary, built once into target/bench-base (its own target dir, kept for reruns).
+if [ ! -x "target/bench-base/$BASE/apm-auth-proxy" ]; then
+  rm -rf target/bench-base/src && mkdir -p "target/bench-base/$BASE"
+  git worktree add --detach target/bench-base/src "$BASE" >&2
+  (cd target/bench-base/src && CARGO_TARGET_DIR=../target cargo build --release --locked --bin apm-auth-proxy >&2)
+  cp target/bench-base/target/release/apm-auth-proxy "target/bench-base/$BASE/"
+  git worktree remove --force target/bench-base/src
+fi
+taskset -cp 1 $$ >/dev/null
+
+W=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+TOKEN=bench-$(openssl rand -hex 16)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/key.pem" \
+  -out "$W/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+PORT=18463
+for up in 18221 18222 18223; do
+  taskset -c 1 target/release/examples/bench_upstream "127.0.0.1:$up" & PIDS+=($!)
+done
+
+config() { # name → proxy.toml
+  local upstream='url = "http://127.0.0.1:18221"' 
+  case $1 in
+    pool3) upstream='urls = ["http://127.0.0.1:18221", "http://127.0.0.1:18222", "http://127.0.0.1:18223"]' ;;
+  esac
+  cat <<EOT
+[server]
+listen = "127.0.0.1:$PORT"
+threads = 1
+[ssl]
+certificate = "$W/cert.pem"
+key = "$W/key.pem"
+supported_protocols = ["TLSv1.3"]
+[auth]
+secret_token = "$TOKEN"
+[auth.failed_attempts]
+enabled = false
+[upstream]
+$upstream
+[admin]
+enabled = false
+[log]
+level = "warn"
+access_log = false
+EOT
+}
+binary() { if [ "$1" = single ]; then echo "target/bench-base/$BASE/apm-auth-proxy"; else echo target/release/apm-auth-proxy; fi; }
+
+cpu_ticks() { awk '$1=="cpu0"{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+declare -A US
+for round in $(seq "$ROUNDS"); do
+  for name in single pool1 pool3; do
+    config "$name" > "$W/$name.toml"
+    taskset -c 0 "$(binary "$name")" run --config "$W/$name.toml" 2>"$W/$name.log" & pid=$!
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+    sleep 0.5 # first health checks
+    before=$(cpu_ticks)
+    out=$(BENCH_AUTH="Bearer $TOKEN" taskset -c 1 wrk -t1 -c32 -d"${SECS}s" -s bench/post.lua "https://127.0.0.1:$PORT/intake/v2/events")
+    after=$(cpu_ticks)
+    reqs=$(awk '/requests in/{print $1}' <<<"$out")
+    non2xx=$(awk '/Non-2xx/{print $5}' <<<"$out")
+    [ -z "$non2xx" ] || echo "# $name: $non2xx non-2xx responses" >&2
+    us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+    US[$name]="${US[$name]:-} $us"
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  done
+done
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "# bench/pool.sh: $ROUNDS round(s) × ${SECS}s, wrk -t1 -c32 keep-alive 1 KiB POSTs, TLS 1.3; base $BASE; $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')"
+echo "| configuration | proxy CPU µs/request (median) | vs single | runs |"
+echo "| --- | --- | --- | --- |"
+base=$(median "${US[single]}")
+for name in single pool1 pool3; do
+  m=$(median "${US[$name]}")
+  awk -v n="$name" -v m="$m" -v b="$base" -v r="${US[$name]}" 'BEGIN { printf "| %s | %.2f | %.3f× (%+.2f µs) |%s |\n", n, m, m / b, m - b, r }'
+done
