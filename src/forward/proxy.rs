@@ -175,7 +175,12 @@ impl ProxyHttp for ApmProxy {
             Decision::Forward(admission) => {
                 // The pool: the route's (SNI, else Host) and the credential's must agree.
                 let sni = connection.and_then(|c| c.server_name.as_deref());
-                let host = request_host(session.req_header());
+                // Only routes look at the Host: no work per request without them.
+                let host = self
+                    .pools
+                    .has_routes()
+                    .then(|| request_host(session.req_header()))
+                    .flatten();
                 let chosen = self
                     .pools
                     .choose(sni, host.as_deref(), admission.identity.upstream());
@@ -245,11 +250,19 @@ impl ProxyHttp for ApmProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let pool = self.pools.get(ctx.pool);
-        let key = match ctx.client_ip {
-            IpAddr::V4(ip) => ip.octets().to_vec(),
-            IpAddr::V6(ip) => ip.octets().to_vec(),
+        // The consistent-hashing key (ignored by the other algorithms), on the stack.
+        let mut key = [0u8; 16];
+        let key: &[u8] = match ctx.client_ip {
+            IpAddr::V4(ip) => {
+                key[..4].copy_from_slice(&ip.octets());
+                &key[..4]
+            }
+            IpAddr::V6(ip) => {
+                key.copy_from_slice(&ip.octets());
+                &key
+            }
         };
-        let Some(member) = pool.select(&key, &ctx.tried) else {
+        let Some(member) = pool.select(key, &ctx.tried) else {
             // Nothing healthy (or everything tried): answer at once instead of timing out.
             if ctx.tried.is_empty() {
                 ctx.pending_reply = Some(

@@ -210,6 +210,10 @@ impl Pools {
         Ok((Pools { routes, ..pools }, handles))
     }
 
+    pub fn has_routes(&self) -> bool {
+        !self.routes.is_empty()
+    }
+
     pub fn index(&self, name: &str) -> Option<usize> {
         self.by_name.get(name).copied()
     }
