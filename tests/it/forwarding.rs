@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::support::*;
 
 const TOKEN: &str = "agent-token";
+const AUTH: &[(&str, &str)] = &[("Authorization", "Bearer agent-token")];
 
 fn proxy_with_token(pki: &Pki, upstream: &str) -> Proxy {
     Proxy::builder(pki, upstream).token(TOKEN).start()
@@ -175,8 +176,7 @@ fn upload_streams_chunk_by_chunk() {
         let client = proxy.client(h2);
         let before = upstream.body_bytes();
         let status = rt().block_on(async {
-            let (tx, body) = channel_body();
-            let upload = tokio::spawn(post_body(client, proxy.url("/intake/v2/events"), body));
+            let (tx, upload) = streamed_post(&client, &proxy.url("/intake/v2/events"), AUTH);
             let mut sent = 0;
             for i in 0..5 {
                 let line = format!("{{\"transaction\":{{\"id\":\"{i}\"}}}}\n");
@@ -189,25 +189,13 @@ fn upload_streams_chunk_by_chunk() {
                 .await;
             }
             drop(tx);
-            upload.await.unwrap()
+            upload.await.unwrap().status
         });
         assert_eq!(status, 202);
         let rec = upstream.requests().pop().unwrap();
         assert!(rec.complete);
         assert_eq!(rec.body.iter().filter(|&&b| b == b'\n').count(), 5);
     }
-}
-
-async fn post_body(client: reqwest::Client, url: String, body: reqwest::Body) -> u16 {
-    client
-        .post(url)
-        .header("Authorization", "Bearer agent-token")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// The upstream sends each chunk of its answer only after the client has read the one
@@ -518,9 +506,8 @@ fn client_hanging_up_mid_upload_is_not_an_error_line() {
     let upstream = Upstream::start();
     let proxy = proxy_with_token(&pki, &upstream.url());
     rt().block_on(async {
-        let (tx, body) = channel_body();
         let client = proxy.client(false);
-        let upload = tokio::spawn(post_body(client, proxy.url("/intake/v2/events"), body));
+        let (tx, upload) = streamed_post(&client, &proxy.url("/intake/v2/events"), AUTH);
         tx.send(Ok(b"{\"n\":0}\n".to_vec())).await.unwrap();
         eventually("the first chunk at the upstream", || async {
             upstream.body_bytes() > 0

@@ -355,21 +355,12 @@ fn sigterm_drains_a_streaming_upload_and_exits_when_it_ends() {
     let port = proxy.port;
     let runtime = rt();
     let (status, upload_ended) = runtime.block_on(async {
-        let (tx, body) = channel_body();
-        let client = proxy.client(false);
-        let url = proxy.url("/intake/v2/events");
         let auth = format!("Bearer {TOKEN}");
-        let upload = tokio::spawn(async move {
-            let status = client
-                .post(url)
-                .header("Authorization", auth)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status();
-            (status.as_u16(), Instant::now())
-        });
+        let (tx, upload) = streamed_post(
+            &proxy.client(false),
+            &proxy.url("/intake/v2/events"),
+            &[("Authorization", &auth)],
+        );
         tx.send(Ok(b"{\"metadata\":{}}\n".to_vec())).await.unwrap();
         eventually("the stream at the upstream", || async {
             upstream.body_bytes() > 0
@@ -394,7 +385,7 @@ fn sigterm_drains_a_streaming_upload_and_exits_when_it_ends() {
             .unwrap();
         }
         drop(tx);
-        upload.await.unwrap()
+        (upload.await.unwrap().status, Instant::now())
     });
     assert_eq!(status, 202, "the upload in flight completed");
     let exit = proxy

@@ -71,16 +71,12 @@ fn a_pool_spreads_fails_over_before_sending_and_recovers() {
     // A stream in flight on a member that is killed ends in 502, in bounded time.
     let before: Vec<usize> = members.iter().map(Upstream::started).collect();
     let (tx, request) = runtime.block_on(async {
-        let (tx, body) = channel_body();
-        let c2 = client.clone();
-        let url = proxy.url("/intake/v2/events");
-        let request = tokio::spawn(async move {
-            send(
-                c2.post(url).body(body),
-                &[("Authorization", &format!("Bearer {TOKEN}"))],
-            )
-            .await
-        });
+        let auth = format!("Bearer {TOKEN}");
+        let (tx, request) = streamed_post(
+            &client,
+            &proxy.url("/intake/v2/events"),
+            &[("Authorization", &auth)],
+        );
         tx.send(Ok(b"{\"id\":\"stream\"}\n".to_vec()))
             .await
             .unwrap();

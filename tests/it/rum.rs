@@ -306,16 +306,11 @@ fn a_later_event_overriding_the_service_ends_a_streaming_body() {
         let before = upstream.requests().len();
         let forwarded_before = upstream.body_bytes();
         let answer = rt().block_on(async {
-            let (tx, body) = channel_body();
-            let client = proxy.client(h2);
-            let url = proxy.url("/intake/v2/rum/events");
-            let request = tokio::spawn(async move {
-                send(
-                    client.post(url).body(body),
-                    &[("X-Forwarded-For", "192.0.2.40")],
-                )
-                .await
-            });
+            let (tx, request) = streamed_post(
+                &proxy.client(h2),
+                &proxy.url("/intake/v2/rum/events"),
+                &[("X-Forwarded-For", "192.0.2.40")],
+            );
             let good = v2("rum-js", "shop", 12);
             tx.send(Ok(good.clone().into_bytes())).await.unwrap();
             eventually("the 12 events at the upstream", || async {
@@ -470,21 +465,7 @@ fn concurrent_and_oversized_anonymous_requests_are_capped() {
     rt().block_on(async {
         let c = proxy.client(false);
         // One request held open (metadata sent, the rest pending)…
-        let (tx, body) = channel_body();
-        let held = {
-            let c = c.clone();
-            let url = url.clone();
-            tokio::spawn(async move {
-                c.post(&url)
-                    .header("X-Forwarded-For", "203.0.113.9")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
-        };
+        let (tx, held) = streamed_post(&c, &url, &[("X-Forwarded-For", "203.0.113.9")]);
         tx.send(Ok(v2("rum-js", "s", 1).into_bytes()))
             .await
             .unwrap();
@@ -513,7 +494,7 @@ fn concurrent_and_oversized_anonymous_requests_are_capped() {
         .await;
         assert_eq!(other.status, 202, "another IP is not affected");
         drop(tx);
-        assert_eq!(held.await.unwrap(), 202);
+        assert_eq!(held.await.unwrap().status, 202);
         // The slot is released when the request ends (just after its answer is sent).
         let one = v2("rum-js", "s", 1);
         let (every, limit) = (Duration::from_millis(20), Duration::from_secs(5));
@@ -672,13 +653,7 @@ fn service_bound_api_keys() {
             "{\"accepted\":0,\"errors\":[{\"message\":\"unauthorized: API Key not permitted for service \\\"billing\\\"\"}]}\n"
         );
         // A per-event override is checked too: streamed so the stream is already flowing.
-        let (tx, body) = channel_body();
-        let request = {
-            let (c, url, header) = (c.clone(), url.clone(), auth.1.to_string());
-            tokio::spawn(async move {
-                send(c.post(url).body(body), &[("Authorization", header.as_str())]).await
-            })
-        };
+        let (tx, request) = streamed_post(&c, &url, &[auth]);
         let start = upstream.body_bytes();
         let first = v2("go", "shop", 1);
         tx.send(Ok(first.clone().into_bytes())).await.unwrap();

@@ -101,6 +101,32 @@ pub async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) 
     send(client.get(url), headers).await
 }
 
+/// A POST whose body the test feeds chunk by chunk (send `Ok(bytes)`, drop the sender to end
+/// it): the sender, and the answer to come. Call inside a runtime.
+pub fn streamed_post(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    tokio::task::JoinHandle<Answer>,
+) {
+    let (tx, body) = super::bodies::channel_body();
+    let request = client.post(url).body(body);
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let answer = tokio::spawn(async move {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        send(request, &headers).await
+    });
+    (tx, answer)
+}
+
 /// curl with `args` (bounded to a minute); (stdout, stderr).
 pub fn curl(args: &[&str]) -> (String, String) {
     let out = bounded("curl", Duration::from_secs(60))
