@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -22,32 +22,38 @@ pub const USER_AGENT: &str = concat!(
 
 /// Members ejected after a failed connect, with the successful checks seen since.
 #[derive(Debug, Default)]
-pub struct Ejections(Mutex<HashMap<SocketAddr, usize>>);
+pub struct Ejections {
+    map: Mutex<HashMap<SocketAddr, usize>>,
+    /// How many are ejected: requests skip the lock while it is 0 (the usual case).
+    count: AtomicUsize,
+}
 
 impl Ejections {
     pub fn eject(&self, addr: SocketAddr) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(addr, 0);
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(addr, 0);
+        self.count.store(map.len(), Ordering::SeqCst);
     }
 
     pub fn is_ejected(&self, addr: &SocketAddr) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(addr)
+        self.count.load(Ordering::SeqCst) != 0
+            && self
+                .map
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(addr)
     }
 
     /// A check passed (`true`) or failed: `rise` passes in a row end the ejection.
     fn checked(&self, addr: SocketAddr, passed: bool, rise: usize) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(successes) = map.get_mut(&addr) {
             *successes = if passed { *successes + 1 } else { 0 };
             if *successes >= rise {
                 map.remove(&addr);
             }
         }
+        self.count.store(map.len(), Ordering::SeqCst);
     }
 }
 
