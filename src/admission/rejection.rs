@@ -46,6 +46,8 @@ pub enum Rejection {
     EventTooLarge,
     MissingMetadata,
     InvalidJson,
+    /// Keys that APM Server would read differently from the proxy's checks.
+    AmbiguousEvent,
     CorruptCompression,
     ClientTimeout,
     InvalidRequest,
@@ -73,6 +75,7 @@ impl Rejection {
             | EventTooLarge
             | MissingMetadata
             | InvalidJson
+            | AmbiguousEvent
             | CorruptCompression
             | InvalidRequest => StatusCode::BAD_REQUEST,
             NotFound => StatusCode::NOT_FOUND,
@@ -152,6 +155,9 @@ impl Rejection {
                 fixed("data validation error: the first line must be a metadata object")
             }
             InvalidJson => fixed("data decoding error: invalid JSON line"),
+            AmbiguousEvent => fixed(
+                "data decoding error: a key appears twice in different cases, or a line has more than one event",
+            ),
             CorruptCompression => fixed("data decoding error: the compressed body is corrupt"),
             ClientTimeout => fixed("request timed out"),
             InvalidRequest => fixed("invalid request"),
@@ -208,6 +214,7 @@ impl Rejection {
             EventTooLarge => "event_too_large",
             MissingMetadata => "missing_metadata",
             InvalidJson => "invalid_json",
+            AmbiguousEvent => "ambiguous_event",
             CorruptCompression => "corrupt_compression",
             ClientTimeout => "client_timeout",
             InvalidRequest => "invalid_request",

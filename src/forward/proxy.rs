@@ -20,11 +20,12 @@ use super::read_ahead::{prepare_read_ahead, read_ahead, ReadAhead};
 use super::response::{self, rejection_for};
 use super::upstream_headers::{self, request_host};
 use crate::admission::{
-    BodyLimits, Caller, ClientIpPolicy, Decision, EndpointKind, Gate, NameRules, Rejection, Reply,
+    path_of, BodyLimits, Caller, ClientIpPolicy, Decision, EndpointKind, Gate, NameRules,
+    Rejection, Reply,
 };
 use crate::auth::Identity;
 use crate::intake::agent_config::{self, AnswerTrimmer};
-use crate::intake::{BodyCheck, RateCharge, READ_AHEAD_LIMIT};
+use crate::intake::{BodyCheck, Format, RateCharge, READ_AHEAD_LIMIT};
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::limits::{RateLimiter, Slot};
 use crate::tls::ConnectionInfo;
@@ -452,7 +453,14 @@ impl ApmProxy {
             limiter,
             ip: ctx.client_ip,
         });
-        let mut check = BodyCheck::intake(rules, encoding, &self.settings.body_limits, rate);
+        // APM Server reads RUM v3 bodies with abbreviated keys, everything else as v2.
+        let format = if path_of(session.req_header().raw_path()) == b"/intake/v3/rum/events" {
+            Format::V3
+        } else {
+            Format::V2
+        };
+        let mut check =
+            BodyCheck::intake(rules, format, encoding, &self.settings.body_limits, rate);
         // Read ahead until the metadata line has been checked (or the body ends), so a
         // refused stream reaches the upstream not at all. What is read stays in Pingora's
         // retry buffer and is replayed upstream first.

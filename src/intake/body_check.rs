@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::decode::Format;
 use super::reader::{IntakeReader, ScanError};
 use super::rules::EventRules;
 use crate::admission::{BodyLimits, NameRefused, NameRules, Rejection, Reply};
@@ -48,6 +49,7 @@ impl BodyCheck {
     /// in size and charged to `rate`.
     pub fn intake(
         rules: NameRules,
+        format: Format,
         content_encoding: Option<&[u8]>,
         limits: &BodyLimits,
         rate: Option<RateCharge>,
@@ -56,6 +58,7 @@ impl BodyCheck {
         BodyCheck {
             reader: Some(IntakeReader::new(
                 content_encoding,
+                format,
                 limits.max_event_size,
                 EventRules::new(rules),
             )),
@@ -167,6 +170,7 @@ fn scan_reply(e: ScanError<NameRefused>, accepted: u64) -> Reply {
         ScanError::MissingMetadata => Rejection::MissingMetadata,
         ScanError::InvalidJson => Rejection::InvalidJson,
         ScanError::Decompression => Rejection::CorruptCompression,
+        ScanError::Ambiguous => Rejection::AmbiguousEvent,
     };
     Reply::intake(rejection, accepted)
 }
@@ -198,6 +202,7 @@ mod tests {
         };
         BodyCheck::intake(
             NameRules::Anonymous(Arc::new(policy)),
+            Format::V2,
             None,
             &limits(),
             Some(rate),
@@ -328,8 +333,13 @@ mod tests {
             max_anonymous_request_size: 100,
         };
         let policy = AnonymousPolicy::new(&[], &[], &[]);
-        let mut capped =
-            BodyCheck::intake(NameRules::Anonymous(Arc::new(policy)), None, &small, None);
+        let mut capped = BodyCheck::intake(
+            NameRules::Anonymous(Arc::new(policy)),
+            Format::V2,
+            None,
+            &small,
+            None,
+        );
         let body = format!("{META}{}", events(10));
         let reply = capped
             .on_chunk(Some(body.as_bytes()), false, Instant::now())
@@ -345,7 +355,7 @@ mod tests {
             ip: "192.0.2.1".parse().unwrap(),
         };
         let rules = NameRules::BoundKey(Arc::from(vec!["shop".to_string()]));
-        let mut check = BodyCheck::intake(rules, None, &limits(), Some(rate));
+        let mut check = BodyCheck::intake(rules, Format::V2, None, &limits(), Some(rate));
         let body = format!("{META}{}", events(100));
         let now = Instant::now();
         assert_eq!(

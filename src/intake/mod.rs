@@ -4,7 +4,9 @@
 
 pub mod agent_config;
 mod body_check;
+mod decode;
 mod reader;
 mod rules;
 
 pub use body_check::{BodyCheck, RateCharge, READ_AHEAD_LIMIT};
+pub use decode::Format;

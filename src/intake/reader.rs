@@ -9,7 +9,7 @@
 
 use std::io::Write;
 
-use serde::Deserialize;
+use super::decode::{self, Format, Line, LineError};
 
 /// Service and agent names an event names (metadata, or a per-event override).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub enum ScanError<R> {
     InvalidJson,
     /// The compressed stream is corrupt.
     Decompression,
+    /// A line whose keys APM Server and a case-sensitive reader would read differently.
+    Ambiguous,
 }
 
 enum Stage<V: EventVisitor> {
@@ -58,8 +60,13 @@ pub struct IntakeReader<V: EventVisitor> {
 }
 
 impl<V: EventVisitor> IntakeReader<V> {
-    pub fn new(content_encoding: Option<&[u8]>, max_event_size: usize, visitor: V) -> Self {
-        let lines = Lines::new(max_event_size, visitor);
+    pub fn new(
+        content_encoding: Option<&[u8]>,
+        format: Format,
+        max_event_size: usize,
+        visitor: V,
+    ) -> Self {
+        let lines = Lines::new(format, max_event_size, visitor);
         let stage = match content_encoding.map(|e| e.trim_ascii().to_ascii_lowercase()) {
             Some(e) if e == b"gzip" => {
                 Stage::Gzip(Box::new(flate2::write::MultiGzDecoder::new(lines)))
@@ -204,6 +211,7 @@ impl<V: EventVisitor> IntakeReader<V> {
 /// the decompressor streams into it without an intermediate buffer.
 struct Lines<V: EventVisitor> {
     visitor: V,
+    format: Format,
     line: Vec<u8>,
     max_event_size: usize,
     seen_metadata: bool,
@@ -213,9 +221,10 @@ struct Lines<V: EventVisitor> {
 }
 
 impl<V: EventVisitor> Lines<V> {
-    fn new(max_event_size: usize, visitor: V) -> Self {
+    fn new(format: Format, max_event_size: usize, visitor: V) -> Self {
         Lines {
             visitor,
+            format,
             line: Vec::new(),
             max_event_size,
             seen_metadata: false,
@@ -236,17 +245,22 @@ impl<V: EventVisitor> Lines<V> {
         if line.is_empty() {
             return Ok(());
         }
-        let parsed: Line = serde_json::from_slice(line).map_err(|_| ScanError::InvalidJson)?;
+        let parsed = decode::line(line, self.format).map_err(|e| match e {
+            LineError::InvalidJson => ScanError::InvalidJson,
+            LineError::Ambiguous => ScanError::Ambiguous,
+        })?;
         if !self.seen_metadata {
-            let Some(names) = parsed.metadata_names() else {
+            let Line::Metadata(names) = parsed else {
                 return Err(ScanError::MissingMetadata);
             };
             self.seen_metadata = true;
             return self.visitor.metadata(names).map_err(ScanError::Rejected);
         }
-        self.visitor
-            .event(parsed.override_names())
-            .map_err(ScanError::Rejected)?;
+        let overrides = match parsed {
+            Line::Event(names) => names,
+            Line::Metadata(_) | Line::Other => Names::default(),
+        };
+        self.visitor.event(overrides).map_err(ScanError::Rejected)?;
         self.events += 1;
         Ok(())
     }
@@ -289,121 +303,6 @@ impl<V: EventVisitor> Write for Lines<V> {
     }
 }
 
-/// The few fields of an intake line the proxy looks at; everything else is skipped.
-#[derive(Deserialize, Default)]
-struct Line {
-    metadata: Option<V2Metadata>,
-    m: Option<V3Metadata>,
-    transaction: Option<V2Event>,
-    span: Option<V2Event>,
-    error: Option<V2Event>,
-    metricset: Option<V2Event>,
-    log: Option<V2Event>,
-    x: Option<V3Event>,
-    e: Option<V3Event>,
-    me: Option<V3Event>,
-}
-
-#[derive(Deserialize, Default)]
-struct V2Metadata {
-    service: Option<V2Service>,
-}
-
-#[derive(Deserialize, Default)]
-struct V2Service {
-    name: Option<String>,
-    agent: Option<V2Agent>,
-}
-
-#[derive(Deserialize, Default)]
-struct V2Agent {
-    name: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct V2Event {
-    context: Option<V2Context>,
-}
-
-#[derive(Deserialize, Default)]
-struct V2Context {
-    service: Option<V2Service>,
-}
-
-#[derive(Deserialize, Default)]
-struct V3Metadata {
-    se: Option<V3Service>,
-}
-
-#[derive(Deserialize, Default)]
-struct V3Service {
-    n: Option<String>,
-    a: Option<V3Agent>,
-}
-
-#[derive(Deserialize, Default)]
-struct V3Agent {
-    n: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct V3Event {
-    c: Option<V3Context>,
-}
-
-#[derive(Deserialize, Default)]
-struct V3Context {
-    se: Option<V3Service>,
-}
-
-fn v2_names(s: Option<V2Service>) -> Names {
-    s.map(|s| Names {
-        service: s.name,
-        agent: s.agent.and_then(|a| a.name),
-    })
-    .unwrap_or_default()
-}
-
-fn v3_names(s: Option<V3Service>) -> Names {
-    s.map(|s| Names {
-        service: s.n,
-        agent: s.a.and_then(|a| a.n),
-    })
-    .unwrap_or_default()
-}
-
-impl Line {
-    fn metadata_names(self) -> Option<Names> {
-        match (self.metadata, self.m) {
-            (Some(m), _) => Some(v2_names(m.service)),
-            (None, Some(m)) => Some(v3_names(m.se)),
-            (None, None) => None,
-        }
-    }
-
-    fn override_names(self) -> Names {
-        let v2 = [
-            self.transaction,
-            self.span,
-            self.error,
-            self.metricset,
-            self.log,
-        ]
-        .into_iter()
-        .flatten()
-        .next()
-        .and_then(|e| e.context)
-        .map(|c| v2_names(c.service));
-        let v3 = [self.x, self.e, self.me]
-            .into_iter()
-            .flatten()
-            .next()
-            .and_then(|e| e.c)
-            .map(|c| v3_names(c.se));
-        v2.or(v3).unwrap_or_default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,7 +339,13 @@ mod tests {
         encoding: Option<&[u8]>,
         chunk: usize,
     ) -> Result<Record, ScanError<String>> {
-        let mut r = IntakeReader::new(encoding, 1024, Record::default());
+        // RUM v3 bodies open with their `m` metadata.
+        let format = if body.starts_with(b"{\"m\"") {
+            Format::V3
+        } else {
+            Format::V2
+        };
+        let mut r = IntakeReader::new(encoding, format, 1024, Record::default());
         for c in body.chunks(chunk.max(1)) {
             r.feed(c)?;
         }
@@ -580,7 +485,7 @@ mod accepted_count {
         for _ in 0..13 {
             body.push_str("{\"transaction\":{}}\n");
         }
-        let mut r = IntakeReader::new(None, 1024, RefuseNth(12));
+        let mut r = IntakeReader::new(None, Format::V2, 1024, RefuseNth(12));
         assert_eq!(r.feed(body.as_bytes()), Err(ScanError::Rejected(())));
         assert_eq!(r.events(), 12);
         let gz = {
@@ -589,7 +494,7 @@ mod accepted_count {
             e.write_all(body.as_bytes()).unwrap();
             e.finish().unwrap()
         };
-        let mut r = IntakeReader::new(Some(b"gzip"), 1024, RefuseNth(12));
+        let mut r = IntakeReader::new(Some(b"gzip"), Format::V2, 1024, RefuseNth(12));
         let fed = r.feed(&gz);
         let result = fed.and_then(|()| r.finish());
         assert_eq!(result, Err(ScanError::Rejected(())));

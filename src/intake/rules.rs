@@ -51,6 +51,7 @@ impl EventVisitor for EventRules {
 mod tests {
     use super::*;
     use crate::admission::AnonymousPolicy;
+    use crate::intake::decode::Format;
     use crate::intake::reader::{IntakeReader, ScanError};
     use std::sync::Arc;
 
@@ -64,7 +65,12 @@ mod tests {
     }
 
     fn scan(rules: NameRules, body: &str) -> Result<u64, ScanError<String>> {
-        let mut reader = IntakeReader::new(None, 1 << 20, EventRules::new(rules));
+        let format = if body.starts_with("{\"m\"") {
+            Format::V3
+        } else {
+            Format::V2
+        };
+        let mut reader = IntakeReader::new(None, format, 1 << 20, EventRules::new(rules));
         let fed = reader.feed(body.as_bytes()).and_then(|()| reader.finish());
         fed.map(|()| reader.events()).map_err(|e| match e {
             ScanError::Rejected(r) => ScanError::Rejected(r.to_string()),
@@ -72,6 +78,7 @@ mod tests {
             ScanError::MissingMetadata => ScanError::MissingMetadata,
             ScanError::InvalidJson => ScanError::InvalidJson,
             ScanError::Decompression => ScanError::Decompression,
+            ScanError::Ambiguous => ScanError::Ambiguous,
         })
     }
 

@@ -794,3 +794,51 @@ fn large_bodies_stream_through_the_reader_with_flat_memory() {
         );
     });
 }
+
+/// The anonymous allow-lists read a body as APM Server's decoder does: keys in any case, the
+/// first key typing the line, only `m` metadata on v3. What two readers could read differently
+/// is refused with 400; nothing of it is forwarded.
+#[test]
+fn the_intake_reader_reads_keys_as_apm_server_does() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(RUM)
+        .config("[auth.anonymous]\nallow_service = [\"shop\"]\n")
+        .start();
+    let v2_url = proxy.url("/intake/v2/rum/events");
+    let v3_url = proxy.url("/intake/v3/rum/events");
+    let meta = r#"{"metadata":{"service":{"name":"shop","agent":{"name":"rum-js"}}}}"#;
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        // Both spellings of a key: APM Server and a case-sensitive reader would differ.
+        (&v2_url, r#"{"metadata":{"service":{"name":"shop","agent":{"name":"rum-js"}},"Service":{"name":"evil"}}}"#.to_string() + "\n", 400, "data decoding error"),
+        (&v2_url, r#"{"metadata":{"service":{"name":"shop","Name":"evil","agent":{"name":"rum-js"}}}}"#.to_string() + "\n", 400, "data decoding error"),
+        // Two event keys in one line: refused, whichever APM Server would take.
+        (&v2_url, format!("{meta}\n{}\n", r#"{"span":{"context":{"service":{"name":"evil"}}},"transaction":{}}"#), 400, "data decoding error"),
+        // Keys in another case are the same keys: the override is seen and refused.
+        (&v2_url, format!("{meta}\n{}\n", r#"{"Transaction":{"Context":{"SERVICE":{"NAME":"evil"}}}}"#), 403, "not permitted for service \\\"evil\\\""),
+        (&v3_url, "{\"m\":{\"se\":{\"n\":\"shop\",\"a\":{\"n\":\"rum-js\"}}}}\n{\"x\":{\"C\":{\"se\":{\"n\":\"evil\"}}}}\n".to_string(), 403, "not permitted for service \\\"evil\\\""),
+        // v3 reads only `m`: allowed names under `metadata` do not hide disallowed ones.
+        (&v3_url, "{\"m\":{\"se\":{\"n\":\"evil\",\"a\":{\"n\":\"rum-js\"}}},\"metadata\":{\"service\":{\"name\":\"shop\"}}}\n".to_string(), 403, "not permitted for service \\\"evil\\\""),
+        (&v3_url, format!("{meta}\n"), 400, "the first line must be a metadata object"),
+    ];
+    rt().block_on(async {
+        let c = proxy.client(false);
+        for (url, body, status, message) in &cases {
+            let a = post(&c, url, &[], body.clone()).await;
+            assert_eq!(a.status, *status, "{body}: {}", a.body);
+            assert!(a.body.contains(message), "{body}: {}", a.body);
+        }
+        // The unambiguous, allowed forms still pass.
+        let ok = format!(
+            "{meta}\n{}\n",
+            r#"{"TRANSACTION":{"context":{"service":{"name":"shop"}}}}"#
+        );
+        assert_eq!(post(&c, &v2_url, &[], ok).await.status, 202);
+    });
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "only the allowed body was forwarded"
+    );
+}
