@@ -157,7 +157,11 @@ impl Gate {
         let answer = |rejection, identity: Option<&Identity>| {
             let reply = match kind {
                 // Intake endpoints answer a 403 in their stream shape.
-                Some(k) if k.reports_stream_errors() && rejection_is_forbidden(&rejection) => {
+                Some(k)
+                    if k.reports_stream_errors()
+                        && (rejection_is_forbidden(&rejection)
+                            || rejection == Rejection::OnlyPost) =>
+                {
                     Reply::intake(rejection, 0)
                 }
                 _ => Reply::plain(rejection),
@@ -229,6 +233,11 @@ impl Gate {
             (None, None) => return answer(Rejection::MissingCredentials, None),
         };
 
+        // The endpoint's methods, checked where APM Server's handlers check them: after auth.
+        if let Some(refused) = method_refusal(kind, &req.method) {
+            return answer(refused, Some(&identity));
+        }
+
         let mut slot = None;
         if let (Identity::Anonymous, Some(access)) = (&identity, anonymous) {
             // Anonymous callers may hold only so many requests open, and are rate limited
@@ -261,6 +270,22 @@ impl Gate {
             slot,
             rules,
         })
+    }
+}
+
+/// APM Server's answer to a method its handler for `kind` does not take.
+fn method_refusal(kind: EndpointKind, method: &http::Method) -> Option<Rejection> {
+    use http::Method;
+    let allowed = match kind {
+        EndpointKind::AgentConfig | EndpointKind::RumAgentConfig => {
+            *method == Method::GET || *method == Method::POST
+        }
+        _ => *method == Method::POST,
+    };
+    match (allowed, kind.is_ndjson_intake()) {
+        (true, _) => None,
+        (false, true) => Some(Rejection::OnlyPost),
+        (false, false) => Some(Rejection::MethodNotSupported(method.clone())),
     }
 }
 

@@ -35,6 +35,10 @@ pub enum Rejection {
     NameNotPermitted(NameRefused),
     /// A key bound to services on an endpoint whose body the proxy does not read.
     KeyRestrictedEndpoint,
+    /// Intake endpoints take POST only (APM Server answers 400, in the intake shape).
+    OnlyPost,
+    /// Other endpoints refuse other methods with 405.
+    MethodNotSupported(http::Method),
     TooManyOpenRequests,
     RateLimited,
     // --- from the request body ---
@@ -72,6 +76,7 @@ impl Rejection {
             HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             AmbiguousPath(_)
             | DuplicateAuthorization
+            | OnlyPost
             | EventTooLarge
             | MissingMetadata
             | InvalidJson
@@ -92,6 +97,7 @@ impl Rejection {
             ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             UpstreamUnreachable | UpstreamClosed => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            MethodNotSupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
             RequestFailed(status) => *status,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,6 +150,8 @@ impl Rejection {
                 "unauthorized: API Key restricted to services cannot be used on this endpoint",
             ),
             TooManyOpenRequests => fixed("too many requests: too many concurrent requests"),
+            OnlyPost => fixed("only POST requests are supported"),
+            MethodNotSupported(method) => Some(format!("method not supported: {method}").into()),
             RateLimited => fixed("too many requests: rate limit exceeded"),
             BodyTooLarge => fixed("request body too large"),
             MetadataBeyondReadAhead => {
@@ -207,6 +215,8 @@ impl Rejection {
             NameNotPermitted(n) => n.label(),
             KeyRestrictedEndpoint => "key_restricted_endpoint",
             TooManyOpenRequests => "too_many_open",
+            OnlyPost => "only_post",
+            MethodNotSupported(_) => "method_not_supported",
             RateLimited => "rate_limited",
             BodyTooLarge => "body_too_large",
             MetadataBeyondReadAhead => "metadata_beyond_read_ahead",

@@ -95,6 +95,17 @@ mod tests {
     }
 
     #[test]
+    fn absurd_durations_are_refused() {
+        let err =
+            ConfigFile::parse("[server]\nshutdown_grace_period = \"1000000000h\"").unwrap_err();
+        assert!(
+            err.contains("shutdown_grace_period") && err.contains("longer than a year"),
+            "{err}"
+        );
+        assert!(ConfigFile::parse("[server]\nshutdown_grace_period = \"365d\"").is_ok());
+    }
+
+    #[test]
     fn relative_paths_are_anchored_at_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("proxy.toml");

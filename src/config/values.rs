@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+/// The longest duration any setting accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A duration written the human way: `"30s"`, `"5m"`, `"1h 30m"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -13,7 +16,16 @@ impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text)
-            .map(HumanDuration)
+            .map_err(|e| e.to_string())
+            .and_then(|d| {
+                // Beyond a year no setting here means anything, and deadlines computed from
+                // it could overflow.
+                if d > MAX_DURATION {
+                    Err("longer than a year".to_string())
+                } else {
+                    Ok(HumanDuration(d))
+                }
+            })
             .map_err(|e| {
                 serde::de::Error::custom(format!(
                     "invalid duration {text:?}: {e} (write e.g. \"30s\")"

@@ -22,7 +22,10 @@ fn is_dropped(name: &HeaderName, from_trusted_proxy: bool) -> bool {
         || *name == FORWARDED
         || matches!(
             name.as_str(),
-            "x-real-ip"
+            // A protocol switch (WebSocket, h2c) is never asked of the upstream for a client.
+            "upgrade"
+                | "http2-settings"
+                | "x-real-ip"
                 | "x-forwarded-for"
                 | "x-forwarded-proto"
                 | "x-forwarded-host"
@@ -115,6 +118,8 @@ mod tests {
             ("X-SSL-Client-DN", "CN=admin"),
             ("ssl-client-cert", "pem"),
             ("X-Forwarded-Host", "evil.example"),
+            ("Upgrade", "h2c"),
+            ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
             ("Content-Type", "application/x-ndjson"),
         ]);
         rewrite(&mut req, "192.0.2.7".parse().unwrap(), "https", None, false).unwrap();

@@ -293,3 +293,39 @@ fn root_is_blank_for_anonymous_and_real_for_authenticated_callers() {
     });
     assert_eq!(upstream.requests().len(), 1);
 }
+
+/// Each endpoint takes the methods APM Server's handler takes; others are answered here, as
+/// APM Server answers them, after authentication, and never forwarded.
+#[test]
+fn other_methods_are_refused_as_apm_server_refuses_them() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token("method-token-5c1e")
+        .start();
+    let auth = [("Authorization", "Bearer method-token-5c1e")];
+    rt().block_on(async {
+        let c = proxy.client(false);
+        for (method, path, status, body) in [
+            ("GET", "/intake/v2/events", 400, "{\"accepted\":0,\"errors\":[{\"message\":\"only POST requests are supported\"}]}\n"),
+            ("PUT", "/intake/v2/rum/events", 400, "{\"accepted\":0,\"errors\":[{\"message\":\"only POST requests are supported\"}]}\n"),
+            ("PUT", "/config/v1/agents", 405, "{\"error\":\"method not supported: PUT\"}\n"),
+            ("DELETE", "/v1/traces", 405, "{\"error\":\"method not supported: DELETE\"}\n"),
+            ("GET", "/assets/v1/sourcemaps", 405, "{\"error\":\"method not supported: GET\"}\n"),
+        ] {
+            let req = c.request(method.parse().unwrap(), proxy.url(path));
+            let a = send(req, &auth).await;
+            assert_eq!((a.status, a.body.as_str()), (status, body), "{method} {path}");
+        }
+        // Unauthenticated, the same request is a 401 first, as in APM Server.
+        let a = send(c.get(proxy.url("/intake/v2/events")), &[]).await;
+        assert_eq!(a.status, 401);
+        // The methods each endpoint takes still pass.
+        assert_eq!(send(c.get(proxy.url("/config/v1/agents?service.name=s")), &auth).await.status, 200);
+    });
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "only the agent-config GET was forwarded"
+    );
+}
