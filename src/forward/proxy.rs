@@ -402,7 +402,10 @@ impl ProxyHttp for ApmProxy {
         *e.esource() == ErrorSource::Downstream
             && matches!(
                 e.etype(),
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+                ErrorType::ConnectionClosed
+                    | ErrorType::ReadError
+                    | ErrorType::WriteError
+                    | ErrorType::ReadTimedout
             )
     }
 
@@ -470,6 +473,7 @@ impl ApmProxy {
                 ReadAhead::Chunk(chunk) => check.feed_ahead(&chunk),
                 ReadAhead::End => check.end_ahead(),
                 ReadAhead::TooLarge => Err(Reply::intake(Rejection::MetadataBeyondReadAhead, 0)),
+                ReadAhead::TimedOut => Err(Reply::plain(Rejection::ClientTimeout)),
             };
             if let Err(reply) = checked {
                 return Ok(Some(reply));
@@ -494,6 +498,7 @@ impl ApmProxy {
                     ReadAhead::Chunk(chunk) => body.extend_from_slice(&chunk),
                     ReadAhead::End => break,
                     ReadAhead::TooLarge => return Ok(Some(Reply::plain(Rejection::BodyTooLarge))),
+                    ReadAhead::TimedOut => return Ok(Some(Reply::plain(Rejection::ClientTimeout))),
                 }
                 if body.len() as u64 > READ_AHEAD_LIMIT {
                     return Ok(Some(Reply::plain(Rejection::BodyTooLarge)));

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use pingora::Result;
+use pingora::{ErrorType, Result};
 
 use super::response;
 
@@ -13,12 +13,18 @@ pub enum ReadAhead {
     End,
     /// Past what Pingora's retry buffer can replay.
     TooLarge,
+    /// The client sent nothing for `server.read_timeout`.
+    TimedOut,
 }
 
-/// The next body chunk read ahead (kept in the retry buffer for the replay).
+/// The next body chunk read ahead (kept in the retry buffer for the replay). Errors are the
+/// client's (its connection), so they count as downstream errors.
 pub async fn read_ahead(session: &mut Session) -> Result<ReadAhead> {
-    let Some(chunk) = session.as_downstream_mut().read_request_body().await? else {
-        return Ok(ReadAhead::End);
+    let chunk = match session.as_downstream_mut().read_request_body().await {
+        Ok(Some(chunk)) => chunk,
+        Ok(None) => return Ok(ReadAhead::End),
+        Err(e) if *e.etype() == ErrorType::ReadTimedout => return Ok(ReadAhead::TimedOut),
+        Err(e) => return Err(e.into_down()),
     };
     if session.as_downstream().retry_buffer_truncated() {
         return Ok(ReadAhead::TooLarge);
@@ -27,15 +33,20 @@ pub async fn read_ahead(session: &mut Session) -> Result<ReadAhead> {
 }
 
 /// Before reading a body ahead: keep what is read for the replay, and release a client
-/// that waits for `100 Continue` (HTTP/1.1) — it would otherwise send nothing to read.
+/// that waits for `100 Continue` (HTTP/1.1) — it would otherwise send nothing to read. No
+/// `100 Continue` is promised for a body that is empty by its framing.
 pub async fn prepare_read_ahead(session: &mut Session) -> Result<()> {
     session.as_downstream_mut().enable_retry_buffering();
-    if response::expects_continue(session.req_header()) && !session.is_http2() {
+    let continues = response::expects_continue(session.req_header());
+    if continues && !session.is_http2() && !session.as_downstream_mut().is_body_empty() {
         let header = ResponseHeader::build(100, Some(0))?;
         session
             .as_downstream_mut()
             .write_response_header(Box::new(header))
             .await?;
+    }
+    if continues {
+        // Answered here (or not needed): the upstream must not wait for it again.
         session
             .req_header_mut()
             .remove_header(&http::header::EXPECT);

@@ -97,9 +97,14 @@ pub async fn send(
     let h1 = !session.is_http2();
     let expects_continue = expects_continue(session.req_header());
     let mut body_done = session.is_body_done();
+    // A client that stalled will not send the rest: answer now, and close.
+    let stalled = reply.rejection == Rejection::ClientTimeout;
+    if stalled {
+        session.set_keepalive(None);
+    }
     // Also for HTTP/2: a reply sent before the body ends is followed by RST_STREAM, which
     // some clients (curl among them) report as a failure instead of showing the reply.
-    if !body_done && !expects_continue {
+    if !body_done && !expects_continue && !stalled {
         body_done = drain_up_to(session, KEEPALIVE_DRAIN_LIMIT, drain_timeout).await;
     }
     let empty = body.is_empty();
@@ -109,7 +114,7 @@ pub async fn send(
     if !empty {
         session.write_response_body(Some(body), true).await?;
     }
-    if h1 && !body_done && !expects_continue {
+    if h1 && !body_done && !expects_continue && !stalled {
         let _ = tokio::time::timeout(drain_timeout, session.drain_request_body()).await;
     }
     Ok(())

@@ -842,3 +842,87 @@ fn the_intake_reader_reads_keys_as_apm_server_does() {
         "only the allowed body was forwarded"
     );
 }
+
+/// A client that stalls while the proxy reads ahead for the metadata line gets 408 after one
+/// `server.read_timeout`, as a stalled body anywhere else does.
+#[test]
+fn a_stalled_body_during_read_ahead_is_answered_408() {
+    use std::io::{Read, Write};
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(RUM)
+        .config("[server]\nread_timeout = \"1s\"\n")
+        .start();
+    let out = bounded("openssl", std::time::Duration::from_secs(30))
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{}", proxy.port),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = out;
+    let mut stdin = child.stdin.take().unwrap();
+    // The head and half a metadata line, then nothing.
+    write!(
+        stdin,
+        "POST /intake/v2/rum/events HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n{{\"metadata\":"
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let mut answer = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut answer)
+        .unwrap();
+    drop(stdin);
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request timed out"), "{answer}");
+    assert!(!proxy.log_text().contains("ERROR"), "{}", proxy.log_text());
+    assert_eq!(upstream.started(), 0);
+}
+
+/// `Expect: 100-continue` on an empty anonymous body: no `100 Continue` is promised for a body
+/// that does not come; the empty body is APM Server's to judge (8.x accepts it) and the client
+/// gets its answer.
+#[test]
+fn expect_continue_without_a_body_gets_an_answer() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url()).config(RUM).start();
+    let (out, err) = curl(&[
+        "-s",
+        "-i",
+        "--http1.1",
+        "--cacert",
+        proxy.ca_file().to_str().unwrap(),
+        "-H",
+        "Expect: 100-continue",
+        "-H",
+        "Content-Type: application/x-ndjson",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Length: 0",
+        &proxy.url("/intake/v2/rum/events"),
+    ]);
+    assert!(!out.contains("100 Continue"), "{out}");
+    let status = out.lines().next().unwrap_or_default();
+    assert!(status.starts_with("HTTP/1.1 202"), "{out}{err}");
+    let forwarded = upstream.requests();
+    assert_eq!(forwarded.len(), 1);
+    assert!(
+        forwarded[0].headers.get("expect").is_none(),
+        "{:?}",
+        forwarded[0].headers
+    );
+    assert!(forwarded[0].body.is_empty());
+}
