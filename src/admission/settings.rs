@@ -54,6 +54,8 @@ pub struct BodyLimits {
     pub max_event_size: usize,
     /// Largest anonymous request body as sent (`auth.anonymous.max_request_size`).
     pub max_anonymous_request_size: u64,
+    /// Largest anonymous request body decompressed (`auth.anonymous.max_decompressed_size`).
+    pub max_anonymous_decompressed_size: u64,
 }
 
 fn positive(problems: &mut Problems, key: &str, value: u64) {
@@ -136,6 +138,10 @@ impl TryFrom<&ConfigFile> for AdmissionSettings {
                 u64::from(a.max_concurrent_requests),
             ),
             ("auth.anonymous.max_request_size", a.max_request_size),
+            (
+                "auth.anonymous.max_decompressed_size",
+                a.max_decompressed_size,
+            ),
             ("rum.max_event_size", file.rum.max_event_size as u64),
             (
                 "auth.failed_attempts.max_failures",
@@ -175,6 +181,7 @@ impl TryFrom<&ConfigFile> for AdmissionSettings {
             body: BodyLimits {
                 max_event_size: file.rum.max_event_size,
                 max_anonymous_request_size: a.max_request_size,
+                max_anonymous_decompressed_size: a.max_decompressed_size,
             },
         })
     }

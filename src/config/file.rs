@@ -229,6 +229,9 @@ pub struct AnonymousConfig {
     pub max_concurrent_requests: u32,
     /// Largest anonymous request body, in bytes as sent (beyond: 413).
     pub max_request_size: u64,
+    /// Largest anonymous request body once decompressed (beyond: 413); bounds the work a
+    /// small compressed body can cause.
+    pub max_decompressed_size: u64,
 }
 
 impl Default for AnonymousConfig {
@@ -241,6 +244,8 @@ impl Default for AnonymousConfig {
             rate_limit: RateLimitConfig::default(),
             max_concurrent_requests: 32,
             max_request_size: 5 * 1024 * 1024,
+            // APM Server 6.x's `max_unzipped_size`.
+            max_decompressed_size: 30 * 1024 * 1024,
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct BodyCheck {
     forwarded: u64,
     /// Events charged to the rate limit so far, in batches of ten as APM Server does.
     charged: u64,
+    /// Blank lines read so far (charged with the events).
+    blank_charged: u64,
 }
 
 impl BodyCheck {
@@ -56,10 +58,11 @@ impl BodyCheck {
     ) -> BodyCheck {
         let anonymous = rules.is_anonymous();
         BodyCheck {
-            reader: Some(IntakeReader::new(
+            reader: Some(IntakeReader::with_limit(
                 content_encoding,
                 format,
                 limits.max_event_size,
+                anonymous.then_some(limits.max_anonymous_decompressed_size),
                 EventRules::new(rules),
             )),
             read_ahead: 0,
@@ -68,6 +71,7 @@ impl BodyCheck {
             rate: rate.filter(|_| anonymous),
             forwarded: 0,
             charged: 0,
+            blank_charged: 0,
         }
     }
 
@@ -121,14 +125,24 @@ impl BodyCheck {
         if end_of_stream {
             if let Some(mut reader) = self.reader.take() {
                 reader.finish().map_err(|e| scan_reply(e, self.forwarded))?;
-                self.forwarded = reader.events();
-                return self.charge(self.forwarded, true, now);
+                let (events, blank) = (reader.events(), reader.blank_lines());
+                let wait = self.charge(events + blank, true, now)?;
+                self.forwarded = events;
+                self.blank_charged = blank;
+                return Ok(wait);
             }
         }
-        let events = self.reader.as_ref().map_or(self.forwarded, |r| r.events());
-        let wait = self.charge(events, end_of_stream, now)?;
+        let (events, blank) = self
+            .reader
+            .as_ref()
+            .map_or((self.forwarded, self.blank_charged), |r| {
+                (r.events(), r.blank_lines())
+            });
+        // Blank lines cost reading too: they are charged like events (not counted as accepted).
+        let wait = self.charge(events + blank, end_of_stream, now)?;
         // This chunk goes upstream now, and its events with it.
         self.forwarded = events;
+        self.blank_charged = blank;
         Ok(wait)
     }
 
@@ -154,7 +168,7 @@ impl BodyCheck {
                 Grant::Now => {}
                 Grant::After(d) => wait = wait.max(d),
                 Grant::Refused => {
-                    return Err(Reply::intake(Rejection::EventRateLimited, self.charged))
+                    return Err(Reply::intake(Rejection::EventRateLimited, self.forwarded))
                 }
             }
             self.charged += batch;
@@ -171,6 +185,7 @@ fn scan_reply(e: ScanError<NameRefused>, accepted: u64) -> Reply {
         ScanError::InvalidJson => Rejection::InvalidJson,
         ScanError::Decompression => Rejection::CorruptCompression,
         ScanError::Ambiguous => Rejection::AmbiguousEvent,
+        ScanError::TooLarge => Rejection::BodyTooLarge,
     };
     Reply::intake(rejection, accepted)
 }
@@ -190,6 +205,7 @@ mod tests {
         BodyLimits {
             max_event_size: 1024,
             max_anonymous_request_size: 1 << 20,
+            max_anonymous_decompressed_size: 1 << 24,
         }
     }
 
@@ -299,13 +315,13 @@ mod tests {
             "{wait:?}"
         );
         // Another batch right away would need more than the longest wait: refused, with
-        // the events charged so far as accepted.
+        // the events of the chunks already forwarded (9 + 30 + 10) as accepted.
         let again = events(10);
         let reply = check
             .on_chunk(Some(again.as_bytes()), false, t0)
             .unwrap_err();
         assert_eq!(reply.rejection, Rejection::EventRateLimited);
-        assert_eq!(reply.accepted, Some(40));
+        assert_eq!(reply.accepted, Some(49));
     }
 
     #[test]
@@ -331,6 +347,7 @@ mod tests {
         let small = BodyLimits {
             max_event_size: 1024,
             max_anonymous_request_size: 100,
+            max_anonymous_decompressed_size: 1 << 24,
         };
         let policy = AnonymousPolicy::new(&[], &[], &[]);
         let mut capped = BodyCheck::intake(
@@ -345,6 +362,51 @@ mod tests {
             .on_chunk(Some(body.as_bytes()), false, Instant::now())
             .unwrap_err();
         assert_eq!(reply.rejection, Rejection::BodyTooLarge);
+    }
+
+    #[test]
+    fn blank_lines_are_charged_and_decompressed_bodies_are_bounded() {
+        // 10 events/s, burst 30: 2 events and 40 blank lines need more than the burst.
+        let mut check = anonymous_check(10);
+        check.feed_ahead(META.as_bytes()).unwrap();
+        let now = Instant::now();
+        let body = format!("{META}{}{}", events(2), "\n".repeat(40));
+        let reply = check
+            .on_chunk(Some(body.as_bytes()), true, now)
+            .unwrap_err();
+        assert_eq!(reply.rejection, Rejection::EventRateLimited);
+        assert_eq!(
+            reply.accepted,
+            Some(0),
+            "blank lines are charged, not accepted"
+        );
+
+        let limits = BodyLimits {
+            max_event_size: 1024,
+            max_anonymous_request_size: 1 << 20,
+            max_anonymous_decompressed_size: 4096,
+        };
+        let policy = AnonymousPolicy::new(&[], &[], &[]);
+        let mut check = BodyCheck::intake(
+            NameRules::Anonymous(Arc::new(policy)),
+            Format::V2,
+            Some(b"gzip"),
+            &limits,
+            None,
+        );
+        let blanks = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(META.as_bytes()).unwrap();
+            e.write_all(&vec![b'\n'; 1 << 20]).unwrap();
+            e.finish().unwrap()
+        };
+        assert!(blanks.len() < 4096, "a small compressed body");
+        let reply = check
+            .feed_ahead(&blanks)
+            .err()
+            .or_else(|| check.on_chunk(Some(&blanks), true, Instant::now()).err());
+        assert_eq!(reply.map(|r| r.rejection), Some(Rejection::BodyTooLarge));
     }
 
     #[test]

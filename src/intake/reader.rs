@@ -40,6 +40,8 @@ pub enum ScanError<R> {
     Decompression,
     /// A line whose keys APM Server and a case-sensitive reader would read differently.
     Ambiguous,
+    /// The body decompressed beyond the reader's limit.
+    TooLarge,
 }
 
 enum Stage<V: EventVisitor> {
@@ -57,16 +59,30 @@ pub struct IntakeReader<V: EventVisitor> {
     /// Events the visitor accepted so far; kept when the reading stops on an error, so an
     /// error reply can say how many events went before it.
     events: u64,
+    blank_lines: u64,
 }
 
 impl<V: EventVisitor> IntakeReader<V> {
+    #[cfg(test)]
     pub fn new(
         content_encoding: Option<&[u8]>,
         format: Format,
         max_event_size: usize,
         visitor: V,
     ) -> Self {
-        let lines = Lines::new(format, max_event_size, visitor);
+        Self::with_limit(content_encoding, format, max_event_size, None, visitor)
+    }
+
+    /// Like `new`, refusing a body that decompresses to more than `max_body` bytes.
+    pub fn with_limit(
+        content_encoding: Option<&[u8]>,
+        format: Format,
+        max_event_size: usize,
+        max_body: Option<u64>,
+        visitor: V,
+    ) -> Self {
+        let mut lines = Lines::new(format, max_event_size, visitor);
+        lines.max_body = max_body;
         let stage = match content_encoding.map(|e| e.trim_ascii().to_ascii_lowercase()) {
             Some(e) if e == b"gzip" => {
                 Stage::Gzip(Box::new(flate2::write::MultiGzDecoder::new(lines)))
@@ -77,7 +93,11 @@ impl<V: EventVisitor> IntakeReader<V> {
             // Missing or unknown: sniff, as APM Server does for RUM beacons.
             _ => Stage::Sniff(lines, Vec::with_capacity(2)),
         };
-        IntakeReader { stage, events: 0 }
+        IntakeReader {
+            stage,
+            events: 0,
+            blank_lines: 0,
+        }
     }
 
     pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), ScanError<V::Reject>> {
@@ -96,6 +116,11 @@ impl<V: EventVisitor> IntakeReader<V> {
     /// Events accepted by the visitor so far (those before an error, after one).
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Blank lines read so far (APM Server skips them; they still cost reading).
+    pub fn blank_lines(&self) -> u64 {
+        self.blank_lines
     }
 
     /// Has the metadata line been read (and accepted by the visitor)?
@@ -147,6 +172,7 @@ impl<V: EventVisitor> IntakeReader<V> {
         };
         let end = lines.end_of_body();
         self.events = lines.events;
+        self.blank_lines = lines.blank_lines;
         if end.is_ok() {
             // Kept for `into_visitor`; nothing is fed after the end.
             self.stage = Stage::Plain(lines);
@@ -166,8 +192,9 @@ impl<V: EventVisitor> IntakeReader<V> {
     }
 
     fn sync_events(&mut self) {
-        if let Some(events) = self.lines_mut().map(|l| l.events) {
+        if let Some((events, blank)) = self.lines_mut().map(|l| (l.events, l.blank_lines)) {
             self.events = events;
+            self.blank_lines = blank;
         }
     }
 
@@ -217,6 +244,10 @@ struct Lines<V: EventVisitor> {
     seen_metadata: bool,
     /// Events the visitor accepted.
     events: u64,
+    blank_lines: u64,
+    /// Decompressed bytes so far, and the most allowed.
+    body: u64,
+    max_body: Option<u64>,
     error: Option<ScanError<V::Reject>>,
 }
 
@@ -229,6 +260,9 @@ impl<V: EventVisitor> Lines<V> {
             max_event_size,
             seen_metadata: false,
             events: 0,
+            blank_lines: 0,
+            body: 0,
+            max_body: None,
             error: None,
         }
     }
@@ -243,6 +277,7 @@ impl<V: EventVisitor> Lines<V> {
 
     fn visit(&mut self, line: &[u8]) -> Result<(), ScanError<V::Reject>> {
         if line.is_empty() {
+            self.blank_lines += 1;
             return Ok(());
         }
         let parsed = decode::line(line, self.format).map_err(|e| match e {
@@ -277,6 +312,11 @@ impl<V: EventVisitor> Write for Lines<V> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.error.is_some() {
             return Err(std::io::Error::other("stopped"));
+        }
+        self.body += buf.len() as u64;
+        if self.max_body.is_some_and(|max| self.body > max) {
+            self.error = Some(ScanError::TooLarge);
+            return Err(std::io::Error::other("too large"));
         }
         for part in buf.split_inclusive(|&b| b == b'\n') {
             let (content, ends_line) = match part.split_last() {

@@ -79,6 +79,7 @@ mod tests {
             ScanError::InvalidJson => ScanError::InvalidJson,
             ScanError::Decompression => ScanError::Decompression,
             ScanError::Ambiguous => ScanError::Ambiguous,
+            ScanError::TooLarge => ScanError::TooLarge,
         })
     }
 

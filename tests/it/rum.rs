@@ -926,3 +926,43 @@ fn expect_continue_without_a_body_gets_an_answer() {
     );
     assert!(forwarded[0].body.is_empty());
 }
+
+/// A small compressed body cannot cost unbounded work: what it decompresses to is bounded
+/// (413), and blank lines are charged to the rate limit like events (429).
+#[test]
+fn compressed_bodies_are_bounded_and_blank_lines_are_charged() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let bomb = {
+        let mut body = v2("rum-js", "s", 1).into_bytes();
+        body.extend(std::iter::repeat_n(b'\n', 8 << 20));
+        gzip(&body)
+    };
+    assert!(bomb.len() < 64 * 1024, "{} bytes compressed", bomb.len());
+    let bounded = Proxy::builder(&pki, &upstream.url())
+        .config(RUM)
+        .config("[auth.anonymous]\nmax_decompressed_size = 1048576\n[auth.anonymous.rate_limit]\nevent_limit = 1000000\n")
+        .start();
+    let charged = Proxy::builder(&pki, &upstream.url())
+        .config(RUM)
+        .config("[auth.anonymous.rate_limit]\nevent_limit = 10\n")
+        .start();
+    rt().block_on(async {
+        let headers = [
+            ("Content-Encoding", "gzip"),
+            ("X-Forwarded-For", "192.0.2.77"),
+        ];
+        let url = bounded.url("/intake/v2/rum/events");
+        let a = post(&bounded.client(false), &url, &headers, bomb.clone()).await;
+        assert_eq!(a.status, 413, "{}", a.body);
+        assert!(a.body.contains("request body too large"), "{}", a.body);
+        let url = charged.url("/intake/v2/rum/events");
+        let a = post(&charged.client(false), &url, &headers, bomb.clone()).await;
+        assert_eq!(a.status, 429, "{}", a.body);
+        assert!(a.body.contains("rate limit exceeded"), "{}", a.body);
+    });
+    assert!(
+        upstream.requests().iter().all(|r| !r.complete),
+        "no bomb completed upstream"
+    );
+}
