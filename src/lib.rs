@@ -25,6 +25,8 @@ pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod intake;
 pub mod lifecycle;
 pub mod limits;

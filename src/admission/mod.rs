@@ -4,11 +4,11 @@
 //! every answer the proxy writes itself.
 
 mod client_ip;
-mod cors;
+pub(crate) mod cors;
 mod decide;
 mod names;
 mod rejection;
-mod routes;
+pub(crate) mod routes;
 mod settings;
 
 pub use client_ip::ClientIpPolicy;

@@ -6,8 +6,8 @@
 
 pub mod audit;
 mod client_cert;
-mod go_base64;
-mod header;
+pub(crate) mod go_base64;
+pub(crate) mod header;
 mod identity;
 pub mod keys_file;
 mod privileges;

@@ -4,8 +4,8 @@
 
 pub mod agent_config;
 mod body_check;
-mod decode;
-mod reader;
+pub(crate) mod decode;
+pub(crate) mod reader;
 mod rules;
 
 pub use body_check::{BodyCheck, RateCharge, READ_AHEAD_LIMIT};

@@ -1,0 +1,269 @@
+//! Entry points for the fuzz targets under `fuzz/` (not part of the proxy's API): the parsers
+//! that read what clients send, and a reference decoder of intake lines written straight
+//! from APM Server's rules, for a differential target.
+
+use serde_json::Value;
+
+use crate::admission::cors::glob;
+use crate::admission::routes::check_path;
+use crate::auth::go_base64::decode_std;
+use crate::auth::header::{self, Presented};
+use crate::config::ConfigFile;
+use crate::intake::agent_config::query_param;
+use crate::intake::decode::{self, Line};
+use crate::intake::reader::{EventVisitor, IntakeReader, Names};
+use crate::settings::Settings;
+
+pub use crate::intake::Format;
+
+/// The `Authorization` parser, and the Go base64 of an `ApiKey` credential.
+pub fn authorization(value: &[u8]) {
+    if let Presented::ApiKey(credentials) = header::parse(Some(value)) {
+        if let Ok(decoded) = decode_std(credentials) {
+            // Go's decoder never yields more than 3/4 of its input.
+            assert!(decoded.len() <= credentials.len() * 3 / 4 + 3);
+        }
+    }
+}
+
+/// Go's standard base64 (lenient as Go's is: non-zero trailing bits, CR/LF ignored): what
+/// decodes survives a round trip through the canonical encoding.
+pub fn go_base64(data: &[u8]) {
+    if let Ok(decoded) = decode_std(data) {
+        use base64::Engine;
+        let canonical = base64::engine::general_purpose::STANDARD.encode(&decoded);
+        assert_eq!(
+            decode_std(canonical.as_bytes()).as_deref(),
+            Ok(&decoded[..]),
+            "{data:?}"
+        );
+    }
+}
+
+/// The canonical-path check: what passes has no dot segment, no escape, no empty segment.
+pub fn path(raw: &[u8]) {
+    if let Ok(path) = check_path(raw) {
+        assert!(path.starts_with('/'));
+        assert!(!path.contains('%') && !path.contains('\\'));
+        let inner = &path[1..];
+        for segment in inner
+            .split('/')
+            .take(inner.split('/').count().saturating_sub(1))
+        {
+            assert!(
+                !segment.is_empty() && segment != "." && segment != "..",
+                "{path}"
+            );
+        }
+    }
+}
+
+/// The agent-config query parser (Go's `url.ParseQuery` rules).
+pub fn query(text: &str) {
+    if let Some(value) = query_param(text, "service.name") {
+        assert!(!text.is_empty());
+        let _ = value;
+    }
+}
+
+/// The CORS origin matcher: a pattern without `*` matches only itself.
+pub fn cors(pattern: &str, subject: &str) {
+    let matched = glob(pattern, subject);
+    if !pattern.contains('*') {
+        assert_eq!(matched, pattern == subject);
+    }
+}
+
+/// The configuration loader, file model and typed settings.
+pub fn config(text: &str) {
+    if let Ok(file) = ConfigFile::parse(text) {
+        let _ = Settings::try_from(&file);
+    }
+}
+
+struct Collect(Vec<Names>);
+
+impl EventVisitor for Collect {
+    type Reject = ();
+    fn metadata(&mut self, names: Names) -> Result<(), ()> {
+        self.0.push(names);
+        Ok(())
+    }
+    fn event(&mut self, names: Names) -> Result<(), ()> {
+        self.0.push(names);
+        Ok(())
+    }
+}
+
+/// The streaming intake reader over any body, encoding and chunking.
+pub fn intake(body: &[u8], format: Format, encoding: Option<&[u8]>, chunk: usize) {
+    let mut reader =
+        IntakeReader::with_limit(encoding, format, 4096, Some(1 << 20), Collect(Vec::new()));
+    for part in body.chunks(chunk.max(1)) {
+        if reader.feed(part).is_err() {
+            return;
+        }
+    }
+    let _ = reader.finish();
+}
+
+/// Differential: the proxy's line decoder against a reference written from APM Server's
+/// rules over `serde_json::Value` (which cannot see duplicate keys, so lines the proxy calls
+/// ambiguous are skipped). Where both read a line, they must read the same names.
+pub fn intake_differential(line: &[u8], format: Format) {
+    let ours = decode::line(line, format);
+    let Ok(ours) = ours else { return };
+    let Ok(Value::Object(_)) = serde_json::from_slice::<Value>(line) else {
+        panic!(
+            "the proxy read a line the reference cannot parse: {:?}",
+            String::from_utf8_lossy(line)
+        );
+    };
+    assert_eq!(
+        ours,
+        reference_line(format, line),
+        "{:?}",
+        String::from_utf8_lossy(line)
+    );
+}
+
+fn fold(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| fold(k) == name)
+        .map(|(_, v)| v)
+}
+
+fn reference_line(format: Format, raw: &[u8]) -> Line {
+    let (meta, events, service, name, agent, context): (&str, &[&str], &str, &str, &str, &str) =
+        match format {
+            Format::V2 => (
+                "metadata",
+                &["transaction", "span", "error", "metricset", "log"],
+                "service",
+                "name",
+                "agent",
+                "context",
+            ),
+            Format::V3 => ("m", &["x", "y", "e", "me", "l"], "se", "n", "a", "c"),
+        };
+    // The first key in the document, which a `Value` map does not keep: read it off the text.
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let first: Option<String> = {
+        use serde::Deserializer;
+        struct First;
+        impl<'de> serde::de::Visitor<'de> for First {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Option<String>, A::Error> {
+                let first = map.next_key::<String>()?;
+                if first.is_some() {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(first)
+            }
+        }
+        (&mut de).deserialize_map(First).ok().flatten()
+    };
+    let Some(first) = first.map(|k| fold(&k)) else {
+        return Line::Other;
+    };
+    let whole: Value = serde_json::from_slice(raw).unwrap_or(Value::Null);
+    let value = whole
+        .as_object()
+        .and_then(|o| o.iter().find(|(k, _)| fold(k) == first))
+        .map(|(_, v)| v.clone());
+    let names = |svc: Option<&Value>| Names {
+        service: svc
+            .and_then(|s| field(s, name))
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        agent: svc
+            .and_then(|s| field(s, agent))
+            .and_then(|a| field(a, name))
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+    };
+    match value {
+        Some(v) if first == meta => Line::Metadata(names(field(&v, service))),
+        Some(v) if events.contains(&first.as_str()) => {
+            Line::Event(names(field(&v, context).and_then(|c| field(c, service))))
+        }
+        _ => Line::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every seed and every finding kept in `fuzz/corpus` runs through its target on every
+    /// test run: what fuzzing found once stays fixed.
+    #[test]
+    fn the_corpus_passes() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        let mut ran = 0;
+        for target in std::fs::read_dir(&root).unwrap() {
+            let target = target.unwrap().path();
+            let name = target.file_name().unwrap().to_string_lossy().to_string();
+            for input in std::fs::read_dir(&target).unwrap() {
+                let data = std::fs::read(input.unwrap().path()).unwrap();
+                let text = std::str::from_utf8(&data).ok();
+                let split = |d: &[u8]| d.split_first().map(|(m, rest)| (*m, rest.to_vec()));
+                match name.as_str() {
+                    "authorization" => authorization(&data),
+                    "go_base64" => go_base64(&data),
+                    "path" => path(&data),
+                    "query" => text.into_iter().for_each(query),
+                    "cors" => text.into_iter().for_each(|t| {
+                        let (p, s) = t.split_once('\0').unwrap_or((t, ""));
+                        cors(p, s)
+                    }),
+                    "config" => text.into_iter().for_each(config),
+                    "intake" => {
+                        if let Some((mode, body)) = split(&data) {
+                            let format = if mode & 1 == 0 {
+                                Format::V2
+                            } else {
+                                Format::V3
+                            };
+                            intake(&body, format, None, usize::from(mode >> 3) + 1);
+                        }
+                    }
+                    "intake_differential" => {
+                        if let Some((mode, line)) = split(&data) {
+                            let format = if mode & 1 == 0 {
+                                Format::V2
+                            } else {
+                                Format::V3
+                            };
+                            intake_differential(&line, format);
+                        }
+                    }
+                    other => panic!("no target for corpus {other}"),
+                }
+                ran += 1;
+            }
+        }
+        assert!(ran >= 20, "{ran} corpus inputs");
+    }
+}
