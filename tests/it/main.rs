@@ -9,6 +9,7 @@ mod agents;
 mod auth;
 mod cli;
 mod deploy;
+mod faults;
 mod forwarding;
 mod operations;
 mod pools;

@@ -38,6 +38,7 @@ impl Proxy {
 }
 
 /// What a client got back.
+#[derive(Debug)]
 pub struct Answer {
     pub status: u16,
     pub content_type: Option<String>,

@@ -4,6 +4,7 @@
 mod bodies;
 mod clients;
 mod dns;
+mod faults;
 mod pki;
 mod proxy;
 mod upstream;
@@ -12,6 +13,7 @@ mod wait;
 pub use bodies::*;
 pub use clients::*;
 pub use dns::*;
+pub use faults::*;
 pub use pki::*;
 pub use proxy::*;
 pub use upstream::*;
