@@ -2,7 +2,8 @@
 //! unmodified Elastic APM Server.
 //!
 //! A request's journey, in the order it takes:
-//! 1. [`tls`] terminates the connection (certificates by SNI, client certificates);
+//! 1. [`limits`] caps the connections open at once as each is accepted; [`tls`] terminates
+//!    the connection (certificates by SNI, client certificates);
 //! 2. [`admission`] decides on the head: path, route, client IP, CORS, then [`auth`] (who is
 //!    calling, may they) and [`limits`] (anonymous rates, open requests, failed attempts);
 //!    every answer the proxy writes itself is an [`admission::Rejection`];
@@ -34,6 +35,7 @@ pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod settings;
+pub mod sockets;
 pub mod tls;
 pub mod upstream;
 pub mod watch;

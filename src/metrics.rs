@@ -110,7 +110,7 @@ impl Metrics {
         )?;
         let limited = counter_vec(
             "limited_total",
-            "Requests refused by a limit: rate, concurrency or failed-authentication throttling.",
+            "Requests or connections refused by a limit: rate, concurrency, failed-authentication throttling, connections (total or per IP).",
             &["limit"],
         )?;
         let request_duration = HistogramVec::new(
@@ -219,6 +219,11 @@ impl Metrics {
     pub fn reload(&self, file: &str, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.reloads.with_label_values(&[file, result]).inc();
+    }
+
+    /// A client connection closed at accept by `limit` (`connections`, `connections_per_ip`).
+    pub fn connection_refused(&self, limit: &str) {
+        self.limited.with_label_values(&[limit]).inc();
     }
 
     pub fn tls_handshake_failed(&self) {

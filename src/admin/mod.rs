@@ -5,7 +5,6 @@
 //! `apm-auth-proxy health`.
 
 mod settings;
-mod sockets;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -59,7 +58,9 @@ impl AdminApp {
                 members.push(member.addr);
             }
         }
-        if let Some((clients, upstreams)) = sockets::count_established(self.listen_port, &members) {
+        if let Some((clients, upstreams)) =
+            crate::sockets::count_established(self.listen_port, &members)
+        {
             m.client_connections.set(clients);
             m.upstream_connections.set(upstreams);
         }

@@ -78,6 +78,11 @@ pub struct ServerConfig {
     /// On SIGTERM: how long readiness reports 503 while requests are still served, before
     /// the listener closes (for load balancers that need time to notice).
     pub drain_delay: HumanDuration,
+    /// Client connections open at once; a new one over the cap is closed at accept, before
+    /// its TLS handshake, and the open ones are served as before. Unset: no cap.
+    pub max_connections: Option<usize>,
+    /// Client connections open at once from one IP address. Unset: no cap.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +97,8 @@ impl Default for ServerConfig {
             reject_drain_timeout: HumanDuration(Duration::from_secs(5)),
             shutdown_grace_period: HumanDuration(Duration::from_secs(30)),
             drain_delay: HumanDuration(Duration::ZERO),
+            max_connections: None,
+            max_connections_per_ip: None,
         }
     }
 }

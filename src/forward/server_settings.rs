@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::{Problem, Problems, ServerConfig};
+use crate::limits::ConnectionCaps;
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -15,6 +16,7 @@ pub struct ServerSettings {
     pub reject_drain_timeout: Duration,
     pub shutdown_grace_period: Duration,
     pub drain_delay: Duration,
+    pub connection_caps: ConnectionCaps,
 }
 
 impl TryFrom<&ServerConfig> for ServerSettings {
@@ -38,6 +40,14 @@ impl TryFrom<&ServerConfig> for ServerSettings {
         let idle_timeout = problems.nonzero("server.idle_timeout", s.idle_timeout);
         let read_timeout = problems.nonzero("server.read_timeout", s.read_timeout);
         let write_timeout = problems.nonzero("server.write_timeout", s.write_timeout);
+        for (key, cap) in [
+            ("server.max_connections", s.max_connections),
+            ("server.max_connections_per_ip", s.max_connections_per_ip),
+        ] {
+            if cap == Some(0) {
+                problems.add(key, "must be at least 1 (leave it out for no cap)");
+            }
+        }
         let Some(listen) = listen else {
             return Err(problems);
         };
@@ -50,6 +60,10 @@ impl TryFrom<&ServerConfig> for ServerSettings {
             reject_drain_timeout: s.reject_drain_timeout.0,
             shutdown_grace_period: s.shutdown_grace_period.0,
             drain_delay: s.drain_delay.0,
+            connection_caps: ConnectionCaps {
+                total: s.max_connections,
+                per_ip: s.max_connections_per_ip,
+            },
         })
     }
 }
@@ -65,6 +79,11 @@ mod tests {
             ("[server]\nlisten = \"8200\"", "server.listen"),
             ("[server]\nthreads = 0", "server.threads"),
             ("[server]\nread_timeout = \"0s\"", "server.read_timeout"),
+            ("[server]\nmax_connections = 0", "server.max_connections"),
+            (
+                "[server]\nmax_connections_per_ip = 0",
+                "server.max_connections_per_ip",
+            ),
         ] {
             let file = ConfigFile::parse(text).unwrap();
             let err = ServerSettings::try_from(&file.server)

@@ -1,10 +1,12 @@
 //! Limits per client IP: anonymous event rates (APM Server's token buckets), anonymous
-//! requests open at once, and failed-authentication throttling.
+//! requests open at once, failed-authentication throttling, and connections open at once.
 
+mod connections;
 mod event_rate;
 mod failed_auth;
 mod open_requests;
 
+pub use connections::{CapConnections, ConnectionCaps, ConnectionRefused, RECOUNT_AFTER};
 pub use event_rate::{Grant, RateLimiter};
 pub use failed_auth::AuthThrottle;
 pub use open_requests::{OpenRequests, Slot};

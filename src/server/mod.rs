@@ -20,7 +20,7 @@ use crate::auth::{Authenticator, CredentialStore};
 use crate::config::{ClientAuthentication, ConfigError, Problem, Problems};
 use crate::forward::{ApmProxy, ProxySettings};
 use crate::lifecycle::Lifecycle;
-use crate::limits::RateLimiter;
+use crate::limits::{CapConnections, RateLimiter};
 use crate::settings::Settings;
 use crate::tls::{self, CertResolver, CertificateReloader, TlsError};
 use crate::upstream::{PoolSettings, Pools};
@@ -243,6 +243,19 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         listener = listener.tls(tls_settings);
     }
     service.add_listener(listener);
+    if s.server.connection_caps.any() {
+        // The caps count open connections from the kernel's tables; without them they
+        // could only grow and would end up refusing everyone.
+        if crate::sockets::inbound_peers(listen.port()).is_none() {
+            return Err(Problem::new(
+                "server.max_connections",
+                "needs /proc/self/net/tcp to count open connections (Linux only)",
+            )
+            .into());
+        }
+        let caps = CapConnections::new(s.server.connection_caps, listen.port());
+        service.set_connection_filter(Arc::new(caps));
+    }
     let proxy_service = server.add_service(Drainable {
         inner: service,
         lifecycle: lifecycle.clone(),

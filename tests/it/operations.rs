@@ -512,3 +512,71 @@ fn drain_delay_keeps_serving_while_readiness_says_503() {
         assert_eq!(a.header_values("connection"), ["close"]);
     });
 }
+
+/// `server.max_connections` and `max_connections_per_ip`: a connection over a cap is closed
+/// before its handshake, the open ones keep being served, each refusal is counted by its
+/// cap, and a place freed is taken again.
+#[test]
+fn connections_over_the_caps_are_closed_counted_and_freed() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\nmax_connections = 3\nmax_connections_per_ip = 2\n")
+        .start();
+    let ip = |last: u8| std::net::IpAddr::from([127, 0, 0, last]);
+    let auth = format!("Bearer {TOKEN}");
+    rt().block_on(async {
+        let send = |client: &reqwest::Client| {
+            client
+                .post(proxy.url("/intake/v2/events"))
+                .header("Authorization", &auth)
+                .body("{\"metadata\":{}}\n")
+                .send()
+        };
+        // The harness's start-up probe was a connection too: a closed connection counts until
+        // the next recount, so let that pass first.
+        tokio::time::sleep(apm_auth_proxy::limits::RECOUNT_AFTER * 2).await;
+        // Two from 127.0.0.1 fill its per-IP cap; each keeps its connection.
+        let (a, b) = (proxy.client_from(ip(1)), proxy.client_from(ip(1)));
+        for client in [&a, &b] {
+            assert_eq!(send(client).await.unwrap().status(), 202);
+        }
+        // A third from 127.0.0.1 is over the per-IP cap (not the total: 3).
+        assert!(send(&proxy.client_from(ip(1))).await.is_err());
+        // One from 127.0.0.2 fills the total; one from 127.0.0.3 is over it.
+        let d = proxy.client_from(ip(2));
+        assert_eq!(send(&d).await.unwrap().status(), 202);
+        assert!(send(&proxy.client_from(ip(3))).await.is_err());
+        // The open connections are served as before (a new one would have been refused).
+        for client in [&a, &b, &d] {
+            assert_eq!(send(client).await.unwrap().status(), 202);
+        }
+        let counted = metric_samples(&proxy).await;
+        assert_eq!(
+            sample(
+                &counted,
+                "apm_auth_proxy_limited_total{limit=\"connections_per_ip\"}"
+            ),
+            1.0
+        );
+        assert_eq!(
+            sample(
+                &counted,
+                "apm_auth_proxy_limited_total{limit=\"connections\"}"
+            ),
+            1.0
+        );
+        // Closing one frees its place once the open connections are recounted.
+        drop(a);
+        eventually("a freed place taken by a new connection", || async {
+            send(&proxy.client_from(ip(1)))
+                .await
+                .is_ok_and(|r| r.status() == 202)
+        })
+        .await;
+    });
+    assert!(proxy
+        .log_text()
+        .contains("connection refused: too many open connections"));
+}

@@ -35,6 +35,19 @@ impl Proxy {
     pub fn client(&self, h2: bool) -> reqwest::Client {
         client_for(&self.ca_pem, h2, None)
     }
+
+    /// An HTTP/1.1 client connecting from `local` (any 127.0.0.0/8 address on loopback), so a
+    /// test can be several client IPs.
+    pub fn client_from(&self, local: std::net::IpAddr) -> reqwest::Client {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap())
+            .tls_built_in_root_certs(false)
+            .timeout(Duration::from_secs(60))
+            .http1_only()
+            .local_address(local)
+            .build()
+            .unwrap()
+    }
 }
 
 /// What a client got back.
