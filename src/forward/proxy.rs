@@ -36,6 +36,7 @@ use crate::upstream::{PoolRefused, Pools};
 pub struct ProxySettings {
     pub idle_timeout: Duration,
     pub read_timeout: Duration,
+    pub body_deadline: Duration,
     pub write_timeout: Duration,
     pub reject_drain_timeout: Duration,
     /// "https" when the listener terminates TLS.
@@ -223,10 +224,15 @@ impl ProxyHttp for ApmProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(check) = ctx.body.as_mut() else {
+        // The whole body within `body_deadline` of the head, however slowly it trickles.
+        let verdict = if ctx.started.elapsed() > self.settings.body_deadline {
+            Err(Reply::plain(Rejection::ClientTimeout))
+        } else if let Some(check) = ctx.body.as_mut() {
+            check.on_chunk(body.as_deref(), end_of_stream, Instant::now())
+        } else {
             return Ok(());
         };
-        match check.on_chunk(body.as_deref(), end_of_stream, Instant::now()) {
+        match verdict {
             Ok(wait) if wait.is_zero() => Ok(()),
             // The events' tokens are reserved; hold the stream until they are due.
             Ok(wait) => {

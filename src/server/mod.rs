@@ -193,6 +193,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     let proxy_settings = ProxySettings {
         idle_timeout: s.server.idle_timeout,
         read_timeout: s.server.read_timeout,
+        body_deadline: s.server.body_deadline,
         write_timeout: s.server.write_timeout,
         reject_drain_timeout: s.server.reject_drain_timeout,
         scheme: if p.certificate.is_some() {

@@ -433,6 +433,43 @@ fn upload_longer_than_the_upstream_read_timeout_completes() {
     assert_eq!(r.body.iter().filter(|&&b| b == b'\n').count(), 16);
 }
 
+/// `server.body_deadline`: a body trickled in, each piece well within `read_timeout`, is cut
+/// with 408 once it has taken longer than the deadline; the upstream sees its copy end
+/// incomplete, never a complete request.
+#[test]
+fn a_body_trickling_past_the_body_deadline_is_answered_408() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\nbody_deadline = \"1s\"\n")
+        .start();
+    let answer = rt().block_on(async {
+        let client = proxy.client(false);
+        let (tx, answer) = streamed_post(&client, &proxy.url("/intake/v2/events"), AUTH);
+        // A line every 100 ms for at most 10 s: each in time, the whole far past the deadline.
+        for _ in 0..100 {
+            let line = b"{\"metadata\":{}}\n".to_vec();
+            if answer.is_finished() || tx.send(Ok(line)).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(tx);
+        answer.await.unwrap()
+    });
+    assert_eq!(answer.status, 408, "{answer:?}");
+    assert!(answer.body.contains("request timed out"), "{answer:?}");
+    eventually_blocking("the upstream's copy ends", || {
+        upstream.requests().len() == 1
+    });
+    assert!(!upstream.requests()[0].complete);
+    assert!(
+        upstream.body_bytes() > 0,
+        "the body was streamed until the deadline"
+    );
+}
+
 #[test]
 fn only_tls_1_2_and_1_3_are_accepted() {
     let pki = pki();
