@@ -113,6 +113,14 @@ pub fn intake(body: &[u8], format: Format, encoding: Option<&[u8]>, chunk: usize
 pub fn intake_differential(line: &[u8], format: Format) {
     let ours = decode::line(line, format);
     let Ok(ours) = ours else { return };
+    // `Value` reads an object keyed by serde_json's private raw-value token as the JSON text
+    // inside it; the proxy's decoder and Go see an ordinary key. The reference cannot judge.
+    if line
+        .windows(RAW_VALUE_TOKEN.len())
+        .any(|w| w == RAW_VALUE_TOKEN)
+    {
+        return;
+    }
     let Ok(parsed) = serde_json::from_slice::<Value>(line) else {
         // Valid JSON that `Value` cannot hold (a number beyond f64, as `77e1117`): Go's
         // decoder skips unknown values without converting them, so only the reference is
@@ -137,6 +145,8 @@ pub fn intake_differential(line: &[u8], format: Format) {
         String::from_utf8_lossy(line)
     );
 }
+
+const RAW_VALUE_TOKEN: &[u8] = b"$serde_json::private::RawValue";
 
 fn fold(key: &str) -> String {
     key.chars()
