@@ -1,6 +1,6 @@
 //! The `proxy.toml` file model: serde structs with their documented defaults, unknown keys
 //! rejected. Nothing here validates a value or knows what it is for: each domain module turns
-//! its own section into typed settings (see `crate::settings`).
+//! its own section into typed settings (see the `settings` module).
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -225,10 +225,11 @@ impl ProxyHttp for ApmProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         // The whole body within `body_deadline` of the head, however slowly it trickles.
-        let verdict = if ctx.started.elapsed() > self.settings.body_deadline {
+        let now = Instant::now();
+        let verdict = if now.duration_since(ctx.started) > self.settings.body_deadline {
             Err(Reply::plain(Rejection::ClientTimeout))
         } else if let Some(check) = ctx.body.as_mut() {
-            check.on_chunk(body.as_deref(), end_of_stream, Instant::now())
+            check.on_chunk(body.as_deref(), end_of_stream, now)
         } else {
             return Ok(());
         };

@@ -113,12 +113,25 @@ impl OpenConnections {
     }
 }
 
+/// At most one WARN line per this long for refused connections: a flood at the cap is
+/// counted in metrics, not written to the log line by line.
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
 /// The connection filter for the agents' listener.
 #[derive(Debug)]
 pub struct CapConnections {
     caps: ConnectionCaps,
     local_port: u16,
-    state: Mutex<(OpenConnections, Option<Instant>)>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    open: OpenConnections,
+    counted_at: Option<Instant>,
+    warned_at: Option<Instant>,
+    /// Refusals not yet in a WARN line.
+    unreported: u64,
 }
 
 impl CapConnections {
@@ -126,23 +139,38 @@ impl CapConnections {
         CapConnections {
             caps,
             local_port,
-            state: Mutex::new((OpenConnections::default(), None)),
+            state: Mutex::new(State::default()),
         }
     }
 
-    fn decide(&self, ip: IpAddr) -> Result<(), ConnectionRefused> {
+    /// Admit or refuse a connection from `ip`; a refusal also says how many refusals a WARN
+    /// line should report now (none while the last line is recent).
+    fn decide(&self, ip: IpAddr) -> Result<(), (ConnectionRefused, Option<u64>)> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let stale = state.1.is_none_or(|at| at.elapsed() >= RECOUNT_AFTER);
+        let now = Instant::now();
+        let stale = state
+            .counted_at
+            .is_none_or(|at| now.duration_since(at) >= RECOUNT_AFTER);
         // The connection being accepted is already in the kernel's table: a recount holds it.
         let mut counted = false;
         if stale {
             if let Some(peers) = sockets::inbound_peers(self.local_port) {
-                state.0 = OpenConnections::from_peers(peers);
-                counted = state.0.by_ip.contains_key(&ip);
+                state.open = OpenConnections::from_peers(peers);
+                counted = state.open.by_ip.contains_key(&ip);
             }
-            state.1 = Some(Instant::now());
+            state.counted_at = Some(now);
         }
-        state.0.admit(self.caps, ip, counted)
+        state.open.admit(self.caps, ip, counted).map_err(|why| {
+            state.unreported += 1;
+            let due = state
+                .warned_at
+                .is_none_or(|at| now.duration_since(at) >= WARN_EVERY);
+            let report = due.then(|| {
+                state.warned_at = Some(now);
+                std::mem::take(&mut state.unreported)
+            });
+            (why, report)
+        })
     }
 }
 
@@ -152,9 +180,11 @@ impl ConnectionFilter for CapConnections {
         let Some(peer) = peer else { return true };
         match self.decide(sockets::canonical(peer.ip())) {
             Ok(()) => true,
-            Err(why) => {
+            Err((why, report)) => {
                 metrics().connection_refused(why.label());
-                tracing::warn!(client = %peer.ip(), limit = why.label(), "connection refused: too many open connections");
+                if let Some(refused) = report {
+                    tracing::warn!(client = %peer.ip(), limit = why.label(), refused, "connection refused: too many open connections (refused: count since the last such line)");
+                }
                 false
             }
         }
