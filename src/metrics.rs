@@ -110,7 +110,7 @@ impl Metrics {
         )?;
         let limited = counter_vec(
             "limited_total",
-            "Requests or connections refused by a limit: rate, concurrency, failed-authentication throttling, connections (total or per IP).",
+            "Requests or connections refused by a limit: rate, concurrency, failed-authentication throttling, connections (total or per IP), a request head not complete within header_timeout.",
             &["limit"],
         )?;
         let request_duration = HistogramVec::new(
@@ -223,6 +223,11 @@ impl Metrics {
 
     /// A client connection closed at accept by `limit` (`connections`, `connections_per_ip`).
     pub fn connection_refused(&self, limit: &str) {
+        self.limited.with_label_values(&[limit]).inc();
+    }
+
+    /// A client connection closed mid-request by `limit` (`header_timeout`).
+    pub fn connection_closed(&self, limit: &str) {
         self.limited.with_label_values(&[limit]).inc();
     }
 

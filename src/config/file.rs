@@ -65,6 +65,9 @@ pub struct ServerConfig {
     pub idle_timeout: HumanDuration,
     /// Longest silence tolerated while reading a request body from a client.
     pub read_timeout: HumanDuration,
+    /// The whole request head must arrive within this time of its first byte (a head sent
+    /// a byte at a time is closed, as HAProxy's `timeout http-request` does).
+    pub header_timeout: HumanDuration,
     /// The whole request body must arrive within this time of the request head, however
     /// slowly it trickles in (APM Server's own `read_timeout` bounds the whole read too).
     pub body_deadline: HumanDuration,
@@ -95,6 +98,7 @@ impl Default for ServerConfig {
             threads: 2,
             idle_timeout: HumanDuration(Duration::from_secs(45)),
             read_timeout: HumanDuration(Duration::from_secs(30)),
+            header_timeout: HumanDuration(Duration::from_secs(10)),
             body_deadline: HumanDuration(Duration::from_secs(3600)),
             write_timeout: HumanDuration(Duration::from_secs(30)),
             max_header_size: 1_048_575,

@@ -3,12 +3,14 @@
 //! the access log.
 
 mod access_log;
+mod connection;
 mod proxy;
 mod read_ahead;
 mod response;
 mod server_settings;
 mod upstream_headers;
 
+pub use connection::{ConnectionTimes, Connections};
 pub use proxy::{ApmProxy, ProxySettings};
 pub use server_settings::ServerSettings;
 pub use upstream_headers::rewrite as rewrite_upstream_headers;

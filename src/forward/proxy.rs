@@ -123,6 +123,8 @@ impl ProxyHttp for ApmProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
+        // Pingora makes the context once the request head is in: the head deadline is met.
+        super::connection::mark_head_read();
         RequestCtx {
             _in_flight: InFlight::new(&self.lifecycle),
             started: Instant::now(),

@@ -12,6 +12,7 @@ pub struct ServerSettings {
     pub threads: usize,
     pub idle_timeout: Duration,
     pub read_timeout: Duration,
+    pub header_timeout: Duration,
     pub body_deadline: Duration,
     pub write_timeout: Duration,
     pub reject_drain_timeout: Duration,
@@ -41,6 +42,7 @@ impl TryFrom<&ServerConfig> for ServerSettings {
         let idle_timeout = problems.nonzero("server.idle_timeout", s.idle_timeout);
         let read_timeout = problems.nonzero("server.read_timeout", s.read_timeout);
         let write_timeout = problems.nonzero("server.write_timeout", s.write_timeout);
+        let header_timeout = problems.nonzero("server.header_timeout", s.header_timeout);
         let body_deadline = problems.nonzero("server.body_deadline", s.body_deadline);
         for (key, cap) in [
             ("server.max_connections", s.max_connections),
@@ -58,6 +60,7 @@ impl TryFrom<&ServerConfig> for ServerSettings {
             threads: s.threads,
             idle_timeout,
             read_timeout,
+            header_timeout,
             body_deadline,
             write_timeout,
             reject_drain_timeout: s.reject_drain_timeout.0,
@@ -83,6 +86,7 @@ mod tests {
             ("[server]\nthreads = 0", "server.threads"),
             ("[server]\nread_timeout = \"0s\"", "server.read_timeout"),
             ("[server]\nbody_deadline = \"0s\"", "server.body_deadline"),
+            ("[server]\nheader_timeout = \"0s\"", "server.header_timeout"),
             ("[server]\nmax_connections = 0", "server.max_connections"),
             (
                 "[server]\nmax_connections_per_ip = 0",

@@ -18,7 +18,7 @@ use crate::admin::AdminApp;
 use crate::admission::Gate;
 use crate::auth::{Authenticator, CredentialStore};
 use crate::config::{ClientAuthentication, ConfigError, Problem, Problems};
-use crate::forward::{ApmProxy, ProxySettings};
+use crate::forward::{ApmProxy, ConnectionTimes, Connections, ProxySettings};
 use crate::lifecycle::Lifecycle;
 use crate::limits::{CapConnections, RateLimiter};
 use crate::settings::Settings;
@@ -228,11 +228,15 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         lifecycle.clone(),
         proxy_settings,
     );
-    let mut service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        proxy,
-        "apm-auth-proxy",
+    let connections = Connections::new(
+        pingora::proxy::http_proxy(&server.configuration, proxy),
+        ConnectionTimes {
+            idle_timeout: s.server.idle_timeout,
+            header_timeout: s.server.header_timeout,
+        },
     );
+    let mut service =
+        pingora::services::listening::Service::new("apm-auth-proxy".to_string(), connections);
     // No L4 read buffer in front of the connection: rustls (and, without TLS, Pingora's
     // header parser) reads into a buffer of its own, so Pingora's 64 KiB one only added a
     // copy and ~9 KB of resident memory to every open connection (bench/RESULTS.md).

@@ -14,4 +14,5 @@ mod forwarding;
 mod operations;
 mod pools;
 mod rum;
+mod slow_clients;
 mod tls;

@@ -2,49 +2,12 @@
 //! logs, credentials reloaded without a signal, the `health` command, and the drain on
 //! SIGTERM that ends when the last request does.
 
-use std::collections::HashMap;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
 const TOKEN: &str = "operations-token-3d81";
-
-/// `GET <admin><path>` over plain HTTP: (status, body).
-async fn admin_get(proxy: &Proxy, path: &str) -> (u16, String) {
-    let resp = reqwest::Client::new()
-        .get(format!("{}{path}", proxy.admin_url()))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-/// The samples of a Prometheus text exposition: `name{labels}` → value.
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            Some((key.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-async fn metric_samples(proxy: &Proxy) -> HashMap<String, f64> {
-    let (status, text) = admin_get(proxy, "/metrics").await;
-    assert_eq!(status, 200);
-    samples(&text)
-}
-
-fn sample(all: &HashMap<String, f64>, key: &str) -> f64 {
-    *all.get(key).unwrap_or_else(|| {
-        let mut names: Vec<&String> = all.keys().collect();
-        names.sort();
-        panic!("no sample {key}; have {names:#?}")
-    })
-}
 
 fn intake(proxy: &Proxy, auth: &str) -> reqwest::RequestBuilder {
     proxy

@@ -172,3 +172,73 @@ pub fn curl_status(proxy: &Proxy, args: &[&str]) -> String {
     all.push(&url);
     curl(&all).0
 }
+
+/// A TLS connection to the proxy speaking HTTP/1.1 (by ALPN) with nothing on top, for tests
+/// that write a request byte by byte.
+pub async fn raw_tls(proxy: &Proxy) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(proxy.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Read one HTTP/1.1 response off a raw connection: (status, body). The body is read by its
+/// `Content-Length`, or to the last chunk when chunked.
+pub async fn read_response(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        data.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_ascii_lowercase();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(std::io::ErrorKind::InvalidData)?;
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let complete = |body: &[u8]| match length {
+        Some(n) => body.len() >= n,
+        None => !head.contains("chunked") || body.ends_with(b"0\r\n\r\n"),
+    };
+    while !complete(&data[head_end..]) {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+    Ok((
+        status,
+        String::from_utf8_lossy(&data[head_end..]).into_owned(),
+    ))
+}

@@ -1,6 +1,7 @@
 //! The one harness every integration test uses, split by role: certificates, the stand-in
 //! upstream, the proxy under test (a builder), clients, intake bodies, bounded waiting.
 
+mod admin;
 mod bodies;
 mod clients;
 mod dns;
@@ -10,6 +11,7 @@ mod proxy;
 mod upstream;
 mod wait;
 
+pub use admin::*;
 pub use bodies::*;
 pub use clients::*;
 pub use dns::*;

@@ -1,0 +1,159 @@
+//! The agents' HTTP/1.1 connections, hosted here instead of in Pingora's built-in loop, for
+//! what that loop cannot do:
+//!
+//! - a deadline on the whole request head: Pingora bounds each read of the head, so a head
+//!   sent a byte at a time held its connection open for ever (a slowloris);
+//! - nothing held by a kept-alive connection between requests but the connection itself:
+//!   the request's session, its head buffer and the proxy's per-request future are only made
+//!   when the next request's first byte arrives.
+//!
+//! HTTP/2 connections (ALPN h2) go to Pingora's own loop unchanged.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
+use pingora::server::ShutdownWatch;
+use tokio::io::AsyncReadExt;
+
+use crate::metrics::metrics;
+
+/// The size of Pingora's own first buffer for a request head.
+const HEAD_BUFFER: usize = 4096;
+
+tokio::task_local! {
+    /// Set once the request head being served on this task has been read in full.
+    static HEAD_READ: Arc<AtomicBool>;
+}
+
+/// Called by the proxy when a request head has been read in full: from then on the head
+/// deadline no longer applies to the request.
+pub fn mark_head_read() {
+    let _ = HEAD_READ.try_with(|read| read.store(true, Ordering::Relaxed));
+}
+
+/// How the agents' connections are timed.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionTimes {
+    /// Wait for the first byte of a request, on a new or a kept-alive connection.
+    pub idle_timeout: Duration,
+    /// From a request's first byte to the end of its head.
+    pub header_timeout: Duration,
+}
+
+/// A Pingora `ServerApp` that serves each HTTP/1.1 request with `app` and owns the waits
+/// between them.
+pub struct Connections<A> {
+    app: Arc<A>,
+    times: ConnectionTimes,
+}
+
+impl<A> Connections<A> {
+    pub fn new(app: A, times: ConnectionTimes) -> Self {
+        Connections {
+            app: Arc::new(app),
+            times,
+        }
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for Connections<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return ServerApp::process_new(&self.app, stream, shutdown).await;
+        }
+        let mut stop = shutdown.clone();
+        let mut kept: Option<HttpPersistentSettings> = None;
+        loop {
+            let first = self.first_byte(&mut stream, &mut stop).await?;
+            let mut session = ServerSession::new_http1(stream);
+            match kept.take() {
+                Some(settings) => settings.apply_to_session(&mut session),
+                // The proxy sets the kept-alive wait per request; until then, this one.
+                None => session.set_keepalive(Some(self.times.idle_timeout.as_secs().max(1))),
+            }
+            if *stop.borrow() {
+                session.set_keepalive(None);
+            }
+            let mut head = BytesMut::with_capacity(HEAD_BUFFER);
+            head.extend_from_slice(&[first]);
+            session.set_pipelined_prefix(head);
+            let reused = self.serve(session, shutdown).await?;
+            (stream, kept) = reused.consume();
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.app.http_cleanup().await;
+    }
+}
+
+impl<A> Connections<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// The next request's first byte; `None` when the client closes, stays silent past the
+    /// idle timeout, or the listener is shutting down.
+    async fn first_byte(&self, stream: &mut Stream, stop: &mut ShutdownWatch) -> Option<u8> {
+        if *stop.borrow() {
+            return None;
+        }
+        let mut byte = [0u8; 1];
+        tokio::select! {
+            read = stream.read(&mut byte) => matches!(read, Ok(1)).then_some(byte[0]),
+            _ = tokio::time::sleep(self.times.idle_timeout) => None,
+            _ = stopping(stop) => None,
+        }
+    }
+
+    /// One request, its head bounded by `header_timeout`; the reusable connection after it.
+    async fn serve(
+        &self,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let head_read = Arc::new(AtomicBool::new(false));
+        let request = HEAD_READ.scope(
+            head_read.clone(),
+            self.app.process_new_http(session, shutdown),
+        );
+        tokio::pin!(request);
+        tokio::select! {
+            biased;
+            reused = &mut request => return reused,
+            _ = tokio::time::sleep(self.times.header_timeout) => {}
+        }
+        if head_read.load(Ordering::Relaxed) {
+            return request.await;
+        }
+        // Closed without an answer, as APM Server (Go's net/http) does on a read deadline.
+        tracing::debug!("request head not complete within server.header_timeout; closing");
+        metrics().connection_closed("header_timeout");
+        None
+    }
+}
+
+/// Resolves once the shutdown flag turns true (never, if its sender is gone).
+async fn stopping(stop: &mut ShutdownWatch) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

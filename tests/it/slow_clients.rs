@@ -1,0 +1,120 @@
+//! Slow and silent clients: a request head must arrive within `server.header_timeout` of its
+//! first byte, a connection waits `server.idle_timeout` for a request's first byte, and
+//! neither wait counts against the other.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+const TOKEN: &str = "slow-clients-token-5e02";
+
+fn intake_request(body: &str) -> String {
+    format!(
+        "POST /intake/v2/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Whether the peer closed the connection within `limit` (EOF or an error); panics on data.
+async fn closed_within(stream: &mut (impl tokio::io::AsyncRead + Unpin), limit: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+        Err(_) => false,
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(n)) => panic!("answered: {:?}", String::from_utf8_lossy(&buf[..n])),
+    }
+}
+
+/// A head sent a header line at a time, each well within any per-read timeout, is closed
+/// without an answer once `header_timeout` has passed since its first byte; nothing reaches
+/// the upstream and the close is counted.
+#[test]
+fn a_head_dribbled_past_the_header_timeout_is_closed() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\nheader_timeout = \"1s\"\n")
+        .start();
+    rt().block_on(async {
+        let mut tls = raw_tls(&proxy).await;
+        tls.write_all(b"POST /intake/v2/events HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .unwrap();
+        // A header line every 200 ms for at most 10 s.
+        let mut lines = 0;
+        let mut closed = false;
+        while lines < 50 && !closed {
+            let line = format!("X-Pad-{lines}: 1\r\n");
+            closed = tls.write_all(line.as_bytes()).await.is_err()
+                || closed_within(&mut tls, Duration::from_millis(200)).await;
+            lines += 1;
+        }
+        assert!(closed, "still open after {lines} header lines over 10 s");
+        let counted = metric_samples(&proxy).await;
+        assert_eq!(
+            sample(
+                &counted,
+                "apm_auth_proxy_limited_total{limit=\"header_timeout\"}"
+            ),
+            1.0
+        );
+    });
+    assert!(upstream.requests().is_empty());
+}
+
+/// The head deadline starts at each request's first byte and ends with the head: a head in
+/// three pieces within it is served, a kept-alive connection idle for twice the deadline
+/// still serves the next request, and a body taking longer than the deadline is not cut.
+#[test]
+fn the_head_deadline_counts_from_each_requests_first_byte() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\nheader_timeout = \"1s\"\nidle_timeout = \"30s\"\n")
+        .start();
+    rt().block_on(async {
+        let mut tls = raw_tls(&proxy).await;
+        let request = intake_request("{\"metadata\":{}}\n");
+        for piece in request.as_bytes().chunks(request.len() / 3 + 1) {
+            tls.write_all(piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(read_response(&mut tls).await.unwrap().0, 202);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (head_and_metadata, event) = request.split_at(request.len() - 1);
+        tls.write_all(head_and_metadata.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tls.write_all(event.as_bytes()).await.unwrap();
+        assert_eq!(read_response(&mut tls).await.unwrap().0, 202);
+    });
+    let requests = upstream.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests.iter().all(|r| r.complete));
+}
+
+/// A connection that sends nothing, new or kept alive, is closed after `idle_timeout`.
+#[test]
+fn silent_connections_are_closed_after_the_idle_timeout() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\nidle_timeout = \"1s\"\n")
+        .start();
+    rt().block_on(async {
+        let mut fresh = raw_tls(&proxy).await;
+        assert!(closed_within(&mut fresh, Duration::from_secs(10)).await);
+        let mut kept = raw_tls(&proxy).await;
+        kept.write_all(intake_request("{\"metadata\":{}}\n").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut kept).await.unwrap().0, 202);
+        assert!(closed_within(&mut kept, Duration::from_secs(10)).await);
+    });
+    assert_eq!(upstream.requests().len(), 1);
+}
