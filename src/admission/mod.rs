@@ -16,5 +16,5 @@ pub use cors::CorsPolicy;
 pub use decide::{Admission, Caller, Decision, Gate};
 pub use names::{AnonymousPolicy, NameRefused, NameRules};
 pub use rejection::{Rejection, Reply};
-pub use routes::{endpoint_label, path_of, EndpointKind, PathRejection};
+pub use routes::{endpoint_label, is_grpc, path_of, EndpointKind, PathRejection};
 pub use settings::{AdmissionSettings, AnonymousSettings, BodyLimits, FailedAttemptsSettings};

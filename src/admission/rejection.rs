@@ -181,6 +181,43 @@ impl Rejection {
         }
     }
 
+    /// The `grpc-status` a gRPC call gets instead (APM Server's gRPC interceptors answer
+    /// auth failures 16 UNAUTHENTICATED, refused privileges 7 PERMISSION_DENIED, limits 8
+    /// RESOURCE_EXHAUSTED; a proxy answers an unreachable upstream 14 UNAVAILABLE and a
+    /// timeout 4 DEADLINE_EXCEEDED).
+    pub fn grpc_status(&self) -> u8 {
+        use Rejection::*;
+        match self {
+            MissingCredentials | AuthenticationFailed(_) | RootWithoutCredentials => 16,
+            OriginNotAllowed(_)
+            | ActionNotPermitted(_)
+            | NameNotPermitted(_)
+            | KeyRestrictedEndpoint
+            | UpstreamNotPermitted => 7,
+            AuthThrottled
+            | TooManyOpenRequests
+            | RateLimited
+            | EventRateLimited
+            | HeaderTooLarge
+            | BodyTooLarge
+            | MetadataBeyondReadAhead => 8,
+            UpstreamUnreachable | UpstreamClosed | NoHealthyUpstream => 14,
+            UpstreamTimeout | ClientTimeout => 4,
+            NotFound | OnlyPost | MethodNotSupported(_) | CorsPreflight => 12,
+            AmbiguousPath(_)
+            | DuplicateAuthorization
+            | EventTooLarge
+            | MissingMetadata
+            | InvalidJson
+            | AmbiguousEvent
+            | CorruptCompression
+            | InvalidRequest => 3,
+            RequestFailed(status) if status.is_server_error() => 14,
+            RequestFailed(_) => 3,
+            Internal => 13,
+        }
+    }
+
     /// The upstream failed the request (not the client, not a rule of the proxy).
     pub fn is_upstream_failure(&self) -> bool {
         matches!(

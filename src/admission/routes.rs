@@ -28,6 +28,10 @@ pub enum EndpointKind {
     AgentConfig,
     RumAgentConfig,
     Sourcemap,
+    /// The three OTLP `Export` methods over gRPC (HTTP/2, `application/grpc`).
+    OtlpGrpc,
+    /// Any other gRPC method: forwarded only for a credential that grants every action.
+    Grpc,
 }
 
 impl EndpointKind {
@@ -56,6 +60,11 @@ impl EndpointKind {
         )
     }
 
+    /// Forwarded over HTTP/2 (h2c) to the upstream and answered in gRPC's form.
+    pub fn is_grpc(self) -> bool {
+        matches!(self, EndpointKind::OtlpGrpc | EndpointKind::Grpc)
+    }
+
     pub fn is_rum(self) -> bool {
         matches!(self, EndpointKind::RumIntake | EndpointKind::RumAgentConfig)
     }
@@ -70,6 +79,42 @@ impl EndpointKind {
             self,
             EndpointKind::AgentConfig | EndpointKind::RumAgentConfig
         )
+    }
+}
+
+/// The OTLP/gRPC methods APM Server serves on its HTTP port (7.12+; logs 8.0+).
+pub const OTLP_GRPC_METHODS: [&str; 3] = [
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+];
+
+/// A gRPC call: HTTP/2 with a `content-type` of `application/grpc` or `application/grpc+…`,
+/// which APM Server hands to its gRPC server. The same content type over HTTP/1.1 reaches
+/// its HTTP router (and there, a 404).
+pub fn is_grpc(req: &pingora::http::RequestHeader) -> bool {
+    req.version == http::Version::HTTP_2
+        && req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| {
+                let v = v.as_bytes();
+                v.starts_with(b"application/grpc")
+                    && matches!(v.get(16), None | Some(b'+') | Some(b';'))
+            })
+}
+
+/// Route table for gRPC calls: the OTLP exports need `event:write`, any other method every
+/// action (checked by the gate).
+pub fn classify_grpc(path: &str) -> Endpoint {
+    let kind = if OTLP_GRPC_METHODS.contains(&path) {
+        EndpointKind::OtlpGrpc
+    } else {
+        EndpointKind::Grpc
+    };
+    Endpoint::Protected {
+        action: Action::EventWrite,
+        kind,
     }
 }
 
@@ -141,7 +186,7 @@ pub fn check_path(raw: &[u8]) -> Result<&str, PathRejection> {
 /// The metrics label for a request path: the endpoint's own path for APM endpoints (a fixed
 /// set), `other` for everything else (so a scan cannot mint labels).
 pub fn endpoint_label(path: &[u8]) -> &'static str {
-    const KNOWN: [&str; 11] = [
+    const KNOWN: [&str; 14] = [
         "/",
         "/intake/v2/events",
         "/intake/v2/rum/events",
@@ -153,6 +198,9 @@ pub fn endpoint_label(path: &[u8]) -> &'static str {
         "/config/v1/agents",
         "/config/v1/rum/agents",
         "/assets/v1/sourcemaps",
+        OTLP_GRPC_METHODS[0],
+        OTLP_GRPC_METHODS[1],
+        OTLP_GRPC_METHODS[2],
     ];
     KNOWN
         .iter()
@@ -239,5 +287,42 @@ mod tests {
             b"/intake/v2/events"
         );
         assert_eq!(path_of(b"/"), b"/");
+    }
+
+    #[test]
+    fn grpc_calls_are_http2_with_a_grpc_content_type() {
+        let call = |version, content_type: &str| {
+            let mut r =
+                pingora::http::RequestHeader::build("POST", OTLP_GRPC_METHODS[0].as_bytes(), None)
+                    .unwrap();
+            r.set_version(version);
+            r.insert_header("content-type", content_type).unwrap();
+            is_grpc(&r)
+        };
+        use http::Version;
+        assert!(call(Version::HTTP_2, "application/grpc"));
+        assert!(call(Version::HTTP_2, "application/grpc+proto"));
+        assert!(!call(Version::HTTP_2, "application/grpc-web"));
+        assert!(!call(Version::HTTP_2, "application/json"));
+        assert!(!call(Version::HTTP_11, "application/grpc"));
+        for method in OTLP_GRPC_METHODS {
+            assert_eq!(
+                classify_grpc(method),
+                Endpoint::Protected {
+                    action: Action::EventWrite,
+                    kind: EndpointKind::OtlpGrpc
+                }
+            );
+            assert_eq!(endpoint_label(method.as_bytes()), method);
+            // Over HTTP/1.1 the same path is no APM endpoint.
+            assert_eq!(classify(method), Endpoint::NotFound);
+        }
+        assert!(matches!(
+            classify_grpc("/jaeger.api_v2.CollectorService/PostSpans"),
+            Endpoint::Protected {
+                kind: EndpointKind::Grpc,
+                ..
+            }
+        ));
     }
 }

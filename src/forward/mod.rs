@@ -4,6 +4,7 @@
 
 mod access_log;
 mod connection;
+mod context;
 mod proxy;
 mod read_ahead;
 mod response;

@@ -4,7 +4,7 @@
 //! apply lives in `admission`, `intake` and `upstream_headers` as plain functions.
 //! Bodies stream chunk by chunk in both directions and are forwarded untouched.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,20 +16,19 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use super::access_log;
+use super::context::RequestCtx;
 use super::read_ahead::{prepare_read_ahead, read_ahead, ReadAhead};
 use super::response::{self, rejection_for};
 use super::upstream_headers::{self, request_host};
 use crate::admission::{
-    path_of, BodyLimits, Caller, ClientIpPolicy, Decision, EndpointKind, Gate, NameRules,
-    Rejection, Reply,
+    path_of, BodyLimits, Caller, ClientIpPolicy, Decision, Gate, NameRules, Rejection, Reply,
 };
-use crate::auth::Identity;
 use crate::intake::agent_config::{self, AnswerTrimmer};
 use crate::intake::{BodyCheck, Format, RateCharge, READ_AHEAD_LIMIT};
-use crate::lifecycle::{InFlight, Lifecycle};
-use crate::limits::{RateLimiter, Slot};
+use crate::lifecycle::Lifecycle;
+use crate::limits::RateLimiter;
 use crate::tls::ConnectionInfo;
-use crate::upstream::{PoolRefused, Pools};
+use crate::upstream::{grpc, PoolRefused, Pools};
 
 /// Per-listener settings the proxy applies to each request.
 #[derive(Debug, Clone)]
@@ -79,45 +78,6 @@ impl ApmProxy {
     }
 }
 
-/// What the proxy learned about one request, for the later phases and the access log.
-pub struct RequestCtx {
-    /// Counts the request as in flight until the context is dropped (the drain waits on it).
-    _in_flight: InFlight,
-    started: Instant,
-    /// When the request head was sent upstream.
-    upstream_started: Option<Instant>,
-    upstream_duration: Option<Duration>,
-    client_ip: IpAddr,
-    /// The TCP peer is a trusted proxy.
-    from_trusted_proxy: bool,
-    identity: Option<Identity>,
-    /// Why the proxy answered the request itself, if it did.
-    rejection: Option<Rejection>,
-    kind: Option<EndpointKind>,
-    /// Echoed as `Access-Control-Allow-Origin` on the response of a RUM request.
-    cors_origin: Option<String>,
-    /// An anonymous request's place under the per-IP concurrency cap, freed on drop.
-    _slot: Option<Slot>,
-    /// Checks applied to the request body as it streams.
-    body: Option<BodyCheck>,
-    /// The answer for an error raised while the body streamed (sent by `fail_to_proxy`).
-    pending_reply: Option<Reply>,
-    /// An anonymous agent-config answer, collected to be trimmed.
-    config_answer: Option<AnswerTrimmer>,
-    /// The upstream pool chosen for the request, the members tried, the one in use.
-    pool: usize,
-    tried: Vec<SocketAddr>,
-    member: Option<SocketAddr>,
-}
-
-impl RequestCtx {
-    /// An anonymous caller's agent-config query, whose answer is trimmed.
-    fn is_anonymous_config_query(&self) -> bool {
-        matches!(self.identity, Some(Identity::Anonymous))
-            && self.kind.is_some_and(EndpointKind::is_agent_config)
-    }
-}
-
 #[async_trait]
 impl ProxyHttp for ApmProxy {
     type CTX = RequestCtx;
@@ -125,25 +85,7 @@ impl ProxyHttp for ApmProxy {
     fn new_ctx(&self) -> RequestCtx {
         // Pingora makes the context once the request head is in: the head deadline is met.
         super::connection::mark_head_read();
-        RequestCtx {
-            _in_flight: InFlight::new(&self.lifecycle),
-            started: Instant::now(),
-            upstream_started: None,
-            upstream_duration: None,
-            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            from_trusted_proxy: false,
-            identity: None,
-            rejection: None,
-            kind: None,
-            cors_origin: None,
-            _slot: None,
-            body: None,
-            pending_reply: None,
-            config_answer: None,
-            pool: 0,
-            tried: Vec::new(),
-            member: None,
-        }
+        RequestCtx::new(&self.lifecycle)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -256,7 +198,7 @@ impl ProxyHttp for ApmProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let pool = self.pools.get(ctx.pool);
@@ -290,7 +232,13 @@ impl ProxyHttp for ApmProxy {
         };
         ctx.tried.push(member);
         ctx.member = Some(member);
-        Ok(Box::new(pool.peer(member)))
+        let peer = pool.peer(member);
+        if ctx.is_grpc() {
+            let deadline = session.req_header().headers.get("grpc-timeout");
+            let deadline = deadline.and_then(|v| grpc::timeout(v.as_bytes()));
+            return Ok(Box::new(grpc::h2c(peer, deadline)));
+        }
+        Ok(Box::new(peer))
     }
 
     /// A connect that failed sent nothing (Pingora's guarantee): eject the member and try
@@ -328,6 +276,9 @@ impl ProxyHttp for ApmProxy {
             self.pools.get(ctx.pool).authorization.as_ref(),
             ctx.from_trusted_proxy,
         )?;
+        if ctx.is_grpc() {
+            upstream_headers::to_h2c(upstream_request);
+        }
         if ctx.is_anonymous_config_query() {
             // The answer is trimmed for anonymous callers, so it must come uncompressed.
             upstream_request.remove_header(&http::header::ACCEPT_ENCODING);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
+use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
 use serde_json::json;
 
@@ -55,6 +56,32 @@ pub fn render(reply: &Reply, accept: Option<&[u8]>) -> (ResponseHeader, Bytes) {
     (header, body)
 }
 
+/// `reply` as a gRPC client expects it: HTTP 200 with no body, the status and APM Server's
+/// message in the headers (a "trailers-only" response once sent with the end of stream).
+pub fn render_grpc(reply: &Reply) -> ResponseHeader {
+    let mut header =
+        ResponseHeader::build(http::StatusCode::OK, Some(3)).expect("200 is a valid status");
+    let _ = header.insert_header(http::header::CONTENT_TYPE, "application/grpc");
+    let _ = header.insert_header("grpc-status", reply.rejection.grpc_status().to_string());
+    if let Some(message) = reply.rejection.message() {
+        let _ = header.insert_header("grpc-message", grpc_percent_encode(&message));
+    }
+    header
+}
+
+/// gRPC's `grpc-message` encoding: bytes outside printable ASCII, and `%`, as `%XX`.
+fn grpc_percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -86,6 +113,10 @@ pub async fn send(
     reply: &Reply,
     drain_timeout: Duration,
 ) -> pingora::Result<()> {
+    // Every answer to a gRPC call is in gRPC's form, whichever stage refused it.
+    if crate::admission::is_grpc(session.req_header()) {
+        return send_grpc(session, reply, drain_timeout).await;
+    }
     let (header, body) = render(
         reply,
         session
@@ -117,6 +148,26 @@ pub async fn send(
     if h1 && !body_done && !expects_continue && !stalled {
         let _ = tokio::time::timeout(drain_timeout, session.drain_request_body()).await;
     }
+    Ok(())
+}
+
+/// A gRPC call's answer: trailers-only (one HEADERS frame that ends the stream), after what
+/// is left of a small request body, so the client sees the status rather than a reset.
+async fn send_grpc(
+    session: &mut Session,
+    reply: &Reply,
+    drain_timeout: Duration,
+) -> pingora::Result<()> {
+    if !session.is_body_done() {
+        drain_up_to(session, KEEPALIVE_DRAIN_LIMIT, drain_timeout).await;
+    }
+    let header = Box::new(render_grpc(reply));
+    // Pingora's `write_response_header` always leaves the stream open (and later ends it
+    // with an empty DATA frame, which gRPC clients refuse as a missing status).
+    session
+        .as_downstream_mut()
+        .response_duplex_vec(vec![HttpTask::Header(header, true)])
+        .await?;
     Ok(())
 }
 
@@ -263,5 +314,24 @@ mod tests {
         assert_eq!(rejection_for(&gone), None);
         let slow = Error::new(ErrorType::ReadTimedout).into_down();
         assert_eq!(rejection_for(&slow), Some(Rejection::ClientTimeout));
+    }
+
+    #[test]
+    fn grpc_answers_carry_status_and_encoded_message_in_headers() {
+        let header = render_grpc(&Reply::plain(Rejection::MissingCredentials));
+        assert_eq!(header.status, 200);
+        assert_eq!(header.headers["content-type"], "application/grpc");
+        assert_eq!(header.headers["grpc-status"], "16");
+        assert_eq!(
+            header.headers["grpc-message"],
+            "authentication failed: missing or improperly formatted Authorization header: \
+             expected 'Authorization: Bearer secret_token' or 'Authorization: ApiKey \
+             base64(API key ID:API key)'"
+        );
+        assert_eq!(grpc_percent_encode("100% \u{e9}\n"), "100%25 %C3%A9%0A");
+        let header = render_grpc(&Reply::plain(Rejection::UpstreamUnreachable));
+        assert_eq!(header.headers["grpc-status"], "14");
+        let header = render_grpc(&Reply::plain(Rejection::UpstreamTimeout));
+        assert_eq!(header.headers["grpc-status"], "4");
     }
 }

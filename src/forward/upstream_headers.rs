@@ -75,6 +75,19 @@ pub fn rewrite(
     Ok(())
 }
 
+/// A request going to the upstream over h2c: its `:scheme` becomes `http` (the client's was
+/// `https`, to the proxy), its authority stays the one the client named.
+pub fn to_h2c(req: &mut RequestHeader) {
+    let mut parts = req.uri.clone().into_parts();
+    if parts.authority.is_none() {
+        return;
+    }
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        req.set_uri(uri);
+    }
+}
+
 /// The host a request names (`:authority` or `Host`), without its port, lower-case.
 pub fn request_host(req: &RequestHeader) -> Option<String> {
     let authority = match req.uri.authority() {
@@ -220,5 +233,16 @@ mod tests {
         )
         .unwrap();
         assert!(untrusted.headers.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn h2c_requests_name_the_http_scheme_and_keep_the_authority() {
+        let mut req = RequestHeader::build("POST", b"/a.B/C", None).unwrap();
+        req.set_uri("https://apm.example:8200/a.B/C?x=1".parse().unwrap());
+        to_h2c(&mut req);
+        assert_eq!(req.uri.to_string(), "http://apm.example:8200/a.B/C?x=1");
+        let mut plain = request(&[]);
+        to_h2c(&mut plain);
+        assert_eq!(plain.uri.to_string(), "/intake/v2/events");
     }
 }

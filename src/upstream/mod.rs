@@ -5,6 +5,7 @@
 //! credential; see [`Pools::choose`].
 
 mod discovery;
+pub mod grpc;
 mod health;
 mod settings;
 

@@ -11,6 +11,7 @@ mod cli;
 mod deploy;
 mod faults;
 mod forwarding;
+mod grpc;
 mod operations;
 mod pools;
 mod rum;

@@ -1,5 +1,7 @@
-//! The stand-in APM Server: HTTP/1.1 on loopback, answering like an APM Server with auth off,
-//! recording every request it receives, with live counters a test can order its steps by.
+//! The stand-in APM Server: HTTP/1.1 and, on the same port, gRPC over h2c (HTTP/2 with prior
+//! knowledge, as APM Server's port takes OTLP/gRPC), on loopback, answering like an APM
+//! Server with auth off, recording every request it receives, with live counters a test can
+//! order its steps by.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +20,8 @@ use hyper::{Request, Response};
 pub struct Recorded {
     pub method: String,
     pub uri: String,
+    /// `:scheme`, for HTTP/2 requests.
+    pub scheme: Option<String>,
     pub headers: http::HeaderMap,
     /// The body, when it is at most `KEEP_BODY` bytes.
     pub body: Vec<u8>,
@@ -33,6 +37,19 @@ const KEEP_BODY: usize = 8 << 20;
 /// only once the test has acknowledged the one before ([`Upstream::ack`]).
 pub const STREAM_RESPONSE: &str = "x-stand-in-stream-chunks";
 
+/// A gRPC call with this header is answered with that `grpc-status` (and a message and a
+/// custom trailer), instead of OK.
+pub const GRPC_STATUS: &str = "x-stand-in-grpc-status";
+
+/// A request with this header is answered only after that many milliseconds.
+pub const DELAY_MS: &str = "x-stand-in-delay-ms";
+
+/// The trailer every gRPC answer of the stand-in carries, to show trailers pass through.
+pub const GRPC_TRAILER: (&str, &str) = ("x-upstream-trailer", "kept");
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 #[derive(Default)]
 struct Shared {
     records: Mutex<Vec<Recorded>>,
@@ -44,6 +61,8 @@ struct Shared {
     acked: AtomicUsize,
     /// The proxy's readiness checks (answered, not recorded).
     checks: AtomicUsize,
+    /// Connections accepted that spoke HTTP/2 with prior knowledge.
+    h2_connections: AtomicUsize,
 }
 
 pub struct Upstream {
@@ -96,10 +115,23 @@ impl Upstream {
                         let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
                         return;
                     }
-                    let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    let h2 = starts_with_h2_preface(&stream).await;
+                    let shared = state.clone();
+                    let service =
+                        hyper::service::service_fn(move |req| handle(req, shared.clone()));
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    if h2 {
+                        state.h2_connections.fetch_add(1, Ordering::SeqCst);
+                        let _ = hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(io, service)
                         .await;
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await;
+                    }
                 });
             }
         });
@@ -130,6 +162,11 @@ impl Upstream {
     /// Readiness checks the proxy made (never in `requests`).
     pub fn checks(&self) -> usize {
         self.shared.checks.load(Ordering::SeqCst)
+    }
+
+    /// Connections that spoke HTTP/2 (gRPC) so far.
+    pub fn h2_connections(&self) -> usize {
+        self.shared.h2_connections.load(Ordering::SeqCst)
     }
 
     /// The test saw one more chunk of a streamed response.
@@ -195,15 +232,41 @@ async fn handle(req: Request<Incoming>, state: Arc<Shared>) -> Result<Response<B
         .headers
         .get(STREAM_RESPONSE)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let grpc = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+        .then(|| {
+            parts
+                .headers
+                .get(GRPC_STATUS)
+                .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+    let delay_ms = parts
+        .headers
+        .get(DELAY_MS)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     state.records.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
-        uri: parts.uri.to_string(),
+        // As an HTTP/1.1 request target (HTTP/2 carries scheme and authority beside it).
+        uri: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.to_string(), |pq| pq.to_string()),
+        scheme: parts.uri.scheme_str().map(str::to_string),
         headers: parts.headers,
         body: if len <= KEEP_BODY { kept } else { Vec::new() },
         body_len: len,
         body_sha256: hash.finish().as_ref().to_vec(),
         complete,
     });
+    if let Some(ms) = delay_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(status) = grpc {
+        return Ok(grpc_answer(status));
+    }
     if let Some(chunks) = stream_chunks {
         return Ok(Response::new(streamed(chunks, state)));
     }
@@ -213,6 +276,7 @@ async fn handle(req: Request<Incoming>, state: Arc<Shared>) -> Result<Response<B
             b"{\"build_date\":\"2024-01-01T00:00:00Z\",\"build_sha\":\"abc\",\"publish_ready\":true,\"version\":\"7.17.0\"}",
         ),
         p if p.starts_with("/intake/") => (202, b""),
+        p if p.starts_with("/v1/") => (200, b""),
         p if p.starts_with("/config/") => (
             200,
             b"{\"sanitize_field_names\":\"foo,bar,baz\",\"transaction_sample_rate\":\"0.5\"}",
@@ -246,4 +310,47 @@ fn streamed(chunks: usize, state: Arc<Shared>) -> Body {
         }
     });
     StreamBody::new(stream).boxed_unsync()
+}
+
+/// Whether a new connection opens with the HTTP/2 preface (peeked, so nothing is consumed).
+async fn starts_with_h2_preface(stream: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    // An HTTP/1.1 client may send its request in pieces: look again (bounded) while what
+    // came so far is still a prefix of the preface.
+    for _ in 0..200 {
+        match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if buf[..n] != H2_PREFACE[..n] => return false,
+            Ok(n) if n == H2_PREFACE.len() => return true,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    false
+}
+
+/// A gRPC answer: an empty message (an OTLP `Export…ServiceResponse` with nothing in it) and
+/// OK, or no message and `status`; trailers either way.
+fn grpc_answer(status: u32) -> Response<Body> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", status.into());
+    trailers.insert(
+        GRPC_TRAILER.0,
+        http::HeaderValue::from_static(GRPC_TRAILER.1),
+    );
+    let mut frames = Vec::new();
+    if status == 0 {
+        // Not compressed, length 0.
+        frames.push(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 0])));
+    } else {
+        trailers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("upstream says no"),
+        );
+    }
+    frames.push(Frame::trailers(trailers));
+    let stream = futures_util::stream::iter(frames.into_iter().map(Ok::<_, Infallible>));
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .body(StreamBody::new(stream).boxed_unsync())
+        .unwrap()
 }
