@@ -7,7 +7,8 @@
 //!   the request's session, its head buffer and the proxy's per-request future are only made
 //!   when the next request's first byte arrives.
 //!
-//! HTTP/2 connections (ALPN h2) go to Pingora's own loop unchanged.
+//! HTTP/2 connections (ALPN h2, or h2c with prior knowledge on a cleartext listener) go to
+//! Pingora's own loop unchanged.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,16 +52,24 @@ pub struct ConnectionTimes {
 pub struct Connections<A> {
     app: Arc<A>,
     times: ConnectionTimes,
+    /// Cleartext listener: a connection that opens with the HTTP/2 preface (h2c with prior
+    /// knowledge, how gRPC clients speak without TLS) goes to `app`'s HTTP/2 loop, which
+    /// must have h2c enabled.
+    h2c: bool,
 }
 
 impl<A> Connections<A> {
-    pub fn new(app: A, times: ConnectionTimes) -> Self {
+    pub fn new(app: A, times: ConnectionTimes, h2c: bool) -> Self {
         Connections {
             app: Arc::new(app),
             times,
+            h2c,
         }
     }
 }
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 #[async_trait]
 impl<A> ServerApp for Connections<A>
@@ -72,7 +81,9 @@ where
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2))
+            || (self.h2c && self.opens_with_h2_preface(&mut stream).await?)
+        {
             return ServerApp::process_new(&self.app, stream, shutdown).await;
         }
         let mut stop = shutdown.clone();
@@ -116,6 +127,19 @@ where
             read = stream.read(&mut byte) => matches!(read, Ok(1)).then_some(byte[0]),
             _ = tokio::time::sleep(self.times.idle_timeout) => None,
             _ = stopping(stop) => None,
+        }
+    }
+
+    /// Whether a cleartext connection's first bytes are the HTTP/2 preface (peeked, nothing
+    /// consumed); `None` when it sends nothing within the idle timeout.
+    async fn opens_with_h2_preface(&self, stream: &mut Stream) -> Option<bool> {
+        let mut first = [0u8; H2_PREFACE.len()];
+        let peeked = tokio::time::timeout(self.times.idle_timeout, stream.try_peek(&mut first));
+        match peeked.await {
+            Ok(Ok(true)) => Some(first == H2_PREFACE),
+            // Not peekable: HTTP/1.1 as before.
+            Ok(Ok(false)) => Some(false),
+            Ok(Err(_)) | Err(_) => None,
         }
     }
 

@@ -7,6 +7,7 @@ mod reload;
 use std::sync::Arc;
 
 use http::HeaderValue;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -228,13 +229,19 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         lifecycle.clone(),
         proxy_settings,
     );
-    let connections = Connections::new(
-        pingora::proxy::http_proxy(&server.configuration, proxy),
-        ConnectionTimes {
-            idle_timeout: s.server.idle_timeout,
-            header_timeout: s.server.header_timeout,
-        },
-    );
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+    // Without TLS there is no ALPN: gRPC clients speak h2c with prior knowledge.
+    let h2c = p.certificate.is_none();
+    if h2c {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        proxy.server_options = Some(options);
+    }
+    let times = ConnectionTimes {
+        idle_timeout: s.server.idle_timeout,
+        header_timeout: s.server.header_timeout,
+    };
+    let connections = Connections::new(proxy, times, h2c);
     let mut service =
         pingora::services::listening::Service::new("apm-auth-proxy".to_string(), connections);
     // No L4 read buffer in front of the connection: rustls (and, without TLS, Pingora's

@@ -10,7 +10,8 @@
     otlp.py concurrent N    one trace export, then N at once on the same channel; prints {"codes": {...}}
 
 Environment: OTLP_ADDRESS (host:port of the proxy), CA_FILE, AUTH (the `authorization`
-value; empty for none), EXTRA_METADATA (optional JSON object of more metadata).
+value; empty for none), EXTRA_METADATA (optional JSON object of more metadata), PLAINTEXT
+(set: raw calls over cleartext h2c instead of TLS).
 """
 
 import json
@@ -103,6 +104,8 @@ def sdk_http():
 
 
 def channel():
+    if os.environ.get("PLAINTEXT"):
+        return grpc.insecure_channel(ADDRESS)
     # The name the test certificate is issued for.
     return grpc.secure_channel(
         ADDRESS.replace("127.0.0.1", "localhost"),

@@ -17,6 +17,11 @@ const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 /// `tests/agents/otlp.py <args>` against `proxy` with `authorization: <auth>` (none when
 /// empty) and `extra` metadata; its JSON answer.
 fn otlp(proxy: &Proxy, auth: &str, extra: &[(&str, &str)], args: &[&str]) -> Value {
+    otlp_over(proxy, true, auth, extra, args)
+}
+
+/// `otlp`, over TLS or (`tls` false) cleartext h2c.
+fn otlp_over(proxy: &Proxy, tls: bool, auth: &str, extra: &[(&str, &str)], args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents/otlp.py");
     let extra: serde_json::Map<String, Value> = extra
         .iter()
@@ -32,6 +37,7 @@ fn otlp(proxy: &Proxy, auth: &str, extra: &[(&str, &str)], args: &[&str]) -> Val
         // requests prefers these to the exporter's own CA file when they are set.
         .env_remove("REQUESTS_CA_BUNDLE")
         .env_remove("CURL_CA_BUNDLE")
+        .env("PLAINTEXT", if tls { "" } else { "1" })
         .output()
         .expect("python3 runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -321,4 +327,34 @@ fn throttled_callers_get_resource_exhausted() {
         "too many requests: too many failed authentication attempts"
     );
     assert!(grpc_requests(&upstream).is_empty());
+}
+
+/// Without TLS on the listener, gRPC clients speak h2c with prior knowledge: served the same
+/// way, while HTTP/1.1 on the same port still works.
+#[test]
+fn cleartext_listeners_take_h2c_calls_and_http1() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[ssl]\nenabled = false\n")
+        .start();
+    let auth = format!("Bearer {TOKEN}");
+    let ok = otlp_over(&proxy, false, &auth, &[], &["call", TRACES]);
+    assert_eq!(ok["code"], "OK", "{ok}");
+    let refused = otlp_over(&proxy, false, "Bearer wrong", &[], &["call", TRACES]);
+    assert_eq!(refused["code"], "UNAUTHENTICATED", "{refused}");
+    let status = rt().block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/intake/v2/events", proxy.port))
+            .header("authorization", &auth)
+            .body("{\"metadata\":{}}\n")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 202);
+    let paths: Vec<String> = upstream.requests().into_iter().map(|r| r.uri).collect();
+    assert_eq!(paths, [TRACES, "/intake/v2/events"]);
 }
