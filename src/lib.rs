@@ -15,7 +15,8 @@
 //! Beside the journey: [`config`] is the file model (the ground floor, importing nothing of
 //! the crate), [`settings`] turns it into typed settings, [`server`] wires them into
 //! Pingora (with the drain), [`admin`] serves health, readiness and [`metrics`], the
-//! [`lifecycle`] state is what they share; [`cli`] is the command line; [`digest`],
+//! [`lifecycle`] state is what they share; [`cli`] is the command line, [`migrate`] its
+//! `import` of an existing `apm-server.yml`; [`digest`],
 //! [`logging`] and [`watch`] serve everyone.
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod migrate;
 pub mod server;
 pub mod settings;
 pub mod sockets;

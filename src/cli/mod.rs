@@ -43,6 +43,10 @@ pub enum Command {
     /// Secret-token helpers.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Translate an existing apm-server.yml (6.x – 9.x key names) into a proxy.toml, and
+    /// print the changes to make to the apm-server.yml so APM Server runs behind the proxy,
+    /// and every setting that could not be translated.
+    Import(ImportArgs),
     /// Ask a running proxy's admin listener whether it is ready (`GET /readyz`): exit 0 when
     /// it is, 1 when it is not or cannot be reached. For container health checks.
     Health {
@@ -93,6 +97,26 @@ pub struct CreateKeyArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The APM Server configuration to read.
+    pub file: PathBuf,
+    /// Write the proxy.toml here instead of printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace `--out` when it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Where APM Server will listen once it runs behind the proxy (its new `apm-server.host`;
+    /// the proxy's `upstream.url`).
+    #[arg(long, default_value = "127.0.0.1:8201")]
+    pub upstream: String,
+    /// Generate an internal token that the proxy sends upstream and APM Server requires, so
+    /// that only the proxy can write to it.
+    #[arg(long)]
+    pub upstream_token: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -286,3 +286,69 @@ fn apikey_cli_rejects_unknown_privileges_and_ids() {
     );
     assert!(stored.contains("expires = "), "{stored}");
 }
+
+/// `import` over an APM Server configuration of each major version (tests/fixtures): the
+/// proxy.toml it writes passes `check` (beside the certificates it names, with the variable
+/// it references set), the report says what to change in apm-server.yml and what was not
+/// translated, and an existing file is only replaced with `--force`.
+#[test]
+fn import_writes_a_proxy_toml_that_passes_check_for_each_major_version() {
+    let pki = pki();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/apm-server");
+    for (version, untranslated) in [
+        ("6.8", &[][..]),
+        (
+            "7.17",
+            &[
+                "apm-server.auth.api_key.enabled",
+                "apm-server.ssl.key_passphrase",
+            ][..],
+        ),
+        ("8.19", &[][..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        std::fs::copy(&pki.cert, certs.join("apm.crt")).unwrap();
+        std::fs::copy(&pki.key, certs.join("apm.key")).unwrap();
+        std::fs::write(certs.join("ca.crt"), &pki.ca_pem).unwrap();
+        let yml = dir.path().join("apm-server.yml");
+        std::fs::copy(format!("{fixtures}/{version}.yml"), &yml).unwrap();
+        let out = dir.path().join("proxy.toml");
+        let (yml, out_path) = (yml.to_str().unwrap(), out.to_str().unwrap());
+        let (code, _, report) = run_cli(&["import", yml, "--out", out_path]);
+        assert_eq!(code, 0, "{version}: {report}");
+        assert!(
+            report.contains("set    apm-server.host: \"127.0.0.1:8201\""),
+            "{version}: {report}"
+        );
+        for key in untranslated {
+            let listed = report
+                .split("NOT translated")
+                .nth(1)
+                .is_some_and(|rest| rest.contains(key));
+            assert!(
+                listed,
+                "{version}: {key} not listed as not translated: {report}"
+            );
+        }
+        if untranslated.is_empty() {
+            assert!(report.contains("Every auth, TLS and RUM setting was translated"));
+        }
+        let check = bounded(BIN, std::time::Duration::from_secs(60))
+            .args(["check", "--config", out_path])
+            .env("APM_SECRET_TOKEN", "token-from-the-environment")
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{version}: check failed: {}\n{}",
+            String::from_utf8_lossy(&check.stderr),
+            std::fs::read_to_string(&out).unwrap()
+        );
+        let (again, _, err) = run_cli(&["import", yml, "--out", out_path]);
+        assert_eq!(again, 64, "{err}");
+        assert!(err.contains("pass --force"), "{err}");
+        assert_eq!(run_cli(&["import", yml, "--out", out_path, "--force"]).0, 0);
+    }
+}
