@@ -40,4 +40,5 @@ pub mod settings;
 pub mod sockets;
 pub mod tls;
 pub mod upstream;
+pub mod usage;
 pub mod watch;

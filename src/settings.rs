@@ -14,6 +14,7 @@ use crate::forward::ServerSettings;
 use crate::logging::LogSettings;
 use crate::tls::{client_auth_mode, TlsSettings};
 use crate::upstream::UpstreamSettings;
+use crate::usage::UsageSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -27,6 +28,7 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub log: LogSettings,
     pub admin: AdminSettings,
+    pub usage: UsageSettings,
 }
 
 impl Settings {
@@ -63,6 +65,7 @@ impl TryFrom<&ConfigFile> for Settings {
         }
         let log = problems.take(LogSettings::try_from(&file.log));
         let admin = problems.take(AdminSettings::try_from(&file.admin));
+        let usage = problems.take(UsageSettings::try_from(file));
         if let (Some(server), Some(Some(admin_listen))) =
             (&server, admin.as_ref().map(|a| a.listen))
         {
@@ -94,7 +97,7 @@ impl TryFrom<&ConfigFile> for Settings {
             );
         }
         match (
-            server, tls, auth, identities, admission, upstream, log, admin,
+            server, tls, auth, identities, admission, upstream, log, admin, usage,
         ) {
             (
                 Some(server),
@@ -105,6 +108,7 @@ impl TryFrom<&ConfigFile> for Settings {
                 Some(upstream),
                 Some(log),
                 Some(admin),
+                Some(usage),
             ) if problems.is_empty() => Ok(Settings {
                 server,
                 tls,
@@ -114,6 +118,7 @@ impl TryFrom<&ConfigFile> for Settings {
                 upstream,
                 log,
                 admin,
+                usage,
             }),
             _ => Err(ConfigError::Invalid(problems)),
         }

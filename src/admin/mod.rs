@@ -20,6 +20,7 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::metrics;
 use crate::tls::CertResolver;
 use crate::upstream::Pools;
+use crate::usage::UsageBook;
 
 pub use settings::AdminSettings;
 
@@ -29,6 +30,8 @@ pub struct AdminApp {
     /// The agents' listener port, for the connection gauge.
     pub listen_port: u16,
     pub pools: Arc<Pools>,
+    /// Usage per credential, when tracked.
+    pub usage: Option<Arc<UsageBook>>,
 }
 
 fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
@@ -86,6 +89,17 @@ impl ServeHttp for AdminApp {
                 ),
             },
             "/metrics" => self.metrics(),
+            "/usage" => match &self.usage {
+                Some(book) => {
+                    let body = serde_json::json!({ "credentials": book.snapshot() });
+                    text(StatusCode::OK, "application/json", format!("{body}\n"))
+                }
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "usage is not tracked (usage.enabled = false)\n",
+                ),
+            },
             _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         }
     }

@@ -1,7 +1,7 @@
 //! What changed between two credential sets, for the audit log: credentials added, removed,
 //! revoked, and those whose expiry passed. Names and ids only, never a secret.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::store::CredentialState;
 
@@ -44,6 +44,21 @@ pub fn changes<'a>(
     }
     removed.extend(before.iter().filter(|c| find(after, c).is_none()).cloned());
     out
+}
+
+/// Credentials that expire within this get a warning (the log, `check`, the lists).
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Credentials still valid at `now` that expire within [`EXPIRY_WARNING`], with the time
+/// left.
+pub fn expiring_soon(
+    states: &[CredentialState],
+    now: SystemTime,
+) -> impl Iterator<Item = (&CredentialState, Duration)> {
+    states.iter().filter_map(move |c| {
+        let left = c.expires_at?.duration_since(now).ok()?;
+        (!c.revoked && !left.is_zero() && left <= EXPIRY_WARNING).then_some((c, left))
+    })
 }
 
 /// Credentials whose expiry fell in `(since, now]`.
@@ -97,5 +112,28 @@ mod tests {
             .collect();
         assert_eq!(expired, ["c"]);
         assert_eq!(expired_between(&after, later, later).count(), 0);
+    }
+
+    #[test]
+    fn credentials_expiring_within_two_weeks_are_flagged() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let day = Duration::from_secs(86_400);
+        let state = |name: &str, expires: Option<SystemTime>, revoked| CredentialState {
+            kind: "token",
+            name: name.into(),
+            revoked,
+            expires_at: expires,
+        };
+        let states = [
+            state("soon", Some(now + 3 * day), false),
+            state("later", Some(now + 30 * day), false),
+            state("gone", Some(now - day), false),
+            state("revoked", Some(now + day), true),
+            state("never", None, false),
+        ];
+        let flagged: Vec<(&str, Duration)> = expiring_soon(&states, now)
+            .map(|(c, left)| (c.name.as_str(), left))
+            .collect();
+        assert_eq!(flagged, [("soon", 3 * day)]);
     }
 }

@@ -8,8 +8,10 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 
 use super::error::CliError;
+use super::listing;
 use super::{ApikeyCommand, Cli, Command, CreateKeyArgs, ImportArgs, TokenCommand};
 use crate::admin::AdminSettings;
+use crate::auth::audit;
 use crate::auth::keys_file::{self, KeysFile};
 use crate::config::{ConfigError, ConfigFile};
 use crate::digest::{sha256, to_hex};
@@ -26,6 +28,9 @@ pub fn execute(cli: Cli) -> ExitCode {
             generate_token();
             Ok(())
         }
+        Command::Token(TokenCommand::List { json }) => ConfigFile::load(&cli.config)
+            .map_err(CliError::from)
+            .and_then(|file| listing::list_tokens(&file, json)),
         Command::Health { admin } => health(&cli.config, admin.as_deref()),
         Command::Import(args) => import(&args),
     };
@@ -195,6 +200,20 @@ fn check(path: &Path) -> Result<(), CliError> {
             eprintln!("warning: a served certificate {when} (within 14 days)");
         }
     }
+    let credentials = p.credentials.describe();
+    for (c, left) in audit::expiring_soon(&credentials, SystemTime::now()) {
+        let kind = if c.kind == "token" {
+            "secret token"
+        } else {
+            "API key"
+        };
+        eprintln!(
+            "warning: {kind} {:?} expires in {} days {} hours (within 14 days): rotate it",
+            c.name,
+            left.as_secs() / 86_400,
+            left.as_secs() % 86_400 / 3600
+        );
+    }
     let s = &p.settings;
     println!(
         "configuration OK: listen {} ({}), upstream {}, {} secret token(s), API keys {}",
@@ -232,7 +251,7 @@ fn apikey(path: &Path, cmd: ApikeyCommand) -> Result<(), CliError> {
     }
     match cmd {
         ApikeyCommand::Create(args) => create_key(&keys_path, &mut keys, args),
-        ApikeyCommand::List => list_keys(&keys_path, &keys),
+        ApikeyCommand::List { json } => listing::list_keys(&file, &keys_path, &keys, json),
         ApikeyCommand::Revoke { id } => {
             let Some(record) = keys.keys.iter_mut().find(|k| k.id == id) else {
                 return Err(CliError::Runtime(
@@ -248,39 +267,6 @@ fn apikey(path: &Path, cmd: ApikeyCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
-}
-
-fn list_keys(keys_path: &Path, keys: &KeysFile) -> Result<(), CliError> {
-    keys.parse_keys(keys_path)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    println!(
-        "{:<22} {:<20} {:<45} {:<21} STATUS",
-        "ID", "NAME", "PRIVILEGES", "EXPIRES"
-    );
-    let now = SystemTime::now();
-    for k in &keys.keys {
-        let expired = k
-            .expires
-            .as_deref()
-            .and_then(|e| humantime::parse_rfc3339_weak(e).ok())
-            .is_some_and(|e| now >= e);
-        let status = if k.revoked.is_some() {
-            "revoked"
-        } else if expired {
-            "expired"
-        } else {
-            "active"
-        };
-        println!(
-            "{:<22} {:<20} {:<45} {:<21} {status}",
-            k.id,
-            k.name,
-            k.privileges.join(","),
-            k.expires.as_deref().unwrap_or("never"),
-        );
-    }
-    println!("{} API key(s) in {}", keys.keys.len(), keys_path.display());
-    Ok(())
 }
 
 fn create_key(keys_path: &Path, file: &mut KeysFile, args: CreateKeyArgs) -> Result<(), CliError> {

@@ -3,6 +3,7 @@
 
 mod commands;
 mod error;
+mod listing;
 
 use std::path::PathBuf;
 
@@ -62,8 +63,13 @@ pub enum ApikeyCommand {
     /// Create a key. Prints its id, secret and the base64 `id:secret` credential for agents
     /// once; only a SHA-256 digest of the secret is stored.
     Create(CreateKeyArgs),
-    /// List the keys in the keys file (never their secrets).
-    List,
+    /// List the keys in the keys file (never their secrets), with when each was last used
+    /// and its requests, from the running proxy's usage state file.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a key by id. A running proxy applies it on SIGHUP.
     Revoke {
         /// The key id printed by `apikey create` or `apikey list`.
@@ -124,6 +130,13 @@ pub enum TokenCommand {
     /// Print a random 256-bit secret token (URL-safe base64) and its SHA-256 digest, which
     /// can be stored in `proxy.toml` instead of the token itself.
     Generate,
+    /// List the configured secret tokens (by name, never their secrets) with when each was
+    /// last used and its requests, from the running proxy's usage state file.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub use commands::execute;

@@ -35,6 +35,30 @@ pub struct ConfigFile {
     pub log: LogConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub usage: UsageConfig,
+}
+
+/// Usage per credential (last used, client IP, requests, events), kept in memory and saved
+/// to a state file that survives restarts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    pub enabled: bool,
+    /// The state file; default `usage.json` beside the keys file.
+    pub file: Option<PathBuf>,
+    /// How often a changed state is written (atomically, by rename).
+    pub flush_interval: HumanDuration,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig {
+            enabled: true,
+            file: None,
+            flush_interval: HumanDuration(Duration::from_secs(5)),
+        }
+    }
 }
 
 /// The admin listener: health, readiness and metrics, plain HTTP, never the agents' port.

@@ -53,6 +53,7 @@ impl ConfigFile {
         }
         ssl.certificate_authorities.iter_mut().for_each(anchor);
         anchor(&mut self.auth.api_key.keys_file);
+        self.usage.file.iter_mut().for_each(anchor);
         let secrets = self
             .auth
             .secret_token

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::admission::{EndpointKind, Rejection, Reply};
 use crate::auth::Identity;
 use crate::intake::agent_config::AnswerTrimmer;
-use crate::intake::BodyCheck;
+use crate::intake::{BodyCheck, LineCount};
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::limits::Slot;
 
@@ -32,6 +32,8 @@ pub struct RequestCtx {
     pub(super) _slot: Option<Slot>,
     /// Checks applied to the request body as it streams.
     pub(super) body: Option<BodyCheck>,
+    /// Lines of an uncompressed intake body nothing else reads, for the usage counts.
+    pub(super) lines: Option<LineCount>,
     /// The answer for an error raised while the body streamed (sent by `fail_to_proxy`).
     pub(super) pending_reply: Option<Reply>,
     /// An anonymous agent-config answer, collected to be trimmed.
@@ -57,11 +59,21 @@ impl RequestCtx {
             cors_origin: None,
             _slot: None,
             body: None,
+            lines: None,
             pending_reply: None,
             config_answer: None,
             pool: 0,
             tried: Vec::new(),
             member: None,
+        }
+    }
+
+    /// Events forwarded, where the proxy could count them (see `usage`).
+    pub(super) fn events(&self) -> u64 {
+        match (&self.body, &self.lines) {
+            (Some(check), _) => check.events_forwarded(),
+            (None, Some(lines)) => lines.events(),
+            (None, None) => 0,
         }
     }
 

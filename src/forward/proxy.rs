@@ -24,11 +24,12 @@ use crate::admission::{
     path_of, BodyLimits, Caller, ClientIpPolicy, Decision, Gate, NameRules, Rejection, Reply,
 };
 use crate::intake::agent_config::{self, AnswerTrimmer};
-use crate::intake::{BodyCheck, Format, RateCharge, READ_AHEAD_LIMIT};
+use crate::intake::{BodyCheck, Format, LineCount, RateCharge, READ_AHEAD_LIMIT};
 use crate::lifecycle::Lifecycle;
 use crate::limits::RateLimiter;
 use crate::tls::ConnectionInfo;
 use crate::upstream::{grpc, PoolRefused, Pools};
+use crate::usage::UsageBook;
 
 /// Per-listener settings the proxy applies to each request.
 #[derive(Debug, Clone)]
@@ -55,6 +56,8 @@ pub struct ApmProxy {
     event_limiter: Option<Arc<RateLimiter>>,
     /// Requests in flight and whether the process is draining.
     lifecycle: Arc<Lifecycle>,
+    /// Usage per credential, when tracked.
+    usage: Option<Arc<UsageBook>>,
     settings: ProxySettings,
 }
 
@@ -65,6 +68,7 @@ impl ApmProxy {
         pools: Arc<Pools>,
         event_limiter: Option<Arc<RateLimiter>>,
         lifecycle: Arc<Lifecycle>,
+        usage: Option<Arc<UsageBook>>,
         settings: ProxySettings,
     ) -> Self {
         ApmProxy {
@@ -73,6 +77,7 @@ impl ApmProxy {
             pools,
             event_limiter,
             lifecycle,
+            usage,
             settings,
         }
     }
@@ -168,6 +173,9 @@ impl ProxyHttp for ApmProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let (Some(lines), Some(chunk)) = (ctx.lines.as_mut(), body.as_deref()) {
+            lines.feed(chunk);
+        }
         // The whole body within `body_deadline` of the head, however slowly it trickles.
         let now = Instant::now();
         let verdict = if now.duration_since(ctx.started) > self.settings.body_deadline {
@@ -385,6 +393,16 @@ impl ProxyHttp for ApmProxy {
         if self.settings.access_log {
             access_log::write(session, e, &entry);
         }
+        if let (Some(book), Some(who)) = (&self.usage, &ctx.identity) {
+            let accepted = ctx.rejection.is_none();
+            book.record(
+                who,
+                accepted,
+                ctx.events(),
+                ctx.client_ip,
+                SystemTime::now(),
+            );
+        }
     }
 }
 
@@ -398,7 +416,18 @@ impl ApmProxy {
         ctx: &mut RequestCtx,
         rules: Option<NameRules>,
     ) -> Result<Option<Reply>> {
-        let (Some(kind), Some(rules)) = (ctx.kind, rules) else {
+        let Some(kind) = ctx.kind else {
+            return Ok(None);
+        };
+        let Some(rules) = rules else {
+            // Nothing to check: only an uncompressed intake body's events are counted.
+            let plain = !session
+                .req_header()
+                .headers
+                .contains_key(http::header::CONTENT_ENCODING);
+            if self.usage.is_some() && kind.is_ndjson_intake() && plain {
+                ctx.lines = Some(LineCount::default());
+            }
             return Ok(None);
         };
         if kind.is_agent_config() {

@@ -75,6 +75,11 @@ impl BodyCheck {
         }
     }
 
+    /// Events forwarded so far (all of them once the body has ended).
+    pub fn events_forwarded(&self) -> u64 {
+        self.forwarded
+    }
+
     /// Must more be read ahead before anything may be forwarded?
     pub fn needs_read_ahead(&self) -> bool {
         self.reader.as_ref().is_some_and(|r| !r.seen_metadata())

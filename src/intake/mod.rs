@@ -9,4 +9,36 @@ pub(crate) mod reader;
 mod rules;
 
 pub use body_check::{BodyCheck, RateCharge, READ_AHEAD_LIMIT};
+
+/// Events in an uncompressed ndjson body the proxy does not otherwise read, counted by its
+/// lines as they stream (the first line is the metadata).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LineCount {
+    lines: u64,
+}
+
+impl LineCount {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+
+    pub fn events(&self) -> u64 {
+        self.lines.saturating_sub(1)
+    }
+}
 pub use decode::Format;
+
+#[cfg(test)]
+mod tests {
+    use super::LineCount;
+
+    #[test]
+    fn events_are_the_lines_after_the_metadata() {
+        let mut count = LineCount::default();
+        assert_eq!(count.events(), 0);
+        count.feed(b"{\"metadata\":{}}\n{\"span\"");
+        assert_eq!(count.events(), 0);
+        count.feed(b":{}}\n{\"error\":{}}\n");
+        assert_eq!(count.events(), 2);
+    }
+}

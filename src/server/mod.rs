@@ -3,6 +3,7 @@
 
 mod drain;
 mod reload;
+mod usage_saver;
 
 use std::sync::Arc;
 
@@ -25,8 +26,10 @@ use crate::limits::{CapConnections, RateLimiter};
 use crate::settings::Settings;
 use crate::tls::{self, CertResolver, CertificateReloader, TlsError};
 use crate::upstream::{PoolSettings, Pools};
+use crate::usage::{state_file, UsageBook};
 use drain::{DrainSignal, Drainable};
 use reload::Reloader;
+use usage_saver::{PeriodicSaves, UsageSaver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -221,12 +224,20 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         s.identities.clone(),
         event_limiter.clone(),
     );
+    let usage = s.usage.file.as_ref().map(|path| {
+        let history = state_file::load(path).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "usage state unreadable: counting from zero (the file is replaced at the next save)");
+            Vec::new()
+        });
+        Arc::new(UsageBook::with_history(history))
+    });
     let proxy = ApmProxy::new(
         gate,
         s.admission.client_ip.clone(),
         pools.clone(),
         event_limiter,
         lifecycle.clone(),
+        usage.clone(),
         proxy_settings,
     );
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -281,6 +292,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
             certificate: p.certificate.clone(),
             listen_port: listen.port(),
             pools: pools.clone(),
+            usage: usage.clone(),
         };
         let mut admin_service =
             pingora::services::listening::Service::new("admin".to_string(), app);
@@ -299,6 +311,12 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         s.tls.as_ref().and_then(|t| t.reload_interval),
     );
     server.add_service(background_service("reloader", reloader));
+    let saver = usage
+        .zip(s.usage.file.clone())
+        .map(|(book, path)| Arc::new(UsageSaver::new(book, path, s.usage.flush_interval)));
+    if let Some(saver) = &saver {
+        server.add_service(background_service("usage", PeriodicSaves(saver.clone())));
+    }
     let shutdown = DrainSignal {
         lifecycle,
         drain_delay: s.server.drain_delay,
@@ -307,5 +325,9 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     server.run(RunArgs {
         shutdown_signal: Box::new(shutdown),
     });
+    // What the last requests changed, saved now that they are over.
+    if let Some(saver) = saver {
+        saver.save_if_changed();
+    }
     std::process::exit(0)
 }

@@ -26,7 +26,11 @@ pub struct Reloader {
     known: Mutex<(Vec<CredentialState>, SystemTime)>,
     certificates: Option<CertificateReloader>,
     certificate_poll: Option<Duration>,
+    /// When the expiring credentials were last warned about.
+    expiry_warned: Mutex<Option<SystemTime>>,
 }
+
+const DAY: Duration = Duration::from_secs(86_400);
 
 impl Reloader {
     pub fn new(
@@ -43,6 +47,7 @@ impl Reloader {
             authenticator,
             certificates,
             certificate_poll,
+            expiry_warned: Mutex::new(None),
         }
     }
 
@@ -67,6 +72,9 @@ impl Reloader {
                     audit_line(Change::Removed, c);
                 }
                 known.0 = now_known;
+                drop(known);
+                // A reloaded set is looked at again at the next tick.
+                *self.expiry_warned.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
             Err(e) => {
                 metrics().reload("credentials", false);
@@ -79,6 +87,25 @@ impl Reloader {
                     );
                 }
             }
+        }
+    }
+
+    /// Credentials that expire within two weeks: a WARN line each, at start, after a reload
+    /// and then once a day.
+    fn warn_expiring(&self, now: SystemTime) {
+        let mut last = self.expiry_warned.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| now.duration_since(t).unwrap_or_default() < DAY) {
+            return;
+        }
+        *last = Some(now);
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        for (c, left) in audit::expiring_soon(&known.0, now) {
+            tracing::warn!(
+                credential_kind = c.kind,
+                credential = %c.name,
+                days_left = left.as_secs() / 86_400,
+                "credential expires soon: rotate it before it is refused"
+            );
         }
     }
 
@@ -148,6 +175,7 @@ impl BackgroundService for Reloader {
                         self.reload_credentials("file change");
                     }
                     self.report_expiries();
+                    self.warn_expiring(SystemTime::now());
                 }
                 _ = report.tick() => crate::logging::report_handshake_failures(&mut reported),
                 _ = shutdown.changed() => return,

@@ -8,6 +8,7 @@ mod support;
 mod agents;
 mod auth;
 mod cli;
+mod credentials;
 mod deploy;
 mod faults;
 mod forwarding;

@@ -1,0 +1,195 @@
+//! `apikey list` and `token list`: each credential with its state and, from the running
+//! proxy's usage state file, when it was last used and how many requests it made — the
+//! answer to "is anyone still using this before I retire it?".
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::error::CliError;
+use crate::auth::audit::EXPIRY_WARNING;
+use crate::auth::keys_file::KeysFile;
+use crate::config::ConfigFile;
+use crate::usage::{state_file, CredentialKind, UsageRecord, UsageSettings};
+
+/// The usage records the running proxy saved for `file`'s credentials (none when usage is
+/// not tracked or nothing was saved yet).
+fn usage(file: &ConfigFile) -> Result<Vec<UsageRecord>, CliError> {
+    let settings = UsageSettings::try_from(file).map_err(|p| CliError::Config(p.into()))?;
+    match settings.file {
+        Some(path) => state_file::load(&path).map_err(|e| CliError::Usage(e.to_string())),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn find<'a>(usage: &'a [UsageRecord], kind: CredentialKind, name: &str) -> Option<&'a UsageRecord> {
+    usage.iter().find(|u| u.kind == kind && u.name == name)
+}
+
+/// `2026-11-29T06:55:48Z (3h ago)`, or `never`.
+fn last_used(u: Option<&UsageRecord>, now: SystemTime) -> String {
+    let Some(secs) = u.and_then(|u| u.last_used) else {
+        return "never".into();
+    };
+    let at = UNIX_EPOCH + Duration::from_secs(secs);
+    let ago = now.duration_since(at).unwrap_or_default();
+    let ago = match ago.as_secs() {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    };
+    format!("{} ({ago} ago)", humantime::format_rfc3339_seconds(at))
+}
+
+/// `active`, `expired`, `expires soon` or `revoked`.
+fn status(expires: Option<&str>, revoked: bool, now: SystemTime) -> &'static str {
+    let expires = expires.and_then(|e| humantime::parse_rfc3339_weak(e).ok());
+    match expires {
+        _ if revoked => "revoked",
+        Some(e) if now >= e => "expired",
+        Some(e) if e.duration_since(now).unwrap_or_default() < EXPIRY_WARNING => "expires soon",
+        _ => "active",
+    }
+}
+
+fn usage_json(u: Option<&UsageRecord>) -> serde_json::Value {
+    json!({
+        "last_used": u.and_then(|u| u.last_used)
+            .map(|s| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string()),
+        "last_client_ip": u.and_then(|u| u.last_client_ip),
+        "requests_accepted": u.map_or(0, |u| u.requests_accepted),
+        "requests_refused": u.map_or(0, |u| u.requests_refused),
+        "events_accepted": u.map_or(0, |u| u.events_accepted),
+    })
+}
+
+pub fn list_keys(
+    file: &ConfigFile,
+    keys_path: &Path,
+    keys: &KeysFile,
+    as_json: bool,
+) -> Result<(), CliError> {
+    keys.parse_keys(keys_path)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let usage = usage(file)?;
+    let now = SystemTime::now();
+    if as_json {
+        let list: Vec<_> = keys
+            .keys
+            .iter()
+            .map(|k| {
+                let mut v = json!({
+                    "id": k.id,
+                    "name": k.name,
+                    "privileges": k.privileges,
+                    "created": k.created,
+                    "expires": k.expires,
+                    "revoked": k.revoked,
+                    "status": status(k.expires.as_deref(), k.revoked.is_some(), now),
+                });
+                v["usage"] = usage_json(find(&usage, CredentialKind::ApiKey, &k.id));
+                v
+            })
+            .collect();
+        println!("{}", serde_json::Value::from(list));
+        return Ok(());
+    }
+    println!(
+        "{:<22} {:<16} {:<40} {:<21} {:<13} {:<36} {:>9} {:>8}",
+        "ID", "NAME", "PRIVILEGES", "EXPIRES", "STATUS", "LAST USED", "REQUESTS", "REFUSED"
+    );
+    for k in &keys.keys {
+        let u = find(&usage, CredentialKind::ApiKey, &k.id);
+        println!(
+            "{:<22} {:<16} {:<40} {:<21} {:<13} {:<36} {:>9} {:>8}",
+            k.id,
+            k.name,
+            k.privileges.join(","),
+            k.expires.as_deref().unwrap_or("never"),
+            status(k.expires.as_deref(), k.revoked.is_some(), now),
+            last_used(u, now),
+            u.map_or(0, |u| u.requests_accepted),
+            u.map_or(0, |u| u.requests_refused),
+        );
+    }
+    println!("{} API key(s) in {}", keys.keys.len(), keys_path.display());
+    Ok(())
+}
+
+pub fn list_tokens(file: &ConfigFile, as_json: bool) -> Result<(), CliError> {
+    let usage = usage(file)?;
+    let now = SystemTime::now();
+    let mut tokens: Vec<(&str, Option<&str>, Option<&str>)> = Vec::new();
+    if file.auth.secret_token.is_some() {
+        tokens.push(("default", None, None));
+    }
+    for t in &file.auth.secret_tokens {
+        tokens.push((&t.name, t.expires.as_deref(), t.upstream.as_deref()));
+    }
+    if as_json {
+        let list: Vec<_> = tokens
+            .iter()
+            .map(|(name, expires, upstream)| {
+                let mut v = json!({
+                    "name": name,
+                    "expires": expires,
+                    "upstream": upstream,
+                    "status": status(*expires, false, now),
+                });
+                v["usage"] = usage_json(find(&usage, CredentialKind::Token, name));
+                v
+            })
+            .collect();
+        println!("{}", serde_json::Value::from(list));
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<21} {:<13} {:<36} {:>9} {:>8}",
+        "NAME", "EXPIRES", "STATUS", "LAST USED", "REQUESTS", "REFUSED"
+    );
+    for (name, expires, _) in &tokens {
+        let u = find(&usage, CredentialKind::Token, name);
+        println!(
+            "{:<20} {:<21} {:<13} {:<36} {:>9} {:>8}",
+            name,
+            expires.unwrap_or("never"),
+            status(*expires, false, now),
+            last_used(u, now),
+            u.map_or(0, |u| u.requests_accepted),
+            u.map_or(0, |u| u.requests_refused),
+        );
+    }
+    println!("{} secret token(s)", tokens.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_last_used_read_as_a_person_would() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let soon = humantime::format_rfc3339_seconds(now + Duration::from_secs(86_400)).to_string();
+        let later =
+            humantime::format_rfc3339_seconds(now + Duration::from_secs(30 * 86_400)).to_string();
+        let past = humantime::format_rfc3339_seconds(now - Duration::from_secs(1)).to_string();
+        assert_eq!(status(Some(&soon), false, now), "expires soon");
+        assert_eq!(status(Some(&later), false, now), "active");
+        assert_eq!(status(Some(&past), false, now), "expired");
+        assert_eq!(status(None, true, now), "revoked");
+        assert_eq!(last_used(None, now), "never");
+        let u = UsageRecord {
+            kind: CredentialKind::Token,
+            name: "t".into(),
+            last_used: Some(1_800_000_000 - 3 * 3600),
+            last_client_ip: None,
+            requests_accepted: 1,
+            requests_refused: 0,
+            events_accepted: 0,
+        };
+        assert_eq!(last_used(Some(&u), now), "2027-01-15T05:00:00Z (3h ago)");
+    }
+}

@@ -1,0 +1,206 @@
+//! The credential lifecycle: usage per credential (counted, served by the admin listener,
+//! saved to the state file, shown by `apikey list` and `token list`, continued after a
+//! restart) and warnings for credentials about to expire.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const TOKEN: &str = "credentials-token-91c4";
+
+fn record<'a>(usage: &'a Value, kind: &str, name: &str) -> &'a Value {
+    usage["credentials"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["kind"] == kind && c["name"] == name))
+        .unwrap_or_else(|| panic!("no {kind} {name} in {usage}"))
+}
+
+fn saved(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default()).unwrap_or_default()
+}
+
+/// Two events after the metadata line, uncompressed.
+const BODY: &str = "{\"metadata\":{}}\n{\"span\":{}}\n{\"error\":{}}\n";
+
+#[test]
+fn usage_per_credential_is_counted_listed_and_survives_a_restart() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let state = tempfile::tempdir().unwrap();
+    let usage_file = state.path().join("usage.json");
+    let usage_config = format!(
+        "[usage]\nfile = {:?}\nflush_interval = \"200ms\"\n",
+        usage_file.to_str().unwrap()
+    );
+    let mut key = (String::new(), String::new());
+    let mut proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .api_keys()
+        .config(&usage_config)
+        .prepare(|dir| key = create_key(dir, "event:write", &[]))
+        .start();
+    let (key_id, key_credential) = key.clone();
+    rt().block_on(async {
+        let send = |client: reqwest::Client, path: &str, auth: String| {
+            let url = proxy.url(path);
+            async move {
+                client
+                    .post(url)
+                    .header("Authorization", auth)
+                    .body(BODY)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        for _ in 0..3 {
+            let status = send(
+                proxy.client(false),
+                "/intake/v2/events",
+                format!("Bearer {TOKEN}"),
+            );
+            assert_eq!(status.await, 202);
+        }
+        let from_2 = proxy.client_from([127, 0, 0, 2].into());
+        let key_auth = format!("ApiKey {key_credential}");
+        assert_eq!(
+            send(from_2.clone(), "/intake/v2/events", key_auth.clone()).await,
+            202
+        );
+        // The key lacks config_agent:read: refused, and counted as such.
+        assert_eq!(send(from_2, "/config/v1/agents", key_auth).await, 403);
+        // A wrong token is nobody's usage.
+        let wrong = send(
+            proxy.client(false),
+            "/intake/v2/events",
+            "Bearer wrong".into(),
+        );
+        assert_eq!(wrong.await, 401);
+
+        let (status, body) = admin_get(&proxy, "/usage").await;
+        assert_eq!(status, 200, "{body}");
+        let usage: Value = serde_json::from_str(&body).unwrap();
+        let token = record(&usage, "token", "default");
+        assert_eq!(token["requests_accepted"], 3, "{usage}");
+        assert_eq!(token["requests_refused"], 0);
+        assert_eq!(token["events_accepted"], 6);
+        assert_eq!(token["last_client_ip"], "127.0.0.1");
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(now - token["last_used"].as_u64().unwrap() < 60, "{token}");
+        let k = record(&usage, "api_key", &key_id);
+        assert_eq!(k["requests_accepted"], 1, "{usage}");
+        assert_eq!(k["requests_refused"], 1);
+        assert_eq!(k["last_client_ip"], "127.0.0.2");
+        assert_eq!(usage["credentials"].as_array().unwrap().len(), 2);
+    });
+
+    eventually_blocking("the usage state saved", || {
+        saved(&usage_file)["credentials"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2)
+    });
+    let text = std::fs::read_to_string(&usage_file).unwrap();
+    assert!(!text.contains(TOKEN) && !text.contains(&key_credential));
+
+    // The lists read the running proxy's state file.
+    let config = proxy.dir.path().join("proxy.toml");
+    let config = config.to_str().unwrap();
+    let (code, out, err) = run_cli(&["apikey", "--config", config, "list"]);
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().find(|l| l.starts_with(&key_id)).unwrap();
+    assert!(
+        line.contains(" ago)") && line.trim_end().ends_with(" 1        1"),
+        "{out}"
+    );
+    assert!(out.lines().next().unwrap().contains("LAST USED"), "{out}");
+    let (code, out, err) = run_cli(&["apikey", "--config", config, "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let keys: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(keys[0]["usage"]["requests_refused"], 1, "{keys}");
+    let (code, out, err) = run_cli(&["token", "--config", config, "list"]);
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().find(|l| l.starts_with("default")).unwrap();
+    assert!(line.trim_end().ends_with(" 3        0"), "{out}");
+
+    // A restart continues from the file; SIGTERM saves what was not saved yet.
+    let again = proxy.client(false);
+    rt().block_on(async {
+        let r = again
+            .post(proxy.url("/intake/v2/events"))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .body(BODY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    });
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(Duration::from_secs(20)).is_some());
+    let token_saved = |file: &Value| {
+        file["credentials"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["kind"] == "token").cloned())
+            .unwrap_or_default()
+    };
+    assert_eq!(token_saved(&saved(&usage_file))["requests_accepted"], 4);
+    let restarted = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config(&usage_config)
+        .start();
+    rt().block_on(async {
+        let r = restarted
+            .client(false)
+            .post(restarted.url("/intake/v2/events"))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .body(BODY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let (_, body) = admin_get(&restarted, "/usage").await;
+        let usage: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(record(&usage, "token", "default")["requests_accepted"], 5);
+        assert_eq!(record(&usage, "token", "default")["events_accepted"], 10);
+        // The key's history is kept though this proxy has no keys file.
+        assert_eq!(record(&usage, "api_key", &key_id)["requests_refused"], 1);
+    });
+}
+
+/// A token that expires within two weeks is warned about by `check` and in the log.
+#[test]
+fn credentials_about_to_expire_are_warned_about() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let in_three_days = SystemTime::now() + Duration::from_secs(3 * 86_400 + 3600);
+    let expires = humantime::format_rfc3339_seconds(in_three_days);
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(&format!(
+            "[[auth.secret_tokens]]\nname = \"rotating\"\nsecret = \"rotating-secret-5d1e\"\n\
+             expires = \"{expires}\"\n"
+        ))
+        .start();
+    let config = proxy.dir.path().join("proxy.toml");
+    let (code, _, err) = run_cli(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: secret token \"rotating\" expires in 3 days"),
+        "{err}"
+    );
+    eventually_blocking("a WARN line for the expiring token", || {
+        proxy.log_text().lines().any(|l| {
+            l.contains("credential expires soon") && l.contains("rotating") && l.contains("WARN")
+        })
+    });
+    let (code, out, _) = run_cli(&["token", "--config", config.to_str().unwrap(), "list"]);
+    assert_eq!(code, 0);
+    let line = out.lines().find(|l| l.starts_with("rotating")).unwrap();
+    assert!(line.contains("expires soon"), "{out}");
+}
