@@ -2,7 +2,8 @@
 # What operations cost per request: the proxy alone, the keep-alive POST workload of
 # bench/run.sh (TLS 1.3, a token, 1 KiB ndjson, wrk -t1 -c32), under four configurations
 # alternated round by round in one run:
-#   bare      admin listener off (so no metrics are recorded), access log off
+#   bare      admin listener off (so no metrics are recorded), access log off, usage off
+#   usage     bare + usage per credential (counters, the body's lines counted, saved every 5 s)
 #   metrics   admin listener on (Prometheus counters and histograms per request)
 #   text      metrics + access log, text format
 #   ecs       metrics + access log, ECS JSON
@@ -39,8 +40,8 @@ UP=127.0.0.1:18211 PORT=18453 ADMIN=18454
 taskset -c 1 target/release/examples/bench_upstream "$UP" & PIDS+=($!)
 
 config() { # name → proxy.toml
-  local admin=false access=false format=text
-  case $1 in metrics) admin=true ;; text) admin=true access=true ;; ecs) admin=true access=true format=json ;; esac
+  local admin=false access=false format=text usage=false
+  case $1 in usage) usage=true ;; metrics) admin=true ;; text) admin=true access=true ;; ecs) admin=true access=true format=json ;; esac
   cat <<EOT
 [server]
 listen = "127.0.0.1:$PORT"
@@ -62,6 +63,9 @@ listen = "127.0.0.1:$ADMIN"
 level = "info"
 format = "$format"
 access_log = $access
+[usage]
+enabled = $usage
+file = "$W/usage.json"
 EOT
 }
 
@@ -69,7 +73,7 @@ cpu_ticks() { awk '$1=="cpu0"{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 HZ=$(getconf CLK_TCK)
 declare -A US
 for round in $(seq "$ROUNDS"); do
-  for name in bare metrics text ecs; do
+  for name in bare usage metrics text ecs; do
     config "$name" > "$W/$name.toml"
     taskset -c 0 target/release/apm-auth-proxy run --config "$W/$name.toml" 2>/dev/null & pid=$!
     for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
@@ -89,7 +93,7 @@ echo "# bench/ops.sh: $ROUNDS round(s) × ${SECS}s, wrk -t1 -c32 keep-alive 1 Ki
 echo "| configuration | proxy CPU µs/request (median) | vs bare | runs |"
 echo "| --- | --- | --- | --- |"
 base=$(median "${US[bare]}")
-for name in bare metrics text ecs; do
+for name in bare usage metrics text ecs; do
   m=$(median "${US[$name]}")
   awk -v n="$name" -v m="$m" -v b="$base" -v r="${US[$name]}" 'BEGIN { printf "| %s | %.2f | %.3f× (%+.2f µs) |%s |\n", n, m, m / b, m - b, r }'
 done

@@ -69,6 +69,7 @@ fn main() {
             None,
             &[],
             None,
+            None,
             SystemTime::now(),
         )
         .expect("new key");

@@ -110,7 +110,7 @@ impl Metrics {
         )?;
         let limited = counter_vec(
             "limited_total",
-            "Requests or connections refused by a limit: rate, concurrency, failed-authentication throttling, connections (total or per IP), a request head not complete within header_timeout.",
+            "Requests or connections refused by a limit: rate, credential_rate, concurrency, failed-authentication throttling, connections (total or per IP), a request head not complete within header_timeout.",
             &["limit"],
         )?;
         let request_duration = HistogramVec::new(
@@ -192,6 +192,7 @@ impl Metrics {
         }
         let limit = match r.reason {
             "rate_limited" | "event_rate_limited" => Some("rate"),
+            "credential_rate_limited" | "credential_event_rate_limited" => Some("credential_rate"),
             "too_many_open" => Some("concurrency"),
             "auth_throttled" => Some("failed_auth"),
             _ => None,

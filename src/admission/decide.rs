@@ -17,7 +17,10 @@ use super::rejection::{Rejection, Reply};
 use super::routes::{self, Endpoint, EndpointKind};
 use super::settings::AdmissionSettings;
 use crate::auth::{authorize, Action, AuthOutcome, Authenticator, Identity, IdentityMap};
-use crate::limits::{AuthThrottle, OpenRequests, RateLimiter, Slot};
+use crate::limits::{
+    AuthThrottle, CredentialKey, CredentialRates, OpenRequests, RateLimiter, RateSpec, RateUnit,
+    Slot,
+};
 use crate::tls::PeerCertificate;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -40,6 +43,8 @@ pub struct Admission {
     pub slot: Option<Slot>,
     /// The service/agent rules its events must follow (anonymous, service-bound key).
     pub rules: Option<NameRules>,
+    /// The credential's own events limit, charged as the body streams.
+    pub credential_events: Option<(CredentialKey, RateSpec)>,
 }
 
 /// Who is asking, beyond the request header.
@@ -81,6 +86,8 @@ pub struct Gate {
     anonymous: Option<AnonymousAccess>,
     /// `None` when failed-authentication throttling is off.
     failed_attempts: Option<AuthThrottle>,
+    /// The buckets of credentials with a `rate_limit` of their own.
+    credential_rates: Arc<CredentialRates>,
 }
 
 impl Gate {
@@ -112,7 +119,13 @@ impl Gate {
             cors: settings.cors.clone(),
             anonymous,
             failed_attempts,
+            credential_rates: Arc::default(),
         }
+    }
+
+    /// The per-credential buckets, for the body checks' event charges.
+    pub fn credential_rates(&self) -> Arc<CredentialRates> {
+        self.credential_rates.clone()
     }
 
     /// Decide on a request from its header and what is known about the caller.
@@ -251,6 +264,18 @@ impl Gate {
             return answer(refused, Some(&identity));
         }
 
+        // The credential's own limit: a token per request (and, for events, per batch of
+        // events as the body streams), as the anonymous per-IP limit works.
+        let mut credential_events = None;
+        if let Some((who, spec)) = identity.rate_limit() {
+            if !self.credential_rates.allow(&who, spec, caller.clock) {
+                return answer(Rejection::CredentialRateLimited, Some(&identity));
+            }
+            if spec.unit == RateUnit::Events && kind.is_ndjson_intake() {
+                credential_events = Some((who, spec));
+            }
+        }
+
         let mut slot = None;
         if let (Identity::Anonymous, Some(access)) = (&identity, anonymous) {
             // Anonymous callers may hold only so many requests open, and are rate limited
@@ -268,6 +293,8 @@ impl Gate {
             Identity::ApiKey { services, .. } if !services.is_empty() => {
                 Some(NameRules::BoundKey(services.clone()))
             }
+            // Read only to count events against the credential's limit.
+            _ if credential_events.is_some() => Some(NameRules::Any),
             _ => None,
         };
         // A key bound to services cannot use endpoints whose bodies the proxy does not read.
@@ -282,6 +309,7 @@ impl Gate {
             cors_origin,
             slot,
             rules,
+            credential_events,
         })
     }
 }
@@ -315,6 +343,7 @@ impl Admission {
             cors_origin: None,
             slot: None,
             rules: None,
+            credential_events: None,
         }
     }
 }
@@ -347,6 +376,7 @@ mod tests {
             cors: CorsPolicy::default(),
             anonymous: None,
             failed_attempts: None,
+            credential_rates: Arc::default(),
         }
     }
 

@@ -101,6 +101,9 @@ pub enum NameRules {
     Anonymous(Arc<AnonymousPolicy>),
     /// An API key restricted to these services.
     BoundKey(Arc<[String]>),
+    /// No name rule: the body is read only to count its events (a credential with an
+    /// events rate limit).
+    Any,
 }
 
 impl NameRules {
@@ -109,6 +112,7 @@ impl NameRules {
         match self {
             NameRules::Anonymous(policy) => policy.check_service(service),
             NameRules::BoundKey(services) => check_key_service(services, service),
+            NameRules::Any => Ok(()),
         }
     }
 
@@ -121,6 +125,7 @@ impl NameRules {
         match self {
             NameRules::Anonymous(policy) => policy.check_event(agent, service),
             NameRules::BoundKey(services) => check_key_service(services, service),
+            NameRules::Any => Ok(()),
         }
     }
 

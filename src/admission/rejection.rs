@@ -41,12 +41,16 @@ pub enum Rejection {
     MethodNotSupported(http::Method),
     TooManyOpenRequests,
     RateLimited,
+    /// The credential's own `rate_limit`, at admission.
+    CredentialRateLimited,
     // --- from the request body ---
     BodyTooLarge,
     /// The intake metadata line did not come within what the proxy can read ahead.
     MetadataBeyondReadAhead,
     /// Mid-stream: no rate-limit tokens for the next batch of events.
     EventRateLimited,
+    /// Mid-stream: the credential's own events limit.
+    CredentialEventRateLimited,
     EventTooLarge,
     MissingMetadata,
     InvalidJson,
@@ -90,9 +94,12 @@ impl Rejection {
             | NameNotPermitted(_)
             | KeyRestrictedEndpoint
             | UpstreamNotPermitted => StatusCode::FORBIDDEN,
-            AuthThrottled | TooManyOpenRequests | RateLimited | EventRateLimited => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            AuthThrottled
+            | TooManyOpenRequests
+            | RateLimited
+            | EventRateLimited
+            | CredentialRateLimited
+            | CredentialEventRateLimited => StatusCode::TOO_MANY_REQUESTS,
             BodyTooLarge | MetadataBeyondReadAhead => StatusCode::PAYLOAD_TOO_LARGE,
             ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             UpstreamUnreachable | UpstreamClosed => StatusCode::BAD_GATEWAY,
@@ -152,12 +159,12 @@ impl Rejection {
             TooManyOpenRequests => fixed("too many requests: too many concurrent requests"),
             OnlyPost => fixed("only POST requests are supported"),
             MethodNotSupported(method) => Some(format!("method not supported: {method}").into()),
-            RateLimited => fixed("too many requests: rate limit exceeded"),
+            RateLimited | CredentialRateLimited => fixed("too many requests: rate limit exceeded"),
             BodyTooLarge => fixed("request body too large"),
             MetadataBeyondReadAhead => {
                 fixed("request body too large: the metadata line must come within the first 64 KiB")
             }
-            EventRateLimited => fixed("rate limit exceeded"),
+            EventRateLimited | CredentialEventRateLimited => fixed("rate limit exceeded"),
             EventTooLarge => fixed("event exceeded the permitted size"),
             MissingMetadata => {
                 fixed("data validation error: the first line must be a metadata object")
@@ -198,6 +205,8 @@ impl Rejection {
             | TooManyOpenRequests
             | RateLimited
             | EventRateLimited
+            | CredentialRateLimited
+            | CredentialEventRateLimited
             | HeaderTooLarge
             | BodyTooLarge
             | MetadataBeyondReadAhead => 8,
@@ -255,9 +264,11 @@ impl Rejection {
             OnlyPost => "only_post",
             MethodNotSupported(_) => "method_not_supported",
             RateLimited => "rate_limited",
+            CredentialRateLimited => "credential_rate_limited",
             BodyTooLarge => "body_too_large",
             MetadataBeyondReadAhead => "metadata_beyond_read_ahead",
             EventRateLimited => "event_rate_limited",
+            CredentialEventRateLimited => "credential_event_rate_limited",
             EventTooLarge => "event_too_large",
             MissingMetadata => "missing_metadata",
             InvalidJson => "invalid_json",

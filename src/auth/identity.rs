@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::privileges::{Action, Privileges};
+use crate::limits::{CredentialKey, RateSpec};
 
 /// Who a request authenticated as. Carries names, never secrets, so it is safe to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +12,8 @@ pub enum Identity {
         name: Arc<str>,
         /// The only upstream pool it may reach.
         upstream: Option<Arc<str>>,
+        /// Its own rate limit.
+        rate_limit: Option<RateSpec>,
     },
     ApiKey {
         id: Arc<str>,
@@ -19,6 +22,8 @@ pub enum Identity {
         services: Arc<[String]>,
         /// The only upstream pool it may reach.
         upstream: Option<Arc<str>>,
+        /// Its own rate limit.
+        rate_limit: Option<RateSpec>,
     },
     /// A verified client certificate mapped by `ssl.client_identities`.
     ClientCert {
@@ -36,6 +41,23 @@ impl Identity {
             Identity::SecretToken { upstream, .. } | Identity::ApiKey { upstream, .. } => {
                 upstream.as_deref()
             }
+            _ => None,
+        }
+    }
+
+    /// The credential's own rate limit, with the key its bucket is kept under.
+    pub fn rate_limit(&self) -> Option<(CredentialKey, RateSpec)> {
+        match self {
+            Identity::SecretToken {
+                name,
+                rate_limit: Some(spec),
+                ..
+            } => Some((("token", name.clone()), *spec)),
+            Identity::ApiKey {
+                id,
+                rate_limit: Some(spec),
+                ..
+            } => Some((("api_key", id.clone()), *spec)),
             _ => None,
         }
     }

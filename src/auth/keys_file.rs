@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::RateSpec;
+
 use crate::digest::{parse_hex_digest, sha256, to_hex};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -39,6 +41,15 @@ pub struct KeyRecord {
     /// The only upstream pool the key may reach (its team's APM Server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// The key's own rate limit (`"200/s"`, `"50 requests/s burst 60"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    /// After `apikey rotate`: the previous secret's digest, still accepted until
+    /// `previous_until` (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_until: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +89,9 @@ pub struct ParsedKey {
     pub revoked: bool,
     pub services: Vec<String>,
     pub upstream: Option<String>,
+    pub rate_limit: Option<RateSpec>,
+    /// The previous secret's digest and until when it is accepted (`apikey rotate`).
+    pub previous: Option<([u8; 32], SystemTime)>,
 }
 
 impl KeysFile {
@@ -156,6 +170,31 @@ impl KeysFile {
                         })
                         .transpose()
                 };
+                let rate_limit = r
+                    .rate_limit
+                    .as_deref()
+                    .map(|t| {
+                        t.parse::<RateSpec>()
+                            .map_err(|e| invalid(format!("rate_limit: {e}")))
+                    })
+                    .transpose()?;
+                let previous = match (
+                    &r.previous_sha256,
+                    time("previous_until", &r.previous_until)?,
+                ) {
+                    (Some(hex), Some(until)) => Some((
+                        parse_hex_digest(hex).ok_or_else(|| {
+                            invalid("previous_sha256 must be 64 hexadecimal characters".into())
+                        })?,
+                        until,
+                    )),
+                    (None, None) => None,
+                    _ => {
+                        return Err(invalid(
+                            "previous_sha256 and previous_until go together".into(),
+                        ))
+                    }
+                };
                 Ok(ParsedKey {
                     id: r.id.clone(),
                     name: r.name.clone(),
@@ -165,6 +204,8 @@ impl KeysFile {
                     revoked: time("revoked", &r.revoked)?.is_some(),
                     services: r.services.clone(),
                     upstream: r.upstream.clone(),
+                    rate_limit,
+                    previous,
                 })
             })
             .collect()
@@ -198,6 +239,7 @@ pub fn new_key(
     expires_in: Option<Duration>,
     services: &[String],
     upstream: Option<&str>,
+    rate_limit: Option<RateSpec>,
     now: SystemTime,
 ) -> Result<NewKey, KeysFileError> {
     let parsed = super::Privileges::parse_list(privileges)?;
@@ -216,12 +258,33 @@ pub fn new_key(
         revoked: None,
         services: services.to_vec(),
         upstream: upstream.map(str::to_string),
+        rate_limit: rate_limit.map(|r| r.to_string()),
+        previous_sha256: None,
+        previous_until: None,
     };
     Ok(NewKey {
         record,
         secret,
         credential,
     })
+}
+
+/// `apikey rotate`: a new secret for `record` (same id, name, privileges, services, pool,
+/// limit); the current secret stays accepted for `grace` (not at all when zero). Returns
+/// the new secret and credential, to show once.
+pub fn rotate(record: &mut KeyRecord, grace: Duration, now: SystemTime) -> (String, String) {
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    let credential =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", record.id));
+    let current = std::mem::replace(&mut record.sha256, to_hex(&sha256(secret.as_bytes())));
+    if grace.is_zero() {
+        record.previous_sha256 = None;
+        record.previous_until = None;
+    } else {
+        record.previous_sha256 = Some(current);
+        record.previous_until = Some(format_time(now + grace));
+    }
+    (secret, credential)
 }
 
 impl From<super::privileges::UnknownPrivilege> for KeysFileError {
@@ -245,6 +308,7 @@ mod tests {
             Some(Duration::from_secs(3600)),
             &[],
             Some("team-a"),
+            Some("5/s".parse().unwrap()),
             now,
         )
         .unwrap();
@@ -258,6 +322,8 @@ mod tests {
         let parsed = loaded.parse_keys(&path).unwrap();
         assert_eq!(parsed[0].digest, sha256(key.secret.as_bytes()));
         assert!(parsed[0].expires_at.is_some());
+        assert_eq!(parsed[0].rate_limit, Some("5/s".parse().unwrap()));
+        assert_eq!(parsed[0].previous, None);
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(&key.credential)
             .unwrap();
@@ -280,6 +346,7 @@ mod tests {
             None,
             &[],
             None,
+            None,
             SystemTime::now(),
         )
         .err()
@@ -300,5 +367,38 @@ mod tests {
             KeysFile::load(&bad),
             Err(KeysFileError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn a_rotated_key_keeps_its_id_and_its_old_digest_for_the_grace_period() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let key = new_key("svc", &["event:write".into()], None, &[], None, None, now).unwrap();
+        let mut record = key.record.clone();
+        let (secret, credential) = rotate(&mut record, Duration::from_secs(3600), now);
+        assert_ne!(secret, key.secret);
+        assert_eq!(record.id, key.record.id);
+        assert_eq!(record.sha256, to_hex(&sha256(secret.as_bytes())));
+        assert_eq!(
+            record.previous_sha256.as_deref(),
+            Some(key.record.sha256.as_str())
+        );
+        let file = KeysFile {
+            keys: vec![record.clone()],
+        };
+        let parsed = file.parse_keys(Path::new("keys.toml")).unwrap();
+        assert_eq!(
+            parsed[0].previous,
+            Some((
+                sha256(key.secret.as_bytes()),
+                now + Duration::from_secs(3600)
+            ))
+        );
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&credential)
+            .unwrap();
+        assert!(decoded.starts_with(format!("{}:", record.id).as_bytes()));
+        // No grace: the old secret is dropped at once.
+        rotate(&mut record, Duration::ZERO, now);
+        assert_eq!(record.previous_sha256, None);
     }
 }

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use super::secret::Secret;
 use crate::config::{AuthConfig, Problem, Problems};
+use crate::limits::RateSpec;
 
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
@@ -40,6 +41,7 @@ pub struct TokenSettings {
     pub expires: Option<SystemTime>,
     /// The only upstream pool it may reach.
     pub upstream: Option<String>,
+    pub rate_limit: Option<RateSpec>,
 }
 
 pub fn parse_rfc3339(key: &str, text: &str) -> Result<SystemTime, Problem> {
@@ -67,6 +69,7 @@ impl TryFrom<&AuthConfig> for AuthSettings {
                     secret,
                     expires: None,
                     upstream: None,
+                    rate_limit: None,
                 });
             }
         }
@@ -88,13 +91,23 @@ impl TryFrom<&AuthConfig> for AuthSettings {
                     .map(Some),
                 None => Some(None),
             };
-            if let (Some(secret), Some(expires)) = (secret, expires) {
+            let rate_limit = match &t.rate_limit {
+                Some(text) => problems
+                    .take(
+                        text.parse::<RateSpec>()
+                            .map_err(|e| Problem::new(format!("{key}.rate_limit"), e.to_string())),
+                    )
+                    .map(Some),
+                None => Some(None),
+            };
+            if let (Some(secret), Some(expires), Some(rate_limit)) = (secret, expires, rate_limit) {
                 tokens.push(TokenSettings {
                     key: secret_key,
                     name: t.name.clone(),
                     secret,
                     expires,
                     upstream: t.upstream.clone(),
+                    rate_limit,
                 });
             }
         }

@@ -14,11 +14,13 @@ use super::settings::AuthSettings;
 use super::{go_base64, keys_file};
 use crate::config::{Problem, Problems};
 use crate::digest::{sha256, Digest};
+use crate::limits::RateSpec;
 
 #[derive(Debug)]
 struct TokenEntry {
     name: Arc<str>,
     upstream: Option<Arc<str>>,
+    rate_limit: Option<RateSpec>,
     digest: Digest,
     expires_at: Option<SystemTime>,
 }
@@ -27,6 +29,8 @@ struct TokenEntry {
 struct KeyEntry {
     identity: Identity,
     digest: Digest,
+    /// A rotated key's previous secret, accepted until then.
+    previous: Option<(Digest, SystemTime)>,
     expires_at: Option<SystemTime>,
     revoked: bool,
 }
@@ -64,6 +68,7 @@ impl CredentialStore {
                 tokens.push(TokenEntry {
                     name: t.name.as_str().into(),
                     upstream: t.upstream.as_deref().map(Arc::from),
+                    rate_limit: t.rate_limit,
                     digest,
                     expires_at: t.expires,
                 });
@@ -84,8 +89,10 @@ impl CredentialStore {
                             privileges: k.privileges,
                             services: k.services.into(),
                             upstream: k.upstream.as_deref().map(Arc::from),
+                            rate_limit: k.rate_limit,
                         },
                         digest: k.digest,
+                        previous: k.previous,
                         expires_at: k.expires_at,
                         revoked: k.revoked,
                     },
@@ -162,6 +169,7 @@ impl CredentialStore {
         AuthOutcome::Authenticated(Identity::SecretToken {
             name: entry.name.clone(),
             upstream: entry.upstream.clone(),
+            rate_limit: entry.rate_limit,
         })
     }
 
@@ -179,8 +187,17 @@ impl CredentialStore {
         let entry = std::str::from_utf8(id)
             .ok()
             .and_then(|id| self.keys.get(id));
+        let presented = sha256(secret);
         let expected = entry.map_or(&DUMMY_DIGEST, |e| &e.digest);
-        let secret_ok: bool = expected.ct_eq(&sha256(secret)).into();
+        // A rotated key's previous secret, while its grace period lasts. Both digests are
+        // always compared, so a lookup costs the same whichever matches.
+        let previous = entry
+            .and_then(|e| e.previous.as_ref())
+            .filter(|(_, until)| now < *until)
+            .map_or(&DUMMY_DIGEST, |(digest, _)| digest);
+        let current_ok = expected.ct_eq(&presented);
+        let previous_ok = previous.ct_eq(&presented) & (!previous.ct_eq(&DUMMY_DIGEST));
+        let secret_ok: bool = (current_ok | previous_ok).into();
         match entry {
             Some(e) if secret_ok && !e.revoked && e.expires_at.is_none_or(|exp| now < exp) => {
                 AuthOutcome::Authenticated(e.identity.clone())
@@ -228,8 +245,10 @@ mod tests {
                 privileges: privs,
                 services: Arc::from(Vec::new()),
                 upstream: None,
+                rate_limit: None,
             },
             digest: sha256(secret.as_bytes()),
+            previous: None,
             expires_at: expires,
             revoked,
         };
@@ -249,17 +268,26 @@ mod tests {
             key("old", "s2", Privileges::ALL, Some(past), false),
         );
         keys.insert("rev".into(), key("rev", "s3", Privileges::ALL, None, true));
+        // Rotated: "s4-old" for another minute; "s5-old" no longer.
+        let mut rotated = key("rot", "s4-new", Privileges::ALL, None, false);
+        rotated.previous = Some((sha256(b"s4-old"), past + Duration::from_secs(120)));
+        keys.insert("rot".into(), rotated);
+        let mut done = key("done", "s5-new", Privileges::ALL, None, false);
+        done.previous = Some((sha256(b"s5-old"), past));
+        keys.insert("done".into(), done);
         CredentialStore {
             tokens: vec![
                 TokenEntry {
                     name: "current".into(),
                     upstream: None,
+                    rate_limit: None,
                     digest: sha256(b"tok-new"),
                     expires_at: None,
                 },
                 TokenEntry {
                     name: "previous".into(),
                     upstream: None,
+                    rate_limit: None,
                     digest: sha256(b"tok-old"),
                     expires_at: Some(past),
                 },
@@ -311,7 +339,25 @@ mod tests {
                 action: Action::SourcemapWrite
             }
         );
-        for bad in ["k1:wrong", "unknown:s1", "old:s2", "rev:s3", "k1:", ":s1"] {
+        for good in ["rot:s4-new", "rot:s4-old", "done:s5-new"] {
+            assert!(
+                matches!(
+                    s.authenticate(Some(&api(good)), now),
+                    AuthOutcome::Authenticated(_)
+                ),
+                "{good}"
+            );
+        }
+        for bad in [
+            "k1:wrong",
+            "unknown:s1",
+            "old:s2",
+            "rev:s3",
+            "k1:",
+            ":s1",
+            "done:s5-old",
+            "rot:s5-old",
+        ] {
             assert_eq!(
                 s.authenticate(Some(&api(bad)), now),
                 AuthOutcome::Failed(AuthFailure::InvalidCredentials),
@@ -349,6 +395,7 @@ mod tests {
         let id = Identity::SecretToken {
             name: "t".into(),
             upstream: None,
+            rate_limit: None,
         };
         for a in Action::ALL {
             assert!(authorize(&id, a).is_ok());

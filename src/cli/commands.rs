@@ -252,6 +252,24 @@ fn apikey(path: &Path, cmd: ApikeyCommand) -> Result<(), CliError> {
     match cmd {
         ApikeyCommand::Create(args) => create_key(&keys_path, &mut keys, args),
         ApikeyCommand::List { json } => listing::list_keys(&file, &keys_path, &keys, json),
+        ApikeyCommand::Rotate { id, grace, json } => {
+            let Some(record) = keys.keys.iter_mut().find(|k| k.id == id) else {
+                return Err(CliError::Runtime(
+                    keys_file::KeysFileError::UnknownId(id).to_string(),
+                ));
+            };
+            if record.revoked.is_some() {
+                return Err(CliError::Runtime(format!(
+                    "key {id:?} is revoked: create a new one instead"
+                )));
+            }
+            let (secret, credential) = keys_file::rotate(record, grace, SystemTime::now());
+            let until = record.previous_until.clone();
+            keys.save(&keys_path)
+                .map_err(|e| CliError::Io(e.to_string()))?;
+            print_rotated(&id, &secret, &credential, until.as_deref(), json);
+            Ok(())
+        }
         ApikeyCommand::Revoke { id } => {
             let Some(record) = keys.keys.iter_mut().find(|k| k.id == id) else {
                 return Err(CliError::Runtime(
@@ -269,6 +287,28 @@ fn apikey(path: &Path, cmd: ApikeyCommand) -> Result<(), CliError> {
     }
 }
 
+/// A rotated key's new secret and credential, shown once.
+fn print_rotated(id: &str, secret: &str, credential: &str, old_until: Option<&str>, json: bool) {
+    if json {
+        let out = serde_json::json!({
+            "id": id,
+            "api_key": secret,
+            "credentials": credential,
+            "previous_valid_until": old_until,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return;
+    }
+    println!("API Key rotated:\n");
+    println!("Id ............. {id}");
+    println!("API Key ........ {secret} (won't be shown again)");
+    println!("Credentials .... {credential} (won't be shown again)");
+    match old_until {
+        Some(until) => println!("Old secret ..... accepted until {until}"),
+        None => println!("Old secret ..... refused from now on"),
+    }
+}
+
 fn create_key(keys_path: &Path, file: &mut KeysFile, args: CreateKeyArgs) -> Result<(), CliError> {
     let services: Vec<String> = args
         .services
@@ -282,6 +322,7 @@ fn create_key(keys_path: &Path, file: &mut KeysFile, args: CreateKeyArgs) -> Res
         args.expires_in,
         &services,
         args.upstream.as_deref(),
+        args.rate_limit,
         SystemTime::now(),
     )
     .map_err(|e| CliError::Usage(e.to_string()))?;
@@ -297,6 +338,7 @@ fn create_key(keys_path: &Path, file: &mut KeysFile, args: CreateKeyArgs) -> Res
             "expires": r.expires,
             "services": r.services,
             "upstream": r.upstream,
+            "rate_limit": r.rate_limit,
             "api_key": key.secret,
             "credentials": key.credential,
         });

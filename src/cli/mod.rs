@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::limits::RateSpec;
+
 /// TLS-terminating authentication proxy for Elastic APM Server.
 ///
 /// Agents talk HTTPS to the proxy with `Authorization: Bearer <secret token>` or
@@ -70,6 +72,20 @@ pub enum ApikeyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give a key a new secret, keeping its id, name, privileges, services, pool and limit.
+    /// Prints the new credential once; the old secret stays valid for `--grace`, then is
+    /// refused. A running proxy picks the change up like any keys-file change.
+    Rotate {
+        /// The key id printed by `apikey create` or `apikey list`.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+        /// How long the old secret stays valid, e.g. `24h` (`0s`: refused at once).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a key by id. A running proxy applies it on SIGHUP.
     Revoke {
         /// The key id printed by `apikey create` or `apikey list`.
@@ -100,6 +116,10 @@ pub struct CreateKeyArgs {
     /// The upstream pool (`[[upstreams]] name`) this key may reach, and no other.
     #[arg(long)]
     pub upstream: Option<String>,
+    /// The key's own rate limit: `200/s` (events), `"50 requests/s"`, optionally followed by
+    /// `" burst <n>"` (default burst: three times the rate).
+    #[arg(long)]
+    pub rate_limit: Option<RateSpec>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -374,6 +374,8 @@ pub struct NamedToken {
     pub expires: Option<String>,
     /// The only upstream pool this token may reach.
     pub upstream: Option<String>,
+    /// Its own rate limit: `"200/s"` (events), `"50 requests/s"`, optionally `" burst <n>"`.
+    pub rate_limit: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

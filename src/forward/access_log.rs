@@ -127,11 +127,13 @@ mod tests {
             privileges: crate::auth::Privileges::ALL,
             services: std::sync::Arc::from(Vec::new()),
             upstream: None,
+            rate_limit: None,
         };
         assert_eq!(CredentialLabel(Some(&key)).to_string(), "api_key:k1");
         let token = Identity::SecretToken {
             name: "ci".into(),
             upstream: None,
+            rate_limit: None,
         };
         assert_eq!(CredentialLabel(Some(&token)).to_string(), "token:ci");
         assert_eq!(CredentialLabel(None).to_string(), "-");

@@ -26,7 +26,7 @@ use crate::admission::{
 use crate::intake::agent_config::{self, AnswerTrimmer};
 use crate::intake::{BodyCheck, Format, LineCount, RateCharge, READ_AHEAD_LIMIT};
 use crate::lifecycle::Lifecycle;
-use crate::limits::RateLimiter;
+use crate::limits::{CredentialKey, RateLimiter, RateSpec};
 use crate::tls::ConnectionInfo;
 use crate::upstream::{grpc, PoolRefused, Pools};
 use crate::usage::UsageBook;
@@ -142,10 +142,8 @@ impl ProxyHttp for ApmProxy {
                 match chosen {
                     Ok(pool) => {
                         ctx.pool = pool;
-                        match self
-                            .start_body_checks(session, ctx, admission.rules)
-                            .await?
-                        {
+                        let checks = (admission.rules, admission.credential_events);
+                        match self.start_body_checks(session, ctx, checks).await? {
                             None => return Ok(false),
                             Some(reply) => reply.with_cors(ctx.cors_origin.as_deref()),
                         }
@@ -414,7 +412,7 @@ impl ApmProxy {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        rules: Option<NameRules>,
+        (rules, credential_events): (Option<NameRules>, Option<(CredentialKey, RateSpec)>),
     ) -> Result<Option<Reply>> {
         let Some(kind) = ctx.kind else {
             return Ok(None);
@@ -441,10 +439,19 @@ impl ApmProxy {
             .headers
             .get(http::header::CONTENT_ENCODING)
             .map(|v| v.as_bytes());
-        let rate = self.event_limiter.clone().map(|limiter| RateCharge {
-            limiter,
-            ip: ctx.client_ip,
-        });
+        // Events are charged to the credential's own limit, or to an anonymous client's IP.
+        let rate = match credential_events {
+            Some((who, spec)) => Some(RateCharge::Credential {
+                rates: self.gate.credential_rates(),
+                who,
+                spec,
+            }),
+            None if rules.is_anonymous() => {
+                let ip = ctx.client_ip;
+                (self.event_limiter.clone()).map(|limiter| RateCharge::PerIp { limiter, ip })
+            }
+            None => None,
+        };
         // APM Server reads RUM v3 bodies with abbreviated keys, everything else as v2.
         let format = if path_of(session.req_header().raw_path()) == b"/intake/v3/rum/events" {
             Format::V3

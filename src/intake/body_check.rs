@@ -15,7 +15,7 @@ use super::decode::Format;
 use super::reader::{IntakeReader, ScanError};
 use super::rules::EventRules;
 use crate::admission::{BodyLimits, NameRefused, NameRules, Rejection, Reply};
-use crate::limits::{Grant, RateLimiter};
+use crate::limits::{CredentialKey, CredentialRates, Grant, RateLimiter, RateSpec};
 
 /// Events per rate-limit step, as APM Server's intake handler batches them.
 pub const EVENT_BATCH: u64 = 10;
@@ -23,9 +23,35 @@ pub const EVENT_BATCH: u64 = 10;
 pub const READ_AHEAD_LIMIT: u64 = 64 * 1024;
 
 /// Anonymous intake traffic is charged to its client IP's event rate limit.
-pub struct RateCharge {
-    pub limiter: Arc<RateLimiter>,
-    pub ip: IpAddr,
+/// Whose tokens a body's events take.
+pub enum RateCharge {
+    /// An anonymous client's: its IP's bucket.
+    PerIp {
+        limiter: Arc<RateLimiter>,
+        ip: IpAddr,
+    },
+    /// A credential's own events limit.
+    Credential {
+        rates: Arc<CredentialRates>,
+        who: CredentialKey,
+        spec: RateSpec,
+    },
+}
+
+impl RateCharge {
+    fn reserve(&self, n: u32, now: Instant) -> Grant {
+        match self {
+            RateCharge::PerIp { limiter, ip } => limiter.reserve(*ip, n, now),
+            RateCharge::Credential { rates, who, spec } => rates.reserve(who, *spec, n, now),
+        }
+    }
+
+    fn refusal(&self) -> Rejection {
+        match self {
+            RateCharge::PerIp { .. } => Rejection::EventRateLimited,
+            RateCharge::Credential { .. } => Rejection::CredentialEventRateLimited,
+        }
+    }
 }
 
 pub struct BodyCheck {
@@ -48,7 +74,8 @@ pub struct BodyCheck {
 
 impl BodyCheck {
     /// The checks for an ndjson intake body under `rules`; anonymous bodies are also capped
-    /// in size and charged to `rate`.
+    /// in size; events are charged to `rate` when given (the caller picks the bucket: the
+    /// anonymous client IP's, or the credential's own).
     pub fn intake(
         rules: NameRules,
         format: Format,
@@ -68,7 +95,7 @@ impl BodyCheck {
             read_ahead: 0,
             seen: 0,
             max_bytes: anonymous.then_some(limits.max_anonymous_request_size),
-            rate: rate.filter(|_| anonymous),
+            rate,
             forwarded: 0,
             charged: 0,
             blank_charged: 0,
@@ -169,12 +196,10 @@ impl BodyCheck {
                 return Ok(wait);
             }
             let batch = pending.min(EVENT_BATCH);
-            match rate.limiter.reserve(rate.ip, batch as u32, now) {
+            match rate.reserve(batch as u32, now) {
                 Grant::Now => {}
                 Grant::After(d) => wait = wait.max(d),
-                Grant::Refused => {
-                    return Err(Reply::intake(Rejection::EventRateLimited, self.forwarded))
-                }
+                Grant::Refused => return Err(Reply::intake(rate.refusal(), self.forwarded)),
             }
             self.charged += batch;
         }
@@ -217,7 +242,7 @@ mod tests {
     fn anonymous_check(event_limit: u32) -> BodyCheck {
         let policy = AnonymousPolicy::new(&[], &["rum-js".into()], &["shop".into()]);
         let limiter = Arc::new(RateLimiter::new(event_limit, NonZeroUsize::new(8).unwrap()));
-        let rate = RateCharge {
+        let rate = RateCharge::PerIp {
             limiter,
             ip: "192.0.2.1".parse().unwrap(),
         };
@@ -415,19 +440,38 @@ mod tests {
     }
 
     #[test]
-    fn bound_keys_are_neither_capped_nor_rate_limited() {
-        let limiter = Arc::new(RateLimiter::new(1, NonZeroUsize::new(8).unwrap()));
-        let rate = RateCharge {
-            limiter,
-            ip: "192.0.2.1".parse().unwrap(),
-        };
+    fn bound_keys_are_not_capped() {
         let rules = NameRules::BoundKey(Arc::from(vec!["shop".to_string()]));
-        let mut check = BodyCheck::intake(rules, Format::V2, None, &limits(), Some(rate));
+        let mut check = BodyCheck::intake(rules, Format::V2, None, &limits(), None);
         let body = format!("{META}{}", events(100));
         let now = Instant::now();
         assert_eq!(
             check.on_chunk(Some(body.as_bytes()), true, now),
             Ok(Duration::ZERO)
         );
+        assert_eq!(check.events_forwarded(), 100);
+    }
+
+    #[test]
+    fn a_credentials_events_limit_applies_mid_stream_with_the_events_that_went_before() {
+        let rates = Arc::new(CredentialRates::default());
+        let rate = RateCharge::Credential {
+            rates,
+            who: ("token", "ci".into()),
+            spec: "5/s burst 10".parse().unwrap(),
+        };
+        let mut check = BodyCheck::intake(NameRules::Any, Format::V2, None, &limits(), Some(rate));
+        let now = Instant::now();
+        let first = format!("{META}{}", events(10));
+        assert_eq!(
+            check.on_chunk(Some(first.as_bytes()), false, now),
+            Ok(Duration::ZERO)
+        );
+        // The next ten would wait two seconds for tokens: refused, ten already accepted.
+        let reply = check
+            .on_chunk(Some(events(10).as_bytes()), false, now)
+            .unwrap_err();
+        assert_eq!(reply.rejection, Rejection::CredentialEventRateLimited);
+        assert_eq!(reply.accepted, Some(10));
     }
 }

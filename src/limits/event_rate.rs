@@ -16,10 +16,48 @@ pub const BURST_MULTIPLIER: u32 = 3;
 /// How long an event batch may wait for tokens before it is refused (APM Server: 1 s).
 pub const MAX_WAIT: Duration = Duration::from_secs(1);
 
+/// A token bucket: `tokens` as of `updated`.
 #[derive(Debug, Clone)]
-struct Bucket {
+pub(super) struct Bucket {
     tokens: f64,
     updated: Instant,
+}
+
+impl Bucket {
+    pub(super) fn full(burst: f64, now: Instant) -> Bucket {
+        Bucket {
+            tokens: burst,
+            updated: now,
+        }
+    }
+
+    /// Take `n` tokens refilled at `rate`/s up to `burst`, waiting at most `max_wait`.
+    pub(super) fn take(
+        &mut self,
+        rate: f64,
+        burst: f64,
+        n: u32,
+        now: Instant,
+        max_wait: Duration,
+    ) -> Grant {
+        let n = f64::from(n);
+        if n > burst {
+            return Grant::Refused;
+        }
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.updated = now;
+        if self.tokens >= n {
+            self.tokens -= n;
+            return Grant::Now;
+        }
+        let wait = Duration::from_secs_f64((n - self.tokens) / rate);
+        if wait > max_wait {
+            return Grant::Refused;
+        }
+        self.tokens -= n;
+        Grant::After(wait)
+    }
 }
 
 /// The result of asking for `n` tokens.
@@ -60,8 +98,7 @@ impl RateLimiter {
     }
 
     fn take(&self, ip: IpAddr, n: u32, now: Instant, max_wait: Duration) -> Grant {
-        let n = f64::from(n);
-        if n > self.burst {
+        if f64::from(n) > self.burst {
             return Grant::Refused;
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,28 +109,13 @@ impl RateLimiter {
             } else {
                 None
             };
-            let bucket = evicted.unwrap_or(Bucket {
-                tokens: self.burst,
-                updated: now,
-            });
+            let bucket = evicted.unwrap_or(Bucket::full(self.burst, now));
             buckets.put(ip, bucket);
         }
         let Some(bucket) = buckets.get_mut(&ip) else {
             return Grant::Refused;
         };
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
-        bucket.updated = now;
-        if bucket.tokens >= n {
-            bucket.tokens -= n;
-            return Grant::Now;
-        }
-        let wait = Duration::from_secs_f64((n - bucket.tokens) / self.rate);
-        if wait > max_wait {
-            return Grant::Refused;
-        }
-        bucket.tokens -= n;
-        Grant::After(wait)
+        bucket.take(self.rate, self.burst, n, now, max_wait)
     }
 }
 

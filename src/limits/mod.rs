@@ -1,12 +1,15 @@
 //! Limits per client IP: anonymous event rates (APM Server's token buckets), anonymous
-//! requests open at once, failed-authentication throttling, and connections open at once.
+//! requests open at once, failed-authentication throttling, and connections open at once;
+//! and per credential: a token's or API key's own rate limit.
 
 mod connections;
+mod credential_rate;
 mod event_rate;
 mod failed_auth;
 mod open_requests;
 
 pub use connections::{CapConnections, ConnectionCaps, ConnectionRefused, RECOUNT_AFTER};
+pub use credential_rate::{BadRate, CredentialKey, CredentialRates, RateSpec, RateUnit};
 pub use event_rate::{Grant, RateLimiter};
 pub use failed_auth::AuthThrottle;
 pub use open_requests::{OpenRequests, Slot};

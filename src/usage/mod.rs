@@ -168,6 +168,7 @@ mod tests {
         Identity::SecretToken {
             name: name.into(),
             upstream: None,
+            rate_limit: None,
         }
     }
 

@@ -204,3 +204,153 @@ fn credentials_about_to_expire_are_warned_about() {
     let line = out.lines().find(|l| l.starts_with("rotating")).unwrap();
     assert!(line.contains("expires soon"), "{out}");
 }
+
+async fn post(client: &reqwest::Client, url: String, auth: &str, body: String) -> Answer {
+    let resp = client
+        .post(url)
+        .header("Authorization", auth)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    Answer::from(resp).await
+}
+
+/// Per-credential limits: a token limited to requests trips (429) and recovers without
+/// touching another token; a key limited to events is cut mid-stream with the events that
+/// went before; both are counted under `limited_total{limit="credential_rate"}`.
+#[test]
+fn per_credential_limits_trip_and_recover_without_touching_other_credentials() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let mut key = String::new();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .api_keys()
+        .config(
+            "[[auth.secret_tokens]]\nname = \"noisy\"\nsecret = \"noisy-secret-8e2a\"\n\
+             rate_limit = \"1 requests/s burst 2\"\n\
+             [[auth.secret_tokens]]\nname = \"quiet\"\nsecret = \"quiet-secret-3b7c\"\n",
+        )
+        .prepare(|dir| key = create_key(dir, "event:write", &["--rate-limit", "5/s burst 10"]).1)
+        .start();
+    let url = || proxy.url("/intake/v2/events");
+    let small = || "{\"metadata\":{}}\n{\"span\":{}}\n".to_string();
+    rt().block_on(async {
+        let client = proxy.client(false);
+        let started = std::time::Instant::now();
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(post(&client, url(), "Bearer noisy-secret-8e2a", small()).await);
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "three requests took {:?}: the bucket refilled meanwhile",
+            started.elapsed()
+        );
+        let codes: Vec<u16> = statuses.iter().map(|a| a.status).collect();
+        assert_eq!(codes, [202, 202, 429], "{statuses:?}");
+        assert!(statuses[2]
+            .body
+            .contains("too many requests: rate limit exceeded"));
+        let quiet = post(&client, url(), "Bearer quiet-secret-3b7c", small()).await;
+        assert_eq!(quiet.status, 202, "another token is not limited");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let again = post(&client, url(), "Bearer noisy-secret-8e2a", small()).await;
+        assert_eq!(again.status, 202, "refilled: {again:?}");
+
+        // Events at 5/s with a burst of 10: the first ten pass and are forwarded; the next
+        // twenty would wait two seconds for tokens, more than APM Server's one: refused.
+        let auth = format!("ApiKey {key}");
+        let before = upstream.body_bytes();
+        let (tx, answer) = streamed_post(&client, &url(), &[("Authorization", &auth)]);
+        let first = format!("{{\"metadata\":{{}}}}\n{}", "{\"span\":{}}\n".repeat(10));
+        tx.send(Ok(first.into_bytes())).await.unwrap();
+        eventually("the first ten events upstream", || async {
+            upstream.body_bytes() > before
+        })
+        .await;
+        let _ = tx.send(Ok("{\"span\":{}}\n".repeat(20).into_bytes())).await;
+        drop(tx);
+        let cut = answer.await.unwrap();
+        assert_eq!(cut.status, 429, "{cut:?}");
+        assert!(
+            cut.body.contains("\"accepted\":10") && cut.body.contains("rate limit exceeded"),
+            "{cut:?}"
+        );
+        let counted = metric_samples(&proxy).await;
+        assert_eq!(
+            sample(
+                &counted,
+                "apm_auth_proxy_limited_total{limit=\"credential_rate\"}"
+            ),
+            2.0
+        );
+        let (_, usage) = admin_get(&proxy, "/usage").await;
+        let usage: Value = serde_json::from_str(&usage).unwrap();
+        assert_eq!(record(&usage, "token", "noisy")["requests_refused"], 1);
+        assert_eq!(record(&usage, "token", "quiet")["requests_refused"], 0);
+    });
+}
+
+/// `apikey rotate`: the running proxy accepts the new secret and, for the grace period, the
+/// old one; after it, only the new one. The id, and so the key's usage, stays.
+#[test]
+fn a_rotated_key_accepts_both_secrets_for_the_grace_period_then_only_the_new_one() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let mut key = (String::new(), String::new());
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .api_keys()
+        .config("[auth]\nreload_interval = \"100ms\"\n")
+        .prepare(|dir| key = create_key(dir, "event:write", &[]))
+        .start();
+    let (id, old) = key;
+    let config = proxy.dir.path().join("proxy.toml");
+    let rotated_at = std::time::Instant::now();
+    let (code, out, err) = run_cli(&[
+        "apikey",
+        "--config",
+        config.to_str().unwrap(),
+        "rotate",
+        &id,
+        "--grace",
+        "4s",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rotated: Value = serde_json::from_str(&out).unwrap();
+    let new = rotated["credentials"].as_str().unwrap().to_string();
+    register_secret(&new);
+    register_secret(rotated["api_key"].as_str().unwrap());
+    assert!(rotated["previous_valid_until"].is_string(), "{rotated}");
+    let status = |credential: &str| {
+        let body = "{\"metadata\":{}}\n".to_string();
+        let auth = format!("ApiKey {credential}");
+        rt().block_on(post(
+            &proxy.client(false),
+            proxy.url("/intake/v2/events"),
+            &auth,
+            body,
+        ))
+        .status
+    };
+    eventually_blocking("the new secret accepted", || status(&new) == 202);
+    assert_eq!(status(&old), 202, "the old secret within its grace period");
+    assert!(
+        rotated_at.elapsed() < Duration::from_secs(3),
+        "the reload took {:?}: too slow to see the grace period",
+        rotated_at.elapsed()
+    );
+    std::thread::sleep(
+        Duration::from_secs(4).saturating_sub(rotated_at.elapsed()) + Duration::from_millis(300),
+    );
+    assert_eq!(status(&old), 401, "the old secret after its grace period");
+    assert_eq!(status(&new), 202);
+    let (code, out, _) = run_cli(&["apikey", "--config", config.to_str().unwrap(), "list"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with(&id)).count(),
+        1,
+        "{out}"
+    );
+}
