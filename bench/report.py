@@ -31,6 +31,10 @@ columns = [
     ("start_rss_mib", "idle RSS before any load MiB", "{:.1f}"),
     ("idle_rss_mib", "RSS with 5,000 idle TLS conns MiB", "{:.1f}"),
     ("idle_kb_per_conn", "KB per idle TLS conn", "{:.1f}"),
+    ("fleet_cpu_us_per_event", "fleet µs CPU/event", "{:.1f}"),
+    ("fleet_kb_per_agent", "fleet KB RSS/agent", "{:.1f}"),
+    ("fleet_p99_ms", "fleet event p99 ms", "{:.2f}"),
+    ("fleet_lost", "fleet events lost", "{:.0f}"),
 ]
 
 def median(peer, metric):
@@ -54,6 +58,9 @@ for peer in peers:
     cells = []
     for key, _, _ in columns:
         m, base = median(peer, key), median("nginx", key)
+        if key == "fleet_lost":  # a count, not a ratio
+            cells.append("n/a" if m is None else f"{m:.0f}")
+            continue
         cells.append("n/a" if m is None or not base else f"{m / base:.2f}×")
     print(f"| {peer} | " + " | ".join(cells) + " |")
 apikey_ns = median("apm-auth-proxy", "auth_apikey_ns")

@@ -8,7 +8,11 @@
 # the proxy's process time and the softirq work of its sends, as nothing else runs there),
 # which stays meaningful when the load generator is the bottleneck.
 # Then 5,000 keep-alive TLS connections are opened (one request each) and held idle while
-# each peer's RSS is read (bench/idle_conns.py).
+# each peer's RSS is read (bench/idle_conns.py). Last, the agent fleet (examples/fleet_load):
+# N agents (2,000; 500 in quick mode), each on its own TLS connection with one long chunked
+# POST, the metadata line then a 1 KB event every 100 ms for 20 s (8 s quick): the peer's CPU
+# per event, its RSS per connected agent (peak), the p99 time from an event sent to its
+# arrival at the stand-in, and the events lost (sent − arrived).
 #
 #   bench/run.sh            full mode (3 rounds × 10 s per measurement, 1 GiB upload; ~7 min)
 #   bench/run.sh --quick    1 round × 4 s, 256 MiB upload (~2 min)
@@ -18,8 +22,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=3 SECS=10 UPLOAD_MIB=1024 IDLE_CONNS=5000
-if [ "${1:-}" = "--quick" ]; then ROUNDS=1 SECS=4 UPLOAD_MIB=256; fi
+ROUNDS=3 SECS=10 UPLOAD_MIB=1024 IDLE_CONNS=5000 FLEET_AGENTS=2000 FLEET_SECS=20
+if [ "${1:-}" = "--quick" ]; then ROUNDS=1 SECS=4 UPLOAD_MIB=256 FLEET_AGENTS=500 FLEET_SECS=8; fi
 [ "$(nproc)" -ge 2 ] || { echo "bench: needs 2 CPUs" >&2; exit 1; }
 # 5,000 idle connections need ~5,000 descriptors in the client and in each peer.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -45,7 +49,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
-cargo build --release --locked --bin apm-auth-proxy --example bench_upstream --example bench_auth >&2
+cargo build --release --locked --bin apm-auth-proxy --example bench_upstream --example bench_auth \
+  --example fleet_load >&2
 # From here on everything this script starts runs on CPU 1 unless pinned to CPU 0 on purpose
 # (the peers), so nothing else adds to CPU 0's busy time.
 taskset -cp 1 $$ >/dev/null
@@ -152,22 +157,35 @@ backend apm
   server apm $UP
 EOT
 
-taskset -c 1 target/release/examples/bench_upstream "$UP" & PIDS+=($!)
-taskset -c 0 target/release/apm-auth-proxy run --config "$W/proxy.toml" 2>"$W/proxy.log" & PIDS+=($!)
-taskset -c 0 "$NGINX" -c "$W/nginx.conf" -e "$W/nginx/error.log" 2>>"$W/nginx.err" & PIDS+=($!)
-taskset -c 0 "$HAPROXY" -f "$W/haproxy.cfg" -q & PIDS+=($!)
-for port in 18201 "${PORT[@]}"; do
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-  if ! (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
-    echo "bench: nothing listens on $port; logs:" >&2
+wait_port() {
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && break; sleep 0.1; done
+  if ! (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; then
+    echo "bench: nothing listens on $1; logs:" >&2
     cat "$W/proxy.log" "$W/nginx.err" "$W/nginx/error.log" >&2 2>/dev/null || true
     exit 1
   fi
-done
-
+}
+start_peer() { # peer → started on CPU 0, listening
+  case $1 in
+    apm-auth-proxy) taskset -c 0 target/release/apm-auth-proxy run --config "$W/proxy.toml" 2>>"$W/proxy.log" & PIDS+=($!) ;;
+    nginx) taskset -c 0 "$NGINX" -c "$W/nginx.conf" -e "$W/nginx/error.log" 2>>"$W/nginx.err" & PIDS+=($!) ;;
+    haproxy) taskset -c 0 "$HAPROXY" -f "$W/haproxy.cfg" -q & PIDS+=($!) ;;
+  esac
+  wait_port "${PORT[$1]}"
+}
+stop_peer() { # peer → stopped, its port free
+  local p
+  for p in $(pids_of "${PORT[$1]}"); do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 100); do [ -z "$(pids_of "${PORT[$1]}")" ] && break; sleep 0.1; done
+}
 pids_of() { # every process holding the peer's listening socket (nginx: master and worker)
   ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u
 }
+
+taskset -c 1 target/release/examples/bench_upstream "$UP" & PIDS+=($!)
+wait_port 18201
+for peer in apm-auth-proxy nginx haproxy; do start_peer "$peer"; done
+
 # CPU 0's busy ticks (user, nice, system, irq, softirq; not idle, iowait or steal): the peer
 # under test is all that runs there. Not "the peer's ticks + CPU 0's softirq ticks": the kernel
 # charges softirq work done while the peer runs to the peer's time as well, so that sum counted
@@ -218,6 +236,27 @@ idle_conns() { # peer pids → RSS with $IDLE_CONNS idle connections open
   sleep 1 # closed connections are reaped before the next measurement
 }
 
+fleet() { # peer pids → CPU per event, RSS per agent, p99 arrival, events lost
+  local peer=$1 pids=$2 rss0 before after out
+  rss0=$(rss_kib "$pids")
+  ( peak=0; while :; do r=$(rss_kib "$pids"); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" > "$W/fleet_peak"; sleep 0.1; done ) & local sampler=$!
+  before=$(cpu_ticks)
+  out=$(taskset -c 1 target/release/examples/fleet_load "127.0.0.1:${PORT[$peer]}" "$FLEET_AGENTS" "$FLEET_SECS" "$TOKEN" "$UP")
+  after=$(cpu_ticks); kill $sampler; wait $sampler 2>/dev/null || true
+  local peak sent arrived p99 ok
+  peak=$(cat "$W/fleet_peak" 2>/dev/null || echo "$rss0"); rm -f "$W/fleet_peak"
+  sent=$(grep -o 'sent=[0-9]*' <<<"$out" | cut -d= -f2)
+  arrived=$(grep -o 'arrived=[0-9]*' <<<"$out" | cut -d= -f2)
+  p99=$(grep -o 'p99_ms=[0-9.]*' <<<"$out" | cut -d= -f2)
+  ok=$(grep -o 'ok_answers=[0-9]*' <<<"$out" | cut -d= -f2)
+  [ "${ok:-0}" = "$FLEET_AGENTS" ] || echo "# $peer: only ${ok:-0} of $FLEET_AGENTS agents got a 2xx at the end of their stream" >> "$OUT"
+  echo "$peer,fleet_cpu_us_per_event,$(awk -v t=$((after - before)) -v hz="$HZ" -v n="${arrived:-0}" 'BEGIN{print n ? t/hz*1e6/n : 0}')" >> "$OUT"
+  echo "$peer,fleet_kb_per_agent,$(awk -v a="$rss0" -v b="$peak" -v n="$FLEET_AGENTS" 'BEGIN{print (b-a)*1.024/n}')" >> "$OUT"
+  echo "$peer,fleet_p99_ms,${p99:-0}" >> "$OUT"
+  echo "$peer,fleet_lost,$(( ${sent:-0} - ${arrived:-0} ))" >> "$OUT"
+  sleep 1
+}
+
 for round in $(seq "$ROUNDS"); do
   read -r -a order <<<"${PEERS:-apm-auth-proxy nginx haproxy}"
   if [ $((round % 2)) -eq 0 ]; then
@@ -260,6 +299,12 @@ for round in $(seq "$ROUNDS"); do
     # Last round only: every peer keeps (and later reuses) the memory after they close, which
     # would otherwise count in the next rounds' figures.
     if [ "$IDLE_CONNS" -gt 0 ] && [ "$round" = "$ROUNDS" ]; then idle_conns "$peer" "$pids"; fi
+    # The agent fleet, last round only, on a freshly started peer: every peer keeps the
+    # memory of the idle run's connections, in which the fleet would otherwise fit unseen.
+    if [ "$FLEET_AGENTS" -gt 0 ] && [ "$round" = "$ROUNDS" ]; then
+      stop_peer "$peer"; start_peer "$peer"; sleep 1
+      fleet "$peer" "$(pids_of "${PORT[$peer]}")"
+    fi
   done
 done
 
@@ -269,7 +314,7 @@ taskset -c 0 target/release/examples/bench_auth | while read -r metric ns; do
 done
 
 {
-  echo "# mode: $([ "$ROUNDS" = 1 ] && echo quick || echo full), $ROUNDS round(s) × ${SECS}s, wrk -t1 -c32, ${UPLOAD_MIB} MiB upload, $IDLE_CONNS idle TLS connections; $(nproc --all) CPUs: $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')"
+  echo "# mode: $([ "$ROUNDS" = 1 ] && echo quick || echo full), $ROUNDS round(s) × ${SECS}s, wrk -t1 -c32, ${UPLOAD_MIB} MiB upload, $IDLE_CONNS idle TLS connections, fleet of $FLEET_AGENTS agents × ${FLEET_SECS}s; $(nproc --all) CPUs: $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')"
   echo "# versions: $(target/release/apm-auth-proxy --version), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY" -v | head -1 | awk '{print "haproxy " $3}'), $(openssl version | awk '{print "OpenSSL " $2}')"
   echo "# CPU 1 runs wrk and the upstream: when it saturates, req/s is co-limited by the load generator; compare CPU per request instead."
 } >> "$OUT"

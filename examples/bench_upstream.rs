@@ -1,11 +1,17 @@
 //! A fast stand-in APM Server for the benches: HTTP/1.1 keep-alive and, on the same port,
 //! gRPC over h2c (HTTP/2 with prior knowledge, as APM Server's port takes OTLP/gRPC), on one
 //! thread. HTTP: 202 with no body for intake paths, `{}` otherwise. gRPC: an empty message
-//! and `grpc-status: 0`. Request bodies are read and discarded.
+//! and `grpc-status: 0`. Request bodies are read and discarded; in requests marked
+//! `X-Bench-Fleet` (the agent-fleet workload, `fleet_load`), events carrying
+//! `"ts":<µs since the epoch>` are counted with the
+//! time they took to arrive: `GET /fleet/reset` clears, `GET /fleet/stats` reports
+//! `arrived=<n> p50_ms=<…> p99_ms=<…>`.
 //!
 //! Usage: `bench_upstream 127.0.0.1:18201`
 
 use std::convert::Infallible;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -15,18 +21,84 @@ use hyper::{Request, Response};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
+/// Arrival latencies (µs) of the fleet workload's events.
+static FLEET: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn now_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros()
+}
+
+/// Record the arrival of every `"ts":` event in the complete lines of `pending`; what is
+/// left is the start of the next line.
+fn record_events(pending: &mut Vec<u8>) {
+    let Some(last) = pending.iter().rposition(|&b| b == b'\n') else {
+        return;
+    };
+    let now = now_micros();
+    let mut fleet = FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    for line in pending[..last].split(|&b| b == b'\n') {
+        let Some(at) = line.windows(5).position(|w| w == b"\"ts\":") else {
+            continue;
+        };
+        let digits: String = line[at + 5..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .map(|&b| b as char)
+            .collect();
+        if let Ok(sent) = digits.parse::<u128>() {
+            fleet.push(now.saturating_sub(sent).min(u128::from(u32::MAX)) as u32);
+        }
+    }
+    pending.drain(..=last);
+}
+
+fn fleet_stats(reset: bool) -> String {
+    let mut fleet = FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    if reset {
+        fleet.clear();
+        return "reset\n".into();
+    }
+    let mut sorted = fleet.clone();
+    sorted.sort_unstable();
+    let pct = |p: f64| {
+        sorted
+            .get(((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map_or(0.0, |&us| f64::from(us) / 1000.0)
+    };
+    format!(
+        "arrived={} p50_ms={:.2} p99_ms={:.2}\n",
+        sorted.len(),
+        pct(0.50),
+        pct(0.99)
+    )
+}
+
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.uri().path().starts_with("/fleet/") {
+        let text = fleet_stats(req.uri().path() == "/fleet/reset");
+        return Ok(Response::new(Full::new(Bytes::from(text)).boxed_unsync()));
+    }
     let intake = req.uri().path().starts_with("/intake/");
+    // Only the fleet workload's streams are read for events.
+    let fleet = req.headers().contains_key("x-bench-fleet");
     let grpc = req
         .headers()
         .get(hyper::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let mut body = req.into_body();
+    let mut pending = Vec::new();
     while let Some(frame) = body.frame().await {
-        if frame.is_err() {
+        let Ok(frame) = frame else {
             break;
+        };
+        if let (true, Some(data)) = (fleet, frame.data_ref()) {
+            pending.extend_from_slice(data);
+            record_events(&mut pending);
         }
     }
     if grpc {
