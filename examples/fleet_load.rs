@@ -57,9 +57,7 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
             )
         }
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0
-                .signature_verification_algorithms
-                .supported_schemes()
+            self.0.signature_verification_algorithms.supported_schemes()
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -103,7 +101,10 @@ async fn agent(
     };
     let _ = tcp.set_nodelay(true);
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
-    let Ok(mut stream) = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await else {
+    let Ok(mut stream) = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+    else {
         return false;
     };
     let head = format!(
@@ -145,7 +146,9 @@ async fn agent(
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 6 {
-        eprintln!("usage: fleet_load <peer host:port> <agents> <seconds> <token> <upstream host:port>");
+        eprintln!(
+            "usage: fleet_load <peer host:port> <agents> <seconds> <token> <upstream host:port>"
+        );
         std::process::exit(64);
     }
     let (peer, token, upstream) = (args[1].clone(), args[4].clone(), args[5].clone());
