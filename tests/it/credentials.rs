@@ -131,17 +131,13 @@ fn usage_per_credential_is_counted_listed_and_survives_a_restart() {
     assert!(line.trim_end().ends_with(" 3        0"), "{out}");
 
     // A restart continues from the file; SIGTERM saves what was not saved yet.
-    let again = proxy.client(false);
-    rt().block_on(async {
-        let r = again
-            .post(proxy.url("/intake/v2/events"))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .body(BODY)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-    });
+    let bearer = format!("Bearer {TOKEN}");
+    let one_more = |proxy: &Proxy| {
+        let url = proxy.url("/intake/v2/events");
+        let answer = rt().block_on(post(&proxy.client(false), url, &bearer, BODY.into()));
+        assert_eq!(answer.status, 202, "{answer:?}");
+    };
+    one_more(&proxy);
     proxy.signal("TERM");
     assert!(proxy.wait_exit(Duration::from_secs(20)).is_some());
     let token_saved = |file: &Value| {
@@ -155,16 +151,8 @@ fn usage_per_credential_is_counted_listed_and_survives_a_restart() {
         .token(TOKEN)
         .config(&usage_config)
         .start();
+    one_more(&restarted);
     rt().block_on(async {
-        let r = restarted
-            .client(false)
-            .post(restarted.url("/intake/v2/events"))
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .body(BODY)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
         let (_, body) = admin_get(&restarted, "/usage").await;
         let usage: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(record(&usage, "token", "default")["requests_accepted"], 5);
