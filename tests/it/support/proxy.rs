@@ -38,12 +38,45 @@ pub fn bounded(program: &str, limit: Duration) -> Command {
     c
 }
 
+/// Whether process `pid` holds the socket listening on `port` (from /proc: the LISTEN entry's
+/// inode among the process's open descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return true; // nothing to check against: trust the connect
+    };
+    let local = format!(":{port:04X}");
+    let inode = table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let listening = f.get(1).is_some_and(|a| a.ends_with(&local)) && f.get(3) == Some(&"0A");
+        listening
+            .then(|| f.get(9).map(|s| format!("socket:[{s}]")))
+            .flatten()
+    });
+    let (Some(inode), Ok(fds)) = (inode, std::fs::read_dir(format!("/proc/{pid}/fd"))) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == inode.as_str())
+    })
+}
+
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Never the same port twice in this test run: between the probe and the proxy's bind the
+    // kernel may hand a just-released port to the next probe.
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no fresh free port in 100 tries");
 }
 
 /// Every secret any test configured or created: no proxy's log may contain one.
@@ -268,7 +301,12 @@ impl Proxy {
                 eprintln!("proxy exited with {status}:\n{}", self.log_text());
                 return false;
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            // The port answers, and it is this proxy that holds it: not another test's proxy
+            // that took the same free port between the probe and the bind (this one then
+            // fails to bind, exits, and is started again on another port).
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && listens_on(self.child.id(), self.port)
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
