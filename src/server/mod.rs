@@ -241,13 +241,14 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         proxy_settings,
     );
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let mut options = HttpServerOptions::default();
     // Without TLS there is no ALPN: gRPC clients speak h2c with prior knowledge.
     let h2c = p.certificate.is_none();
-    if h2c {
-        let mut options = HttpServerOptions::default();
-        options.h2c = true;
-        proxy.server_options = Some(options);
-    }
+    options.h2c = h2c;
+    // An HTTP/2 connection with no stream open is closed after idle_timeout, as an idle
+    // HTTP/1.1 one is (Pingora's default keeps it for ever).
+    options.h2_idle_timeout = Some(s.server.idle_timeout);
+    proxy.server_options = Some(options);
     let times = ConnectionTimes {
         idle_timeout: s.server.idle_timeout,
         header_timeout: s.server.header_timeout,

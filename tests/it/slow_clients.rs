@@ -97,7 +97,8 @@ fn the_head_deadline_counts_from_each_requests_first_byte() {
     assert!(requests.iter().all(|r| r.complete));
 }
 
-/// A connection that sends nothing, new or kept alive, is closed after `idle_timeout`.
+/// A connection that sends nothing, new or kept alive, HTTP/1.1 or HTTP/2, is closed after
+/// `idle_timeout`.
 #[test]
 fn silent_connections_are_closed_after_the_idle_timeout() {
     let pki = pki();
@@ -115,6 +116,24 @@ fn silent_connections_are_closed_after_the_idle_timeout() {
             .unwrap();
         assert_eq!(read_response(&mut kept).await.unwrap().0, 202);
         assert!(closed_within(&mut kept, Duration::from_secs(10)).await);
+        // HTTP/2: the preface and an empty SETTINGS frame, then silence. The proxy's own
+        // SETTINGS (and acknowledgement) come back; then the connection is closed.
+        let mut h2 = raw_tls_alpn(&proxy, b"h2").await;
+        h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let mut closed = false;
+        for _ in 0..100 {
+            match tokio::time::timeout(Duration::from_millis(100), h2.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed = true;
+                    break;
+                }
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        }
+        assert!(closed, "an idle HTTP/2 connection still open after 10 s");
     });
     assert_eq!(upstream.requests().len(), 1);
 }

@@ -176,6 +176,14 @@ pub fn curl_status(proxy: &Proxy, args: &[&str]) -> String {
 /// A TLS connection to the proxy speaking HTTP/1.1 (by ALPN) with nothing on top, for tests
 /// that write a request byte by byte.
 pub async fn raw_tls(proxy: &Proxy) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    raw_tls_alpn(proxy, b"http/1.1").await
+}
+
+/// A TLS connection to the proxy negotiating `alpn`, with nothing on top.
+pub async fn raw_tls_alpn(
+    proxy: &Proxy,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     let mut roots = rustls::RootCertStore::empty();
@@ -188,7 +196,7 @@ pub async fn raw_tls(proxy: &Proxy) -> tokio_rustls::client::TlsStream<tokio::ne
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
         .await
         .unwrap();
