@@ -418,6 +418,12 @@ impl ApmProxy {
             return Ok(None);
         };
         let Some(rules) = rules else {
+            // Nothing read ahead, and a non-idempotent request is never retried once sent:
+            // Pingora's copy of its body for a retry would cost a copy per chunk and up to
+            // 64 KiB per open stream (vendor/README.md).
+            if !session.req_header().method.is_idempotent() {
+                session.as_downstream_mut().disable_retry_buffering();
+            }
             // Nothing to check: only an uncompressed intake body's events are counted.
             let plain = !session
                 .req_header()

@@ -676,6 +676,14 @@ impl Session {
         }
     }
 
+    /// apm-auth-proxy patch: see `v1::server::HttpSession::disable_retry_buffering` (HTTP/1.x
+    /// only; other sessions are unchanged).
+    pub fn disable_retry_buffering(&mut self) {
+        if let Self::H1(s) = self {
+            s.disable_retry_buffering();
+        }
+    }
+
     pub fn get_retry_buffer(&self) -> Option<Bytes> {
         match self {
             Self::H1(s) => s.get_retry_buffer(),

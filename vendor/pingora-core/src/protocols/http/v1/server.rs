@@ -111,6 +111,8 @@ pub struct HttpSession {
     request_header: Option<Box<RequestHeader>>,
     /// An internal buffer that holds a copy of the request body up to a certain size
     retry_buffer: Option<FixedBuffer>,
+    /// apm-auth-proxy patch: `disable_retry_buffering` was called.
+    retry_buffering_disabled: bool,
     /// Whether this session is an upgraded session. This flag is calculated when sending the
     /// response header to the client.
     upgraded: bool,
@@ -192,6 +194,7 @@ impl HttpSession {
             body_bytes_sent: 0,
             body_bytes_read: 0,
             retry_buffer: None,
+            retry_buffering_disabled: false,
             upgraded: false,
             digest,
             min_send_rate: None,
@@ -1159,9 +1162,18 @@ impl HttpSession {
     }
 
     pub fn enable_retry_buffering(&mut self) {
-        if self.retry_buffer.is_none() {
+        if self.retry_buffer.is_none() && !self.retry_buffering_disabled {
             self.retry_buffer = Some(FixedBuffer::new(BODY_BUF_LIMIT))
         }
+    }
+
+    /// apm-auth-proxy patch: keep no copy of this request's body for a retry, now or later
+    /// (`enable_retry_buffering` becomes a no-op). For a body that is never replayed — a
+    /// non-idempotent request is not retried once sent — the copy only cost a `memcpy` per
+    /// chunk and up to 64 KiB per open request.
+    pub fn disable_retry_buffering(&mut self) {
+        self.retry_buffer = None;
+        self.retry_buffering_disabled = true;
     }
 
     pub fn get_retry_buffer(&self) -> Option<Bytes> {
