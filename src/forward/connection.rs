@@ -10,7 +10,7 @@
 //! HTTP/2 connections (ALPN h2, or h2c with prior knowledge on a cleartext listener) go to
 //! Pingora's own loop unchanged.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,13 +29,13 @@ const HEAD_BUFFER: usize = 4096;
 
 tokio::task_local! {
     /// Set once the request head being served on this task has been read in full.
-    static HEAD_READ: Arc<AtomicBool>;
+    static HEAD_READ: Cell<bool>;
 }
 
 /// Called by the proxy when a request head has been read in full: from then on the head
 /// deadline no longer applies to the request.
 pub fn mark_head_read() {
-    let _ = HEAD_READ.try_with(|read| read.store(true, Ordering::Relaxed));
+    let _ = HEAD_READ.try_with(|read| read.set(true));
 }
 
 /// How the agents' connections are timed.
@@ -149,9 +149,9 @@ where
         session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        let head_read = Arc::new(AtomicBool::new(false));
+        // The flag lives in the request's own future: nothing allocated per request for it.
         let request = HEAD_READ.scope(
-            head_read.clone(),
+            Cell::new(false),
             self.app.process_new_http(session, shutdown),
         );
         tokio::pin!(request);
@@ -160,7 +160,8 @@ where
             reused = &mut request => return reused,
             _ = tokio::time::sleep(self.times.header_timeout) => {}
         }
-        if head_read.load(Ordering::Relaxed) {
+        // Taken out once, past the deadline; the request needs the flag no more.
+        if request.as_mut().take_value().is_some_and(|read| read.get()) {
             return request.await;
         }
         // Closed without an answer, as APM Server (Go's net/http) does on a read deadline.

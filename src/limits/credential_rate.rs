@@ -107,9 +107,13 @@ impl CredentialRates {
     ) -> Grant {
         let (rate, burst) = (f64::from(spec.per_second), f64::from(spec.burst));
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = buckets
-            .entry(who.clone())
-            .or_insert_with(|| (spec, Bucket::full(burst, now)));
+        // The key is cloned only for a credential's first request.
+        if !buckets.contains_key(who) {
+            buckets.insert(who.clone(), (spec, Bucket::full(burst, now)));
+        }
+        let Some(entry) = buckets.get_mut(who) else {
+            return Grant::Refused;
+        };
         if entry.0 != spec {
             // The limit changed with a reload: start over from a full bucket.
             *entry = (spec, Bucket::full(burst, now));

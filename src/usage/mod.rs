@@ -97,31 +97,31 @@ impl UsageBook {
             Identity::ClientCert { name, .. } => (CredentialKind::ClientCert, name),
             Identity::Anonymous => return,
         };
-        let tally = self.tally(kind, name);
-        if accepted {
-            tally.accepted.fetch_add(1, Ordering::Relaxed);
-            tally.events.fetch_add(events, Ordering::Relaxed);
-        } else {
-            tally.refused.fetch_add(1, Ordering::Relaxed);
-        }
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        tally.last_used.fetch_max(secs, Ordering::Relaxed);
-        if let Ok(mut last) = tally.last_ip.lock() {
-            *last = Some(ip);
+        let count = |tally: &Tally| {
+            if accepted {
+                tally.accepted.fetch_add(1, Ordering::Relaxed);
+                tally.events.fetch_add(events, Ordering::Relaxed);
+            } else {
+                tally.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            tally.last_used.fetch_max(secs, Ordering::Relaxed);
+            if let Ok(mut last) = tally.last_ip.lock() {
+                *last = Some(ip);
+            }
+        };
+        let map = &self.kinds[kind.index()];
+        let known = map
+            .read()
+            .ok()
+            .and_then(|m| m.get(&**name).map(|t| count(t)));
+        if known.is_none() {
+            // First use since the start (and not in the history): one write lock per credential.
+            if let Ok(mut m) = map.write() {
+                count(m.entry(name.clone()).or_default());
+            }
         }
         self.changed.store(true, Ordering::Relaxed);
-    }
-
-    fn tally(&self, kind: CredentialKind, name: &Arc<str>) -> Arc<Tally> {
-        let map = &self.kinds[kind.index()];
-        if let Some(t) = map.read().ok().and_then(|m| m.get(&**name).cloned()) {
-            return t;
-        }
-        // First use since the start (and not in the history): one write lock per credential.
-        match map.write() {
-            Ok(mut m) => m.entry(name.clone()).or_default().clone(),
-            Err(_) => Arc::new(Tally::default()),
-        }
     }
 
     /// Every credential's usage, by kind and name.
