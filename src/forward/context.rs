@@ -38,7 +38,8 @@ pub struct RequestCtx {
     pub(super) pending_reply: Option<Reply>,
     /// An anonymous agent-config answer, collected to be trimmed.
     pub(super) config_answer: Option<AnswerTrimmer>,
-    /// The upstream pool chosen for the request, the members tried, the one in use.
+    /// The upstream pool chosen for the request, the members a connect failed to (not tried
+    /// again for this request), the one in use.
     pub(super) pool: usize,
     pub(super) tried: Vec<SocketAddr>,
     pub(super) member: Option<SocketAddr>,

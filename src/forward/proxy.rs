@@ -236,7 +236,8 @@ impl ProxyHttp for ApmProxy {
                 Error::explain(ErrorType::ConnectRefused, "every upstream member failed").into_up(),
             );
         };
-        ctx.tried.push(member);
+        // Only a failed connect rules a member out (`fail_to_connect`): a request retried
+        // because a reused connection was closed under it goes to the same member afresh.
         ctx.member = Some(member);
         let peer = pool.peer(member);
         if ctx.is_grpc() {
@@ -259,6 +260,7 @@ impl ProxyHttp for ApmProxy {
         let pool = self.pools.get(ctx.pool);
         if let Some(member) = ctx.member {
             pool.eject(member);
+            ctx.tried.push(member);
         }
         let another = pool.select(&[], &ctx.tried).is_some();
         if another && !session.as_ref().retry_buffer_truncated() {

@@ -112,6 +112,66 @@ fn reset_mid_request_gives_502_and_is_not_retried() {
     }
 }
 
+/// The upstream closes kept-alive connections 50 ms after each answer (a short keep-alive
+/// timeout): the proxy must not send a later request on the dead pooled connection. Every
+/// request arrives whole, each on a new connection.
+#[test]
+fn stale_pooled_connections_are_not_reused() {
+    let pki = pki();
+    let upstream = ClosingUpstream::start(Closing::WhenIdle);
+    let proxy = proxy_for(&pki, &upstream.url());
+    for n in 1..=2 {
+        let answer = send_event(&proxy, &v2_events(3));
+        assert_eq!(answer.status, 202, "event {n}: {answer:?}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let answer = rt().block_on(get(
+        &proxy.client(false),
+        &proxy.url("/config/v1/agents?service.name=shop"),
+        AUTH,
+    ));
+    assert_eq!(answer.status, 202, "{answer:?}");
+    assert_eq!(upstream.requests(), 3);
+    assert_eq!(upstream.connections(), 3, "one connection per request");
+}
+
+/// The upstream drops a pooled connection just as the proxy reuses it (it reads the request
+/// and closes without an answer). An agent-config GET is sent again on a new connection and
+/// answered; an event POST is not sent again (its events may have been taken) and gets the
+/// APM-format 502.
+#[test]
+fn a_connection_dropped_on_reuse_is_retried_only_for_idempotent_requests() {
+    let pki = pki();
+    let upstream = ClosingUpstream::start(Closing::OnReuse);
+    let proxy = proxy_for(&pki, &upstream.url());
+    let first = send_event(&proxy, &v2_events(3));
+    assert_eq!(first.status, 202, "{first:?}");
+
+    let config = rt().block_on(get(
+        &proxy.client(false),
+        &proxy.url("/config/v1/agents?service.name=shop"),
+        AUTH,
+    ));
+    assert_eq!(
+        config.status,
+        202,
+        "the GET, retried: {config:?}\n{}",
+        proxy.log_text()
+    );
+    assert_eq!(upstream.requests(), 3, "event, dropped GET, GET again");
+    assert_eq!(upstream.connections(), 2);
+
+    let event = send_event(&proxy, &v2_events(3));
+    assert_eq!(event.status, 502, "{event:?}");
+    assert_gateway_error(&event);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        upstream.requests(),
+        4,
+        "the dropped POST was not sent again"
+    );
+}
+
 /// The upstream dies after the head and part of the body of its answer: the client must
 /// not receive what looks like a complete answer (the connection or stream is cut), and
 /// the request is not sent again.
