@@ -261,7 +261,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
+                        if peer_matches(peer, &stream)
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -413,6 +413,20 @@ async fn do_connect<P: Peer + Send + Sync>(
 }
 
 // Perform the actual L4 and tls connection steps with no timeout
+/// apm-auth-proxy patch: whether a pooled stream is connected to `peer`, from the address
+/// recorded when it was connected (no `getpeername` per reuse); streams without that record,
+/// and proxied peers, are checked on the socket as before.
+#[cfg(unix)]
+fn peer_matches<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    let recorded = stream
+        .get_socket_digest()
+        .and_then(|digest| digest.peer_addr().cloned());
+    match recorded {
+        Some(addr) if peer.get_proxy().is_none() => &addr == peer.address(),
+        _ => peer.matches_fd(stream.id()),
+    }
+}
+
 async fn do_connect_inner<P: Peer + Send + Sync>(
     peer: &P,
     bind_to: Option<BindTo>,

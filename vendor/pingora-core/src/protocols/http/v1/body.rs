@@ -1322,10 +1322,35 @@ impl BodyWriter {
     where
         S: AsyncWrite + Unpin + Send,
     {
+        self.write_body_after(stream, None, buf).await
+    }
+
+    /// apm-auth-proxy patch: `write_body`, with `head` (a request head held back) written
+    /// first — in the same vectored write as a sized body's bytes, else on its own.
+    pub async fn write_body_after<S>(
+        &mut self,
+        stream: &mut S,
+        head: Option<Bytes>,
+        buf: &[u8],
+    ) -> Result<Option<usize>>
+    where
+        S: AsyncWrite + Unpin + Send,
+    {
         trace!("Writing Body, size: {}", buf.len());
+        let head = match (head, &self.body_mode) {
+            (Some(head), BM::ContentLength(_, _)) => Some(head),
+            (Some(head), _) => {
+                stream
+                    .write_all(&head)
+                    .await
+                    .or_err(WriteError, "while writing request headers")?;
+                None
+            }
+            (None, _) => None,
+        };
         match self.body_mode {
             BM::Complete(_) => Ok(None),
-            BM::ContentLength(_, _) => self.do_write_body(stream, buf).await,
+            BM::ContentLength(_, _) => self.do_write_body(stream, head, buf).await,
             BM::ChunkedEncoding(_) => self.do_write_chunked_body(stream, buf).await,
             BM::UntilClose(_) => self.do_write_until_close_body(stream, buf).await,
             BM::ToSelect => Ok(None), // Error here?
@@ -1344,7 +1369,12 @@ impl BodyWriter {
         matches!(self.body_mode, BM::UntilClose(_))
     }
 
-    async fn do_write_body<S>(&mut self, stream: &mut S, buf: &[u8]) -> Result<Option<usize>>
+    async fn do_write_body<S>(
+        &mut self,
+        stream: &mut S,
+        head: Option<Bytes>,
+        buf: &[u8],
+    ) -> Result<Option<usize>>
     where
         S: AsyncWrite + Unpin + Send,
     {
@@ -1360,7 +1390,10 @@ impl BodyWriter {
                 } else {
                     to_write = buf.len();
                 }
-                let res = stream.write_all(&buf[..to_write]).await;
+                let res = match head {
+                    Some(head) => stream.write_all_buf(&mut head.chain(&buf[..to_write])).await,
+                    None => stream.write_all(&buf[..to_write]).await,
+                };
                 match res {
                     Ok(()) => {
                         self.body_mode = BM::ContentLength(total, written + to_write);
