@@ -11,26 +11,23 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
-use serde_json::json;
 
 use crate::admission::{Rejection, Reply};
 use pingora::{Error, ErrorSource, ErrorType};
 
 /// Status line, headers and body of `reply` for a client that sent `accept`.
 pub fn render(reply: &Reply, accept: Option<&[u8]>) -> (ResponseHeader, Bytes) {
-    let value = reply.rejection.message().map(|m| match reply.accepted {
-        None => json!({ "error": m }),
-        Some(accepted) => json!({ "accepted": accepted, "errors": [{ "message": m }] }),
-    });
+    let message = reply.rejection.message();
     let wants_json =
         accept.is_some_and(|a| contains(a, b"*/*") || contains(a, b"application/json"));
-    let (body, content_type) = match value {
+    let (body, content_type) = match message {
         None => (Bytes::new(), None),
-        Some(v) => {
+        Some(message) => {
+            let body = ErrorBody::new(&message, reply.accepted);
             let mut text = if wants_json {
-                serde_json::to_string_pretty(&v)
+                serde_json::to_string_pretty(&body)
             } else {
-                serde_json::to_string(&v)
+                serde_json::to_string(&body)
             }
             .unwrap_or_default();
             text.push('\n');
@@ -54,6 +51,36 @@ pub fn render(reply: &Reply, accept: Option<&[u8]>) -> (ResponseHeader, Bytes) {
         let _ = header.insert_header(name.clone(), value.as_str());
     }
     (header, body)
+}
+
+/// APM Server's error bodies, serialized straight from borrowed text (no JSON tree built).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum ErrorBody<'a> {
+    /// `{"error": "<message>"}`
+    Plain { error: &'a str },
+    /// The intake shape: `{"accepted": N, "errors": [{"message": "<message>"}]}`
+    Intake {
+        accepted: u64,
+        errors: [IntakeError<'a>; 1],
+    },
+}
+
+#[derive(serde::Serialize)]
+struct IntakeError<'a> {
+    message: &'a str,
+}
+
+impl<'a> ErrorBody<'a> {
+    fn new(message: &'a str, accepted: Option<u64>) -> Self {
+        match accepted {
+            None => ErrorBody::Plain { error: message },
+            Some(accepted) => ErrorBody::Intake {
+                accepted,
+                errors: [IntakeError { message }],
+            },
+        }
+    }
 }
 
 /// `reply` as a gRPC client expects it: HTTP 200 with no body, the status and APM Server's
