@@ -20,6 +20,7 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, Ser
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
+use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::AsyncReadExt;
 
 use crate::metrics::metrics;
@@ -123,11 +124,18 @@ where
             return None;
         }
         let mut byte = [0u8; 1];
-        tokio::select! {
-            read = stream.read(&mut byte) => matches!(read, Ok(1)).then_some(byte[0]),
-            _ = tokio::time::sleep(self.times.idle_timeout) => None,
-            _ = stopping(stop) => None,
-        }
+        let next = async {
+            tokio::select! {
+                read = stream.read(&mut byte) => matches!(read, Ok(1)).then_some(byte[0]),
+                _ = stopping(stop) => None,
+            }
+        };
+        // Pingora's coarse timer, not tokio's: a tokio timer set while the worker is busy
+        // wakes the driver (an eventfd write and an extra epoll round per request).
+        fast_timeout(self.times.idle_timeout, next)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Whether a cleartext connection's first bytes are the HTTP/2 preface (peeked, nothing
@@ -155,10 +163,8 @@ where
             self.app.process_new_http(session, shutdown),
         );
         tokio::pin!(request);
-        tokio::select! {
-            biased;
-            reused = &mut request => return reused,
-            _ = tokio::time::sleep(self.times.header_timeout) => {}
+        if let Ok(reused) = fast_timeout(self.times.header_timeout, &mut request).await {
+            return reused;
         }
         // Taken out once, past the deadline; the request needs the flag no more.
         if request.as_mut().take_value().is_some_and(|read| read.get()) {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
+use pingora::time::fast_timeout::fast_timeout;
 
 use crate::admission::{Rejection, Reply};
 use pingora::{Error, ErrorSource, ErrorType};
@@ -173,7 +174,7 @@ pub async fn send(
         session.write_response_body(Some(body), true).await?;
     }
     if h1 && !body_done && !expects_continue && !stalled {
-        let _ = tokio::time::timeout(drain_timeout, session.drain_request_body()).await;
+        let _ = fast_timeout(drain_timeout, session.drain_request_body()).await;
     }
     Ok(())
 }
@@ -218,7 +219,8 @@ async fn drain_up_to(session: &mut Session, limit: usize, timeout: Duration) -> 
         }
         false
     };
-    tokio::time::timeout(timeout, drain).await.unwrap_or(false)
+    // Pingora's coarse timer: a tokio timer set mid-request wakes the driver.
+    fast_timeout(timeout, drain).await.unwrap_or(false)
 }
 
 /// The answer for a request that failed after admission; `None` when the client is gone.

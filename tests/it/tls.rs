@@ -418,6 +418,39 @@ fn failed_handshakes_do_not_flood_the_log() {
     );
 }
 
+/// Clients that send an IP address as SNI (OpenSSL-based ones, agents configured with
+/// `https://10.0.0.5:8200`) are served, and rustls' warning about it is not written for every
+/// connection.
+#[test]
+fn ip_address_sni_is_served_without_a_warning_per_connection() {
+    let upstream = Upstream::start();
+    let pki = pki();
+    let proxy = Proxy::builder(&pki, &upstream.url()).token(TOKEN).start();
+    for _ in 0..3 {
+        let out = bounded("openssl", Duration::from_secs(30))
+            .args([
+                "s_client",
+                "-brief",
+                "-connect",
+                &format!("127.0.0.1:{}", proxy.port),
+            ])
+            .args([
+                "-servername",
+                "127.0.0.1",
+                "-CAfile",
+                proxy.ca_file().to_str().unwrap(),
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl is installed");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("Verification: OK"), "{said}");
+    }
+    assert_eq!(curl_status(&proxy, &[]), "200", "the proxy still serves");
+    let log = proxy.log_text();
+    assert!(!log.contains("Illegal SNI"), "{log}");
+}
+
 /// With polling off, only SIGHUP reloads. A control proxy polling every 200 ms is given the
 /// same change: once it has reloaded, the proxy without polling must still serve the old
 /// certificate — decided by the order of events, not by a wait.
