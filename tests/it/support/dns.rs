@@ -14,11 +14,7 @@ pub struct DnsServer {
 impl DnsServer {
     /// Answer `name` (without the trailing dot) with `ips`.
     pub fn start(name: &str, ips: &[Ipv4Addr]) -> DnsServer {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = super::server_runtime();
         let socket = runtime
             .block_on(tokio::net::UdpSocket::bind("127.0.0.1:0"))
             .unwrap();

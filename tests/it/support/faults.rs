@@ -71,15 +71,7 @@ pub struct Resetting {
 
 impl Resetting {
     pub fn start(at: Reset) -> Resetting {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (runtime, listener, addr) = super::listening_on("127.0.0.1:0".parse().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
         runtime.spawn(async move {
@@ -170,15 +162,7 @@ pub struct ClosingUpstream {
 
 impl ClosingUpstream {
     pub fn start(how: Closing) -> ClosingUpstream {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (runtime, listener, addr) = super::listening_on("127.0.0.1:0".parse().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
         let (counted, opened) = (requests.clone(), connections.clone());

@@ -15,6 +15,28 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 
+/// The one-worker runtime a stand-in server runs on; dropping it ends the server.
+pub fn server_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A stand-in server's runtime and its TCP listener on `addr` (port 0: a free one), with the
+/// address it got.
+pub fn listening_on(
+    addr: SocketAddr,
+) -> (tokio::runtime::Runtime, tokio::net::TcpListener, SocketAddr) {
+    let runtime = server_runtime();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    (runtime, listener, addr)
+}
+
 /// One request as the stand-in saw it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -94,15 +116,7 @@ impl Upstream {
     }
 
     fn launch(addr: SocketAddr, mode: Mode) -> Upstream {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (runtime, listener, addr) = listening_on(addr);
         let shared = Arc::new(Shared::default());
         let state = shared.clone();
         runtime.spawn(async move {
