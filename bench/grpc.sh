@@ -12,11 +12,8 @@ SECS="${1:-10}"
 bash scripts/setup.sh build
 cargo build --release --locked --bin apm-auth-proxy --example bench_upstream --example grpc_load >&2
 
-W="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$W"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+STOP_SIGNAL=KILL
+source bench/common.sh
 UP="127.0.0.1:$(free_port)"; PORT="$(free_port)"
 cat > "$W/proxy.toml" <<EOT
 [server]

@@ -55,10 +55,7 @@ cargo build --release --locked --bin apm-auth-proxy --example bench_upstream --e
 # (the peers), so nothing else adds to CPU 0's busy time.
 taskset -cp 1 $$ >/dev/null
 
-W=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
+source bench/common.sh
 
 TOKEN=bench-$(openssl rand -hex 16)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/key.pem" \
