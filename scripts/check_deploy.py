@@ -17,6 +17,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 KUBERNETES_VERSION = "1.31.0"
 OVERLAYS = ["sidecar", "standalone", "ingress"]
+# The one image name: compose's default and every overlay's (tests/containers builds it).
+IMAGE = "ghcr.io/apm-auth-proxy/apm-auth-proxy:0.1.0"
 # cert-manager's Certificate is a CRD: not in the Kubernetes schemas, checked by hand below.
 CRDS = {("cert-manager.io/v1", "Certificate")}
 
@@ -44,17 +46,25 @@ def hadolint() -> None:
 def dockerfile() -> None:
     text = (DOCKER / "Dockerfile").read_text()
     final = text[text.rindex("\nFROM "):]
-    for needle, rule in [
-        ("FROM gcr.io/distroless/cc", "the runtime image is distroless cc"),
-        ("USER 65532:65532", "runs as a numeric non-root user"),
-        ('HEALTHCHECK', "has a health check"),
-        ('"health"', "the health check is the binary's own health command"),
-        ("EXPOSE 8200 8300", "exposes the agents' and the admin port"),
-        ("org.opencontainers.image.source", "carries OCI labels"),
-        ("--locked", None),
+    for needle, where, rule in [
+        ("ARG RUNTIME_IMAGE=gcr.io/distroless/cc", text, "the runtime image is distroless cc (an ARG, real by default)"),
+        ("ARG RUST_IMAGE=docker.io/library/rust:", text, "the builder is the official Rust image (an ARG, real by default)"),
+        ("FROM ${RUNTIME_IMAGE}", final, "the final stage is the runtime image"),
+        ("COPY vendor ./vendor", text, "the build copies vendor/ (Cargo.toml patches pingora-core from it)"),
+        ("--mount=type=cache", text, "dependencies are cached between builds"),
+        ("USER 65532:65532", final, "runs as a numeric non-root user"),
+        ("HEALTHCHECK", final, "has a health check"),
+        ('"health", "--live"', final, "the health check asks liveness (readiness follows the APM Server)"),
+        ("EXPOSE 8200 8300", final, "exposes the agents' and the admin port"),
+        ("org.opencontainers.image.source", final, "carries OCI labels"),
+        ("--locked", text, "builds with --locked"),
     ]:
-        if needle not in (final if rule else text):
-            problem("docker/Dockerfile", rule or "builds with --locked")
+        if needle not in where:
+            problem("docker/Dockerfile", rule)
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    for needed in ("!Cargo.toml", "!Cargo.lock", "!vendor/", "!src/", "!docker/proxy.toml"):
+        if needed not in ignore:
+            problem(".dockerignore", f"the build context admits {needed[1:]}")
 
 
 def render(overlay: str) -> list[dict]:
@@ -100,9 +110,23 @@ def policy(overlay: str, docs: list[dict]) -> None:
     proxy_toml = tomllib.loads(config["data"]["proxy.toml"])
     server = proxy_toml.get("server", {})
     drain = duration_s(server.get("drain_delay", "0s")) + duration_s(server.get("shutdown_grace_period", "30s"))
+    if any(d["kind"] == "Secret" for d in docs):
+        problem(f"overlays/{overlay}", "ships no Secret (an apply would overwrite the user's)")
+    if not any(d["kind"] == "Namespace" for d in docs):
+        problem(f"overlays/{overlay}", "creates its namespace")
+    for d in docs:
+        if d["kind"] != "Namespace" and "app.kubernetes.io/part-of" not in d["metadata"].get("labels", {}):
+            problem(f"overlays/{overlay}: {d['kind']}/{d['metadata']['name']}", "carries the common labels")
     for d in deployments:
         where = f"overlays/{overlay}: Deployment/{d['metadata']['name']}"
         pod = d["spec"]["template"]["spec"]
+        if overlay != "sidecar" and "replicas" in d["spec"]:
+            problem(where, "no replicas (the HorizontalPodAutoscaler owns the count)")
+        for v in pod.get("volumes", []):
+            if v.get("secret", {}).get("secretName") == "apm-auth-proxy-secrets" and \
+                    any(i["key"] == "keys.toml" for i in v["secret"].get("items", [])) and \
+                    not v["secret"].get("optional"):
+                problem(where, "the keys.toml item is optional (a missing keys file is an empty one)")
         psc = pod.get("securityContext", {})
         if pod.get("terminationGracePeriodSeconds", 30) <= drain:
             problem(where, f"terminationGracePeriodSeconds must exceed drain_delay + shutdown_grace_period ({drain:g} s)")
@@ -127,6 +151,10 @@ def policy(overlay: str, docs: list[dict]) -> None:
             if "memory" not in res.get("requests", {}) or "memory" not in res.get("limits", {}):
                 problem(cw, "memory requests and limits")
             if c["name"] == "apm-auth-proxy":
+                if c.get("image") != IMAGE:
+                    problem(cw, f"runs {IMAGE} (the overlay's images: entry), not {c.get('image')}")
+                if any("subPath" in m for m in c.get("volumeMounts", [])):
+                    problem(cw, "no subPath mount (Kubernetes never updates one)")
                 probes = {(p, c.get(p, {}).get("httpGet", {}).get("path")) for p in ("livenessProbe", "readinessProbe")}
                 if probes != {("livenessProbe", "/livez"), ("readinessProbe", "/readyz")}:
                     problem(cw, "liveness on /livez and readiness on /readyz (admin port)")
@@ -136,6 +164,18 @@ def policy(overlay: str, docs: list[dict]) -> None:
         for kind in ("NetworkPolicy", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Service"):
             if kind not in kinds:
                 problem(f"overlays/{overlay}", f"has a {kind}")
+        for d in docs:
+            if d["kind"] == "PodDisruptionBudget" and "minAvailable" in d["spec"]:
+                problem(f"overlays/{overlay}", "the PDB uses maxUnavailable (minAvailable blocks drains while the APM Server is down)")
+            if d["kind"] == "HorizontalPodAutoscaler":
+                watched = {m.get("resource", {}).get("name") for m in d["spec"].get("metrics", [])}
+                if not {"cpu", "memory"} <= watched:
+                    problem(f"overlays/{overlay}", "the HPA watches memory beside CPU (streaming agents fill memory first)")
+            if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "apm-auth-proxy":
+                admin_from = [f for rule in d["spec"]["ingress"] if any(p.get("port") == 8300 for p in rule.get("ports", []))
+                              for f in rule.get("from", [])]
+                if not any("namespaceSelector" in f for f in admin_from):
+                    problem(f"overlays/{overlay}", "the admin port admits a monitoring namespace (Prometheus elsewhere)")
         guards_apm = any(d["kind"] == "NetworkPolicy" and d["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "apm-server"
                          for d in docs)
         if not guards_apm:
@@ -143,7 +183,9 @@ def policy(overlay: str, docs: list[dict]) -> None:
     if overlay == "sidecar":
         if proxy_toml["upstream"]["url"] != "http://127.0.0.1:8201":
             problem("overlays/sidecar", "the proxy's upstream is the APM Server on loopback")
-        apm = [c for d in deployments for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "apm-server"]
+        apm = [c for d in deployments for c in d["spec"]["template"]["spec"].get("initContainers", []) if c["name"] == "apm-server"]
+        if not apm or apm[0].get("restartPolicy") != "Always":
+            problem("overlays/sidecar", "APM Server is a native sidecar (stopped after the proxy has drained)")
         if not apm or "apm-server.host=127.0.0.1:8201" not in apm[0].get("args", []):
             problem("overlays/sidecar", "APM Server listens on 127.0.0.1:8201 only")
     if overlay == "ingress":
@@ -152,6 +194,8 @@ def policy(overlay: str, docs: list[dict]) -> None:
             problem("overlays/ingress", "the proxy is exposed by a LoadBalancer Service")
         if not any(d["kind"] == "Certificate" for d in docs):
             problem("overlays/ingress", "a cert-manager Certificate")
+        if duration_s(server.get("drain_delay", "0s")) < 15:
+            problem("overlays/ingress", "drain_delay outlasts a cloud balancer's health checks (>= 15 s)")
         headless = {d["metadata"]["name"] for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None"}
         dns = proxy_toml["upstream"].get("discovery", {}).get("dns", "")
         if not any(dns.startswith(f"{name}.") for name in headless):
@@ -164,7 +208,7 @@ def compose() -> None:
     apm, proxy = services.get("apm-server", {}), services.get("apm-auth-proxy", {})
     if "ports" in apm:
         problem("docker/compose.yaml", "apm-server publishes no port (only the proxy reaches it)")
-    if not any(str(p).startswith("8200:8200") for p in proxy.get("ports", [])):
+    if not any(str(p).startswith("${APM_AUTH_PROXY_PUBLISH:-8200}:8200") for p in proxy.get("ports", [])):
         problem("docker/compose.yaml", "the proxy publishes 8200")
     if proxy.get("read_only") is not True or proxy.get("user") != "65532:65532":
         problem("docker/compose.yaml", "the proxy runs read-only as 65532")
@@ -172,6 +216,8 @@ def compose() -> None:
         problem("docker/compose.yaml", "apm-server's image is pinned and overridable")
     if proxy.get("build", {}).get("dockerfile") != "docker/Dockerfile":
         problem("docker/compose.yaml", "builds docker/Dockerfile")
+    if not proxy.get("image", "").endswith(f":-{IMAGE}}}"):
+        problem("docker/compose.yaml", f"the proxy's image defaults to {IMAGE}")
 
 
 def main() -> int:

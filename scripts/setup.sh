@@ -4,7 +4,9 @@
 #   scripts/setup.sh test    the above, plus curl, openssl, the Python APM agent, the
 #                            OpenTelemetry SDK's OTLP exporters (gRPC and HTTP), sslyze,
 #                            hadolint and kubernetes-validate (docker/ checks), Chromium and
-#                            the npm packages of the browser (RUM agent) test
+#                            the npm packages of the browser (RUM agent) test, and podman
+#                            (with runc, podman-compose and debootstrap) for the container
+#                            tests (tests/containers/)
 set -euo pipefail
 
 want="${1:-build}"
@@ -19,6 +21,13 @@ if [ "$want" = test ]; then
   command -v python3 >/dev/null 2>&1 || apt_packages+=(python3 python3-pip)
   [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
   command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
+  # Containers: podman with runc (Debian's crun refuses this kind of host's cgroups),
+  # podman-compose for docker/compose.yaml, debootstrap for the builder stand-in image
+  # (kubectl, for kustomize, comes with this kind of machine).
+  command -v podman >/dev/null 2>&1 || apt_packages+=(podman)
+  [ -x /usr/sbin/runc ] || apt_packages+=(runc)
+  command -v podman-compose >/dev/null 2>&1 || apt_packages+=(podman-compose)
+  command -v debootstrap >/dev/null 2>&1 || apt_packages+=(debootstrap)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${apt_packages[*]}" >&2

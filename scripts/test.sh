@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: the source tree's shape, docker/ validated offline, formatting, lints,
-# unit and integration tests (including the real agents). Installs what is missing first.
+# unit and integration tests (including the real agents), then the deployment files run for
+# real in containers (tests/containers/run.py: the image built and run, compose, the
+# Kubernetes pods). Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
@@ -9,3 +11,4 @@ python3 scripts/check_deploy.py
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
+python3 tests/containers/run.py

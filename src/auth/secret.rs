@@ -103,8 +103,24 @@ impl Secret {
         if secret.is_empty() {
             return Err(Problem::new(key, "the secret is empty"));
         }
+        if is_placeholder(&secret) {
+            return Err(Problem::new(
+                key,
+                "the secret is a placeholder from an example; generate one with \
+                 `apm-auth-proxy token generate`",
+            ));
+        }
         Ok(secret)
     }
+}
+
+/// Text that templates ship in place of a secret (`REPLACE-WITH-…`, `changeme`): left in a
+/// deployed file it would become a credential everyone can read in the template.
+fn is_placeholder(secret: &str) -> bool {
+    // Compared lower-case with `-` and `_` removed: `REPLACE-WITH`, `change_me`, `ChangeMe`.
+    const MARKERS: [&str; 4] = ["replacewith", "replaceme", "changeme", "placeholder"];
+    let folded = secret.to_ascii_lowercase().replace(['-', '_'], "");
+    MARKERS.iter().any(|m| folded.contains(m))
 }
 
 #[cfg(test)]
@@ -123,6 +139,24 @@ mod tests {
             err.contains("APM_AUTH_PROXY_TEST_UNSET_VAR is not set"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_placeholder_from_a_template_is_refused() {
+        for text in [
+            "REPLACE-WITH-A-TOKEN-FROM-apm-auth-proxy-token-generate",
+            "changeme",
+            "Change_Me-please",
+            "<placeholder>",
+        ] {
+            let err = Secret::Inline(text.into()).read("auth.secret_token");
+            assert!(
+                err.unwrap_err().problem.contains("placeholder"),
+                "{text} accepted"
+            );
+        }
+        let real = "4f0c2a9e7b1d8c3f6a5e0b9d2c7f1a8e";
+        assert_eq!(Secret::Inline(real.into()).read("k").unwrap(), real);
     }
 
     #[test]

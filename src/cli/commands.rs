@@ -31,7 +31,10 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Token(TokenCommand::List { json }) => ConfigFile::load(&cli.config)
             .map_err(CliError::from)
             .and_then(|file| listing::list_tokens(&file, json)),
-        Command::Health { admin } => health(&cli.config, admin.as_deref()),
+        Command::Health { admin, live } => {
+            let path = if live { "/livez" } else { "/readyz" };
+            health(&cli.config, admin.as_deref(), path)
+        }
         Command::Import(args) => import(&args),
     };
     match result {
@@ -117,8 +120,8 @@ fn generate_token() {
     );
 }
 
-/// `GET /readyz` on the admin listener: `Ok` when ready.
-fn health(path: &Path, admin: Option<&str>) -> Result<(), CliError> {
+/// `GET /readyz` (or `/livez`) on the admin listener: `Ok` when it answers 200.
+fn health(path: &Path, admin: Option<&str>, probe: &str) -> Result<(), CliError> {
     let addr = match admin {
         Some(url) => admin_address(url)?,
         None => {
@@ -130,7 +133,7 @@ fn health(path: &Path, admin: Option<&str>) -> Result<(), CliError> {
             reachable(listen)
         }
     };
-    match crate::admin::probe(addr, "/readyz", Duration::from_secs(5)) {
+    match crate::admin::probe(addr, probe, Duration::from_secs(5)) {
         Ok((200, body)) => {
             println!("{body}");
             Ok(())

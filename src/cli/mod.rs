@@ -50,9 +50,14 @@ pub enum Command {
     /// print the changes to make to the apm-server.yml so APM Server runs behind the proxy,
     /// and every setting that could not be translated.
     Import(ImportArgs),
-    /// Ask a running proxy's admin listener whether it is ready (`GET /readyz`): exit 0 when
-    /// it is, 1 when it is not or cannot be reached. For container health checks.
+    /// Ask a running proxy's admin listener whether it is ready (`GET /readyz`), or with
+    /// `--live` whether it is alive (`GET /livez`): exit 0 when it is, 1 when it is not or
+    /// cannot be reached. For container health checks (use `--live` where a failing check
+    /// restarts the container: an APM Server outage makes the proxy unready, not broken).
     Health {
+        /// Ask `/livez` (the process serves) instead of `/readyz` (it can forward).
+        #[arg(long)]
+        live: bool,
         /// The admin listener, e.g. `http://127.0.0.1:8300`; default: `admin.listen` from
         /// the configuration.
         #[arg(long)]

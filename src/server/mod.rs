@@ -2,6 +2,7 @@
 //! behind the drain, the admin listener, the upstream check, and the background reloader.
 
 mod drain;
+mod open_files;
 mod reload;
 mod usage_saver;
 
@@ -158,6 +159,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     if p.certificate.is_none() {
         tracing::warn!("ssl.enabled = false: credentials cross the network in clear text");
     }
+    open_files::raise_and_report(s.server.connection_caps.total);
     tracing::info!(
         listen = %listen,
         admin = %s.admin.listen.map_or("off".to_string(), |a| a.to_string()),

@@ -100,6 +100,7 @@ impl ServiceDiscovery for DnsDiscovery {
                 ));
             }
         };
+        tracing::debug!(pool = %self.pool, name = %self.host, members = ?addrs, "DNS discovery");
         let members = addrs
             .into_iter()
             .map(|addr| Backend::new(&addr.to_string()))

@@ -11,10 +11,12 @@ use crate::config::{Balance, ConfigFile, Problem, Problems, UpstreamConfig};
 
 pub const DEFAULT_POOL: &str = "default";
 const DEFAULT_URL: &str = "http://127.0.0.1:8201";
+/// How often the host name of a single `url` is resolved again.
+const URL_REFRESH: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub enum Members {
-    /// Addresses resolved once, at start.
+    /// IP addresses, or the addresses of `urls` resolved once, at start.
     Static(Vec<SocketAddr>),
     /// Every A/AAAA record of `host`, re-resolved every `interval`.
     Dns {
@@ -101,6 +103,21 @@ fn parse_url(key: &str, url: &str) -> Result<(String, u16, String), Problem> {
     Ok((host, port, authority))
 }
 
+/// One APM Server by `url`: an IP address as it is; a host name followed in DNS, so that an
+/// APM Server recreated at another address (a compose service, a pod behind a name) is
+/// found again within `URL_REFRESH` instead of being dialled at its old address for ever.
+fn url_members(host: String, port: u16) -> Members {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Members::Static(vec![SocketAddr::new(ip, port)]),
+        Err(_) => Members::Dns {
+            host,
+            port,
+            interval: URL_REFRESH,
+            resolver: None,
+        },
+    }
+}
+
 fn resolve(key: &str, host: &str, port: u16) -> Result<SocketAddr, Problem> {
     (host, port)
         .to_socket_addrs()
@@ -145,10 +162,8 @@ fn pool(section: &str, u: &UpstreamConfig, default_pool: bool) -> Result<PoolSet
             let url = url.as_deref().unwrap_or(DEFAULT_URL);
             let key = format!("{section}.url");
             problems
-                .take(parse_url(&key, url).and_then(|(host, port, authority)| {
-                    Ok((vec![resolve(&key, &host, port)?], authority))
-                }))
-                .map(|(addrs, authority)| (Members::Static(addrs), authority))
+                .take(parse_url(&key, url))
+                .map(|(host, port, authority)| (url_members(host, port), authority))
         }
         (None, urls, None) => {
             let mut addrs = Vec::new();
@@ -322,6 +337,21 @@ mod tests {
         let s = settings("[upstream]\nurls = [\"http://127.0.0.1:1\", \"http://127.0.0.1:2\"]")
             .unwrap();
         assert!(matches!(&s.pools[0].members, Members::Static(a) if a.len() == 2));
+    }
+
+    #[test]
+    fn a_url_by_host_name_is_followed_in_dns_and_an_ip_address_is_not() {
+        let s = settings("[upstream]\nurl = \"http://apm-server:8200\"").unwrap();
+        assert!(matches!(
+            &s.pools[0].members,
+            Members::Dns { host, port: 8200, interval, resolver: None }
+                if host == "apm-server" && *interval == URL_REFRESH
+        ));
+        assert_eq!(s.pools[0].authority, "apm-server:8200");
+        let s = settings("[upstream]\nurl = \"http://[::1]:8201\"").unwrap();
+        assert!(
+            matches!(&s.pools[0].members, Members::Static(a) if a == &["[::1]:8201".parse::<SocketAddr>().unwrap()])
+        );
     }
 
     #[test]
