@@ -22,11 +22,11 @@ if [ "$want" = test ]; then
   [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
   command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
   # Containers: podman with runc (Debian's crun refuses this kind of host's cgroups),
-  # podman-compose for docker/compose.yaml, debootstrap for the builder stand-in image
-  # (kubectl, for kustomize, comes with this kind of machine).
+  # debootstrap for the builder stand-in image (podman-compose comes from PyPI below: Debian's
+  # 1.0.3 leaves the network behind on `down`; kubectl, for kustomize, comes with this kind
+  # of machine).
   command -v podman >/dev/null 2>&1 || apt_packages+=(podman)
   [ -x /usr/sbin/runc ] || apt_packages+=(runc)
-  command -v podman-compose >/dev/null 2>&1 || apt_packages+=(podman-compose)
   command -v debootstrap >/dev/null 2>&1 || apt_packages+=(debootstrap)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
@@ -44,7 +44,7 @@ if [ "$want" = test ]; then
   # validators of docker/ (hadolint, Kubernetes schemas, YAML), and the OpenTelemetry SDK
   # with its OTLP/gRPC and OTLP/HTTP exporters.
   for pair in elasticapm:elastic-apm sslyze:sslyze kubernetes_validate:kubernetes-validate \
-              yaml:PyYAML \
+              yaml:PyYAML podman_compose:podman-compose \
               opentelemetry.exporter.otlp.proto.grpc:opentelemetry-exporter-otlp-proto-grpc \
               opentelemetry.exporter.otlp.proto.http:opentelemetry-exporter-otlp-proto-http; do
     if ! python3 -c "import ${pair%%:*}" >/dev/null 2>&1; then

@@ -18,6 +18,8 @@ ENV = dict(os.environ, CONTAINERS_CONF=str(HERE / "containers.conf"))
 
 DISTROLESS = "localhost/standin/distroless-cc:nonroot"
 APM_SERVER = "localhost/standin/apm-server:test"
+# The same stand-in under another name: "another APM Server image" for compose's override.
+APM_SERVER_OTHER = "localhost/standin/apm-server:other"
 
 
 def log(message: str) -> None:

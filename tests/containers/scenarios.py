@@ -326,8 +326,17 @@ def _image_as_users_run_it(work: pathlib.Path) -> None:
     eventually("/readyz turns 503 while the APM Server is down", lambda: admin_get(admin, "/readyz")[0] == 503, 30)
     health = podman("healthcheck", "run", proxy, check=False)
     check("the HEALTHCHECK stays healthy while the APM Server is down (liveness)", health.returncode == 0, text(health))
+    # It comes back at another address (another container holds the old one): the proxy
+    # follows its name there.
+    old_ip = pm.inspect("container", apm)["NetworkSettings"]["Networks"][network]["IPAddress"]
+    podman("run", "-d", "--name", PREFIX + "address-holder", "--network", network, "--ip", old_ip, pm.APM_SERVER)
     podman("start", apm)
+    new_ip = pm.inspect("container", apm)["NetworkSettings"]["Networks"][network]["IPAddress"]
+    check("the restarted APM Server has another address", new_ip != old_ip, (old_ip, new_ip))
     eventually("/readyz is 200 again once the APM Server is back", lambda: admin_get(admin, "/readyz")[0] == 200, 30)
+    status, _ = post_events(port, s["ca"], bearer, [metadata("after-move"), event(1)])
+    check("events reach the APM Server at its new address (the url's name is resolved again)",
+          status == 202 and agent_events_arrived(apm, "after-move", 2), status)
 
     usage_before = json.loads(admin_get(admin, "/usage")[1])["credentials"]
 
@@ -401,22 +410,14 @@ def compose_as_written() -> None:
         check_forwarded_without_credentials(records, "compose")
         check_security_context(PREFIX + "compose_apm-auth-proxy_1", "the compose proxy")
 
-        # The README's `APM_SERVER_IMAGE=… up -d` recreates APM Server, at another address when
-        # the network hands out another: the proxy follows the name.
-        network, attached = next(iter(pm.inspect("container", apm)["NetworkSettings"]["Networks"].items()))
-        old_ip = attached["IPAddress"]
-        podman("rm", "-f", "-t", "2", apm)
-        # Another container takes the old address, so the new APM Server surely gets another.
-        holder = podman("run", "-d", "--name", PREFIX + "address-holder", "--network", network,
-                        "--ip", old_ip, pm.APM_SERVER)
-        compose(work, env, "up", "-d", "--no-build")
-        ips = (old_ip, next(iter(pm.inspect("container", apm)["NetworkSettings"]["Networks"].values()))["IPAddress"])
-        check("the recreated APM Server has another address", ips[0] != ips[1], ips)
-        status = eventually("events reach the recreated APM Server",
-                            lambda: post_events(port, ca, f"Bearer {token}", [metadata("after-recreate"), event(1)])[0] == 202
-                            and agent_events_arrived(apm, "after-recreate", 2), 30)
-        check("the proxy follows a recreated APM Server to its new address", status)
-        podman("rm", "-f", "-t", "0", text(holder).strip())
+        # The README's `APM_SERVER_IMAGE=… up -d`: APM Server replaced by another image.
+        podman("tag", pm.APM_SERVER, pm.APM_SERVER_OTHER)
+        compose(work, dict(env, APM_SERVER_IMAGE=pm.APM_SERVER_OTHER), "up", "-d", "--no-build")
+        image = pm.inspect("container", apm)["ImageName"]
+        check("`APM_SERVER_IMAGE=… up -d` replaces APM Server", image == pm.APM_SERVER_OTHER, image)
+        eventually("the compose proxy is ready again", lambda: admin_get(admin, "/readyz")[0] == 200, 60)
+        status, _ = post_events(port, ca, f"Bearer {token}", [metadata("after-replace"), event(1)])
+        check("events reach the replaced APM Server", status == 202 and agent_events_arrived(apm, "after-replace", 2), status)
 
         compose(work, env, "down", "-v")
         left = [n for kind, fmt in (("container", "{{.Names}}"), ("network", "{{.Name}}"), ("volume", "{{.Name}}"))
@@ -501,12 +502,20 @@ def kubernetes_pods_as_written() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def pod_container(name: str) -> str:
+    """The container `kube play` made for the pod's container `name` (`<pod>-<name>`)."""
+    names = text(podman("ps", "--format", "{{.Names}}")).split()
+    found = [n for n in names if n.startswith(PREFIX) and n.endswith("-" + name)]
+    if len(found) != 1:
+        raise AssertionError(f"one running container for {name}: {names}")
+    return found[0]
+
+
 def play_overlay(overlay: str, work: pathlib.Path, s: dict) -> None:
     port, admin = free_port(), free_port()
     docs, skipped = for_podman(render(overlay), port, admin)
     manifest = work / f"{overlay}.yaml"
     manifest.write_text(yaml.safe_dump_all(user_secrets(work / "secrets", s["token"]) + docs))
-    pod = PREFIX + "apm-auth-proxy-pod"
     args = ["kube", "play", str(manifest)]
     if overlay == "standalone":
         # The in-cluster `apm-server` Service: the stand-in by that name on the pod's network.
@@ -517,7 +526,7 @@ def play_overlay(overlay: str, work: pathlib.Path, s: dict) -> None:
         args[2:2] = ["--network", network]
         apm = PREFIX + "kube-apm-server"
     else:
-        apm = f"{pod}-apm-server"
+        apm = None
     pm.log(f"overlays/{overlay}: podman kube play ({', '.join(d['kind'] for d in docs)}); "
            f"only validated: {', '.join(skipped)}")
     podman(*args, timeout=180)
@@ -526,7 +535,8 @@ def play_overlay(overlay: str, work: pathlib.Path, s: dict) -> None:
     eventually(f"overlays/{overlay}: /readyz (the readiness probe) passes",
                lambda: admin_get(admin, "/readyz")[0] == 200, 60)
     check(f"overlays/{overlay}: the liveness and readiness probes pass", True)
-    check_security_context(f"{pod}-apm-auth-proxy", f"overlays/{overlay}: the proxy container")
+    check_security_context(pod_container("apm-auth-proxy"), f"overlays/{overlay}: the proxy container")
+    apm = apm or pod_container("apm-server")
     python_agent(port, s["ca"], token=s["token"])
     check_forwarded_without_credentials(agent_events_arrived(apm, "python-agent-test", 3), f"overlays/{overlay}")
     podman("kube", "down", str(manifest), timeout=120)
