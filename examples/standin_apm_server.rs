@@ -94,7 +94,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
 fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .filter_map(|a| a.strip_prefix("apm-server.host=").map(str::to_string))
-        .last()
+        .next_back()
         .unwrap_or_else(|| "0.0.0.0:8200".to_string());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
