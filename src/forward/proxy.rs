@@ -221,20 +221,14 @@ impl ProxyHttp for ApmProxy {
             }
         };
         let Some(member) = pool.select(key, &ctx.tried) else {
-            // Nothing healthy (or everything tried): answer at once instead of timing out.
-            if ctx.tried.is_empty() {
-                ctx.pending_reply = Some(
-                    Reply::plain(Rejection::NoHealthyUpstream)
-                        .with_cors(ctx.cors_origin.as_deref()),
-                );
-                return Err(Error::explain(
-                    ErrorType::HTTPStatus(503),
-                    "no healthy upstream member",
-                ));
-            }
-            return Err(
-                Error::explain(ErrorType::ConnectRefused, "every upstream member failed").into_up(),
+            // No member at all (DNS discovery found none): answer at once.
+            ctx.pending_reply = Some(
+                Reply::plain(Rejection::NoHealthyUpstream).with_cors(ctx.cors_origin.as_deref()),
             );
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no upstream member",
+            ));
         };
         // Only a failed connect rules a member out (`fail_to_connect`): a request retried
         // because a reused connection was closed under it goes to the same member afresh.
@@ -265,6 +259,12 @@ impl ProxyHttp for ApmProxy {
         let another = pool.select(&[], &ctx.tried).is_some();
         if another && !session.as_ref().retry_buffer_truncated() {
             e.set_retry(true);
+        } else if !another && ctx.tried.len() > 1 {
+            // Every member of a pool refused: none is available (a lone APM Server that
+            // refuses is a plain 502, as a connect failure always was).
+            ctx.pending_reply = Some(
+                Reply::plain(Rejection::NoHealthyUpstream).with_cors(ctx.cors_origin.as_deref()),
+            );
         }
         e
     }

@@ -74,19 +74,33 @@ pub struct MemberState {
 }
 
 impl Pool {
-    /// A healthy member not in `tried`; `key` places consistent hashing (the client IP).
+    /// A member not in `tried`: a healthy one when there is one; otherwise any, healthy or
+    /// not (Envoy's panic routing; nginx never marks the only server of a group down):
+    /// health state chooses among members but never shuts the APM Servers out, so the first
+    /// request after an outage is forwarded instead of refused until the checks catch up.
+    /// `key` places consistent hashing (the client IP).
     pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<SocketAddr> {
+        let untried = |b: &Backend| inet(&b.addr).filter(|a| !tried.contains(a));
         self.balancer
             .select_with(key, |b, healthy| {
-                inet(&b.addr).is_some_and(|a| {
-                    healthy && !self.ejections.is_ejected(&a) && !tried.contains(&a)
-                })
+                untried(b).is_some_and(|a| healthy && !self.ejections.is_ejected(&a))
             })
+            .or_else(|| self.balancer.select_with(key, |b, _| untried(b).is_some()))
             .and_then(|b| inet(&b.addr))
     }
 
-    /// A member whose connect failed gets no new requests until its checks pass again.
+    /// How many members the pool has now.
+    pub fn size(&self) -> usize {
+        self.balancer.backends().get_backend().len()
+    }
+
+    /// A member whose connect failed gets no new requests while others are up, until its
+    /// checks pass again. The only member of a pool is never ejected: there is nowhere else
+    /// to send, and its next request should find out whether it is back.
     pub fn eject(&self, addr: SocketAddr) {
+        if self.size() <= 1 {
+            return;
+        }
         self.ejections.eject(addr);
         tracing::warn!(pool = %self.name, member = %addr, "upstream member ejected after a failed connect");
     }

@@ -290,3 +290,106 @@ fn routes_by_sni_host_and_credential_keep_each_team_on_its_own_server() {
             || log.contains("rejection=upstream_not_permitted")
     );
 }
+
+/// Health checks fast to fail and slow to pass again (50 passes, 5 s): a request forwarded
+/// while they have not caught up can only have been sent despite them.
+const SLOW_RISE: &str =
+    "[upstream.health_check]\ninterval = \"100ms\"\ntimeout = \"200ms\"\nrise = 50\nfall = 1\n";
+
+#[test]
+fn a_lone_apm_server_is_never_shut_out_after_an_outage() {
+    let pki = pki();
+    let mut upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config(SLOW_RISE)
+        .start();
+    let runtime = rt();
+    let client = proxy.client(false);
+    runtime.block_on(async {
+        eventually("the upstream checked and ready", || ready(&proxy)).await;
+        assert_eq!(send_event(&proxy, &client, 1).await, 202);
+    });
+    let addr = upstream.addr;
+    upstream.stop();
+    runtime.block_on(async {
+        eventually("the checks mark it down", || async { !ready(&proxy).await }).await;
+        // Down: a refused connect is a quick 502, as it always was — never 503.
+        let auth = format!("Bearer {TOKEN}");
+        let down = post(
+            &client,
+            &proxy.url("/intake/v2/events"),
+            &[("Authorization", &auth)],
+            "{\"id\":2}\n",
+        )
+        .await;
+        assert_eq!(down.status, 502, "{}", down.body);
+    });
+    // Back: the very next request is forwarded, while the checks still call it down.
+    let back = Upstream::start_on(addr);
+    runtime.block_on(async {
+        assert_eq!(send_event(&proxy, &client, 3).await, 202);
+        assert!(!ready(&proxy).await, "the checks had not caught up yet");
+    });
+    assert_eq!(received_ids(&[&back]).get("{\"id\":3}"), Some(&1));
+}
+
+#[test]
+fn a_server_that_hung_gets_the_next_request_once_it_answers_again() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config(&format!(
+            "{SLOW_RISE}[upstream]\nread_timeout = \"500ms\"\n"
+        ))
+        .start();
+    let runtime = rt();
+    let client = proxy.client(false);
+    runtime.block_on(async {
+        eventually("the upstream checked and ready", || ready(&proxy)).await;
+        upstream.hang(true);
+        assert_eq!(send_event(&proxy, &client, 1).await, 504);
+        eventually("the checks mark it down", || async { !ready(&proxy).await }).await;
+        upstream.hang(false);
+        assert_eq!(send_event(&proxy, &client, 2).await, 202);
+        assert!(!ready(&proxy).await, "the checks had not caught up yet");
+    });
+    assert_eq!(received_ids(&[&upstream]).get("{\"id\":2}"), Some(&1));
+}
+
+#[test]
+fn a_pool_with_every_member_unhealthy_still_delivers_to_the_one_that_answers() {
+    let pki = pki();
+    let mut members = vec![Upstream::start(), Upstream::start(), Upstream::start()];
+    let list: Vec<String> = members.iter().map(|u| format!("{:?}", u.url())).collect();
+    let proxy = Proxy::builder(&pki, "")
+        .unset("upstream.url")
+        .token(TOKEN)
+        .config(&format!(
+            "[upstream]\nurls = [{}]\n{SLOW_RISE}",
+            list.join(", ")
+        ))
+        .start();
+    let runtime = rt();
+    let client = proxy.client(false);
+    runtime.block_on(async {
+        eventually("the pool checked and ready", || ready(&proxy)).await;
+    });
+    let addr = members[1].addr;
+    for m in &mut members {
+        m.stop();
+    }
+    runtime.block_on(async {
+        eventually("every member marked down", || async {
+            !ready(&proxy).await
+        })
+        .await;
+    });
+    members[1] = Upstream::start_on(addr);
+    runtime.block_on(async {
+        assert_eq!(send_event(&proxy, &client, 7).await, 202);
+        assert!(!ready(&proxy).await, "the checks had not caught up yet");
+    });
+    assert_eq!(received_ids(&[&members[1]]).get("{\"id\":7}"), Some(&1));
+}

@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,6 +85,9 @@ struct Shared {
     checks: AtomicUsize,
     /// Connections accepted that spoke HTTP/2 with prior knowledge.
     h2_connections: AtomicUsize,
+    /// While set, every request (checks included) waits before it is answered: a server
+    /// that hangs.
+    hanging: AtomicBool,
 }
 
 pub struct Upstream {
@@ -183,6 +186,12 @@ impl Upstream {
         self.shared.h2_connections.load(Ordering::SeqCst)
     }
 
+    /// Hold every request unanswered (`true`) until released (`false`), as a server that
+    /// hangs and then recovers; requests held meanwhile are answered on release.
+    pub fn hang(&self, hanging: bool) {
+        self.shared.hanging.store(hanging, Ordering::SeqCst);
+    }
+
     /// The test saw one more chunk of a streamed response.
     pub fn ack(&self) {
         self.shared.acked.fetch_add(1, Ordering::SeqCst);
@@ -209,6 +218,10 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 pub const UPSTREAM_CHECK: &str = "(upstream check)";
 
 async fn handle(req: Request<Incoming>, state: Arc<Shared>) -> Result<Response<Body>, Infallible> {
+    // Ends with the release, or with the stand-in (its runtime is dropped).
+    while state.hanging.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let is_check = req
         .headers()
         .get(http::header::USER_AGENT)
