@@ -422,6 +422,13 @@ pub struct UpstreamConfig {
     pub secret_token: Option<SecretSource>,
 }
 
+/// Below APM Server's own idle timeout (`apm-server.idle_timeout`, 45 s): a pooled connection
+/// is dropped by the proxy before the server closes it, since an event POST sent on a
+/// connection the server has just closed is answered 502 (never replayed).
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const APM_SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+const _: () = assert!(UPSTREAM_IDLE_TIMEOUT.as_secs() < APM_SERVER_IDLE_TIMEOUT.as_secs());
+
 impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
@@ -434,7 +441,7 @@ impl Default for UpstreamConfig {
             connect_timeout: HumanDuration(Duration::from_secs(5)),
             read_timeout: HumanDuration(Duration::from_secs(60)),
             write_timeout: HumanDuration(Duration::from_secs(60)),
-            idle_timeout: HumanDuration(Duration::from_secs(60)),
+            idle_timeout: HumanDuration(UPSTREAM_IDLE_TIMEOUT),
             secret_token: None,
         }
     }
