@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh test
 python3 scripts/check_structure.py
 python3 scripts/check_deploy.py
+bash scripts/check_vendor.sh
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked

@@ -37,7 +37,6 @@ pub mod metrics;
 pub mod migrate;
 pub mod server;
 pub mod settings;
-pub mod sockets;
 pub mod tls;
 pub mod upstream;
 pub mod usage;

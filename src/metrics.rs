@@ -67,7 +67,6 @@ pub struct Metrics {
     tls_handshake_failures: IntCounter,
     /// Set at scrape time.
     pub client_connections: IntGauge,
-    pub upstream_connections: IntGauge,
     pub certificate_expiry_seconds: IntGauge,
     pub in_flight: IntGauge,
 }
@@ -168,8 +167,10 @@ impl Metrics {
                 "tls_handshake_failures_total",
                 "Failed TLS handshakes (untrusted certificate, old protocol, scans).",
             )?,
-            client_connections: gauge("client_connections", "Open client connections.")?,
-            upstream_connections: gauge("upstream_connections", "Open upstream connections.")?,
+            client_connections: gauge(
+                "client_connections",
+                "Open client connections on the agents' listener (each counted from accept to close).",
+            )?,
             certificate_expiry_seconds: gauge(
                 "certificate_expiry_seconds",
                 "Seconds until the earliest served certificate expires.",
@@ -234,6 +235,11 @@ impl Metrics {
 
     pub fn tls_handshake_failed(&self) {
         self.tls_handshake_failures.inc();
+    }
+
+    /// Failed handshakes since start.
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.tls_handshake_failures.get()
     }
 
     /// The text exposition format.

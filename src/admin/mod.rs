@@ -17,6 +17,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::lifecycle::Lifecycle;
+use crate::limits::ConnectionBook;
 use crate::metrics::metrics;
 use crate::tls::CertResolver;
 use crate::upstream::Pools;
@@ -27,8 +28,8 @@ pub use settings::AdminSettings;
 pub struct AdminApp {
     pub lifecycle: Arc<Lifecycle>,
     pub certificate: Option<Arc<CertResolver>>,
-    /// The agents' listener port, for the connection gauge.
-    pub listen_port: u16,
+    /// The agents' connections, for the connection gauge.
+    pub connections: Arc<ConnectionBook>,
     pub pools: Arc<Pools>,
     /// Usage per credential, when tracked.
     pub usage: Option<Arc<UsageBook>>,
@@ -52,21 +53,15 @@ impl AdminApp {
         if let Some(c) = &self.certificate {
             m.certificate_expiry_seconds.set(c.seconds_until_expiry());
         }
-        let mut members = Vec::new();
         for pool in self.pools.all() {
             for member in pool.members() {
                 m.upstream_member_up
                     .with_label_values(&[&*pool.name, &member.addr.to_string()])
                     .set(i64::from(member.up));
-                members.push(member.addr);
             }
         }
-        if let Some((clients, upstreams)) =
-            crate::sockets::count_established(self.listen_port, &members)
-        {
-            m.client_connections.set(clients);
-            m.upstream_connections.set(upstreams);
-        }
+        m.client_connections
+            .set(i64::try_from(self.connections.open()).unwrap_or(i64::MAX));
         text(StatusCode::OK, "text/plain; version=0.0.4", m.encode())
     }
 }

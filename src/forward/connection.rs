@@ -8,7 +8,8 @@
 //!   when the next request's first byte arrives.
 //!
 //! HTTP/2 connections (ALPN h2, or h2c with prior knowledge on a cleartext listener) go to
-//! Pingora's own loop unchanged.
+//! Pingora's own loop unchanged. Every connection, either way, is admitted by the
+//! [`ConnectionBook`] as it is accepted and owned by its guard until it closes.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -16,13 +17,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora::apps::{
+    ConnectionOwner, HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp,
+};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::AsyncReadExt;
 
+use crate::limits::ConnectionBook;
 use crate::metrics::metrics;
 
 /// The size of Pingora's own first buffer for a request head.
@@ -57,14 +61,17 @@ pub struct Connections<A> {
     /// knowledge, how gRPC clients speak without TLS) goes to `app`'s HTTP/2 loop, which
     /// must have h2c enabled.
     h2c: bool,
+    /// Admits each connection at accept and counts it until it closes.
+    book: Arc<ConnectionBook>,
 }
 
 impl<A> Connections<A> {
-    pub fn new(app: A, times: ConnectionTimes, h2c: bool) -> Self {
+    pub fn new(app: A, times: ConnectionTimes, h2c: bool, book: Arc<ConnectionBook>) -> Self {
         Connections {
             app: Arc::new(app),
             times,
             h2c,
+            book,
         }
     }
 }
@@ -110,6 +117,12 @@ where
 
     async fn cleanup(&self) {
         self.app.http_cleanup().await;
+    }
+
+    fn admit(&self, peer: Option<&std::net::SocketAddr>) -> Option<Box<dyn ConnectionOwner>> {
+        self.book
+            .admit(peer)
+            .map(|guard| Box::new(guard) as Box<dyn ConnectionOwner>)
     }
 }
 

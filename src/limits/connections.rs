@@ -1,38 +1,25 @@
-//! Caps on client connections open at once, in total and per client IP
-//! (`server.max_connections`, `server.max_connections_per_ip`). Pingora's connection filter
-//! asks as each TCP connection is accepted, before its TLS handshake: one over a cap is
-//! closed at once (the client sees the connection close), the open ones are served as before.
-//!
-//! Pingora has no connection-close hook, so the open connections are recounted from the
-//! kernel's tables (`/proc`) when the last count is older than [`RECOUNT_AFTER`]; accepts
-//! since then are added on top. Between counts, a closed connection still counts: the caps
-//! err on the side of refusing for at most that long, never of exceeding.
+//! The agents' connections, each owned from accept to close: the accept loop asks the book
+//! to admit a connection before its handshake ([`ConnectionBook::admit`]), and the
+//! [`ConnectionGuard`] it hands out lives as long as the connection (its `Drop` is the close),
+//! so the counts are exact, per process and with no I/O: the caps
+//! (`server.max_connections`, `server.max_connections_per_ip`), the `client_connections`
+//! gauge, and failed handshakes counted where they fail. One over a cap is closed at once
+//! (the client sees the connection close).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use pingora::listeners::ConnectionFilter;
+use pingora::apps::ConnectionOwner;
 
 use crate::metrics::metrics;
-use crate::sockets;
-
-/// How old a count may be before the next accept recounts.
-pub const RECOUNT_AFTER: Duration = Duration::from_millis(250);
 
 /// Caps on client connections open at once (`None`: no cap).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectionCaps {
     pub total: Option<usize>,
     pub per_ip: Option<usize>,
-}
-
-impl ConnectionCaps {
-    pub fn any(&self) -> bool {
-        self.total.is_some() || self.per_ip.is_some()
-    }
 }
 
 /// Why a connection was refused; the `limit` label of `apm_auth_proxy_limited_total`.
@@ -51,7 +38,7 @@ impl ConnectionRefused {
     }
 }
 
-/// Open connections as last counted, plus those accepted since.
+/// The connections open now, in total and per client IP.
 #[derive(Debug, Default)]
 pub struct OpenConnections {
     total: usize,
@@ -59,19 +46,6 @@ pub struct OpenConnections {
 }
 
 impl OpenConnections {
-    pub fn from_peers(peers: impl IntoIterator<Item = IpAddr>) -> Self {
-        let mut open = OpenConnections::default();
-        for ip in peers {
-            open.add(ip);
-        }
-        open
-    }
-
-    fn add(&mut self, ip: IpAddr) {
-        self.total += 1;
-        *self.by_ip.entry(ip).or_default() += 1;
-    }
-
     fn remove(&mut self, ip: IpAddr) {
         self.total = self.total.saturating_sub(1);
         if let Some(n) = self.by_ip.get_mut(&ip) {
@@ -82,34 +56,18 @@ impl OpenConnections {
         }
     }
 
-    /// Take a connection from `ip` (already counted when `counted` is true) unless that
-    /// puts a cap over its limit.
-    pub fn admit(
-        &mut self,
-        caps: ConnectionCaps,
-        ip: IpAddr,
-        counted: bool,
-    ) -> Result<(), ConnectionRefused> {
-        if !counted {
-            self.add(ip);
+    /// Take a connection from `ip` unless that puts a cap over its limit.
+    pub fn admit(&mut self, caps: ConnectionCaps, ip: IpAddr) -> Result<(), ConnectionRefused> {
+        let from_ip = self.by_ip.get(&ip).copied().unwrap_or(0);
+        if caps.total.is_some_and(|max| self.total >= max) {
+            return Err(ConnectionRefused::Total);
         }
-        let refused = if caps.total.is_some_and(|max| self.total > max) {
-            Some(ConnectionRefused::Total)
-        } else if caps
-            .per_ip
-            .is_some_and(|max| self.by_ip.get(&ip).copied().unwrap_or(0) > max)
-        {
-            Some(ConnectionRefused::PerIp)
-        } else {
-            None
-        };
-        match refused {
-            Some(why) => {
-                self.remove(ip);
-                Err(why)
-            }
-            None => Ok(()),
+        if caps.per_ip.is_some_and(|max| from_ip >= max) {
+            return Err(ConnectionRefused::PerIp);
         }
+        self.total += 1;
+        *self.by_ip.entry(ip).or_default() += 1;
+        Ok(())
     }
 }
 
@@ -117,77 +75,99 @@ impl OpenConnections {
 /// counted in metrics, not written to the log line by line.
 const WARN_EVERY: Duration = Duration::from_secs(1);
 
-/// The connection filter for the agents' listener.
-#[derive(Debug)]
-pub struct CapConnections {
+/// The agents' listener's connections.
+#[derive(Debug, Default)]
+pub struct ConnectionBook {
     caps: ConnectionCaps,
-    local_port: u16,
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     open: OpenConnections,
-    counted_at: Option<Instant>,
     warned_at: Option<Instant>,
     /// Refusals not yet in a WARN line.
     unreported: u64,
 }
 
-impl CapConnections {
-    pub fn new(caps: ConnectionCaps, local_port: u16) -> Self {
-        CapConnections {
+impl ConnectionBook {
+    pub fn new(caps: ConnectionCaps) -> Arc<Self> {
+        Arc::new(ConnectionBook {
             caps,
-            local_port,
-            state: Mutex::new(State::default()),
-        }
+            state: Mutex::default(),
+        })
     }
 
-    /// Admit or refuse a connection from `ip`; a refusal also says how many refusals a WARN
-    /// line should report now (none while the last line is recent).
-    fn decide(&self, ip: IpAddr) -> Result<(), (ConnectionRefused, Option<u64>)> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let stale = state
-            .counted_at
-            .is_none_or(|at| now.duration_since(at) >= RECOUNT_AFTER);
-        // The connection being accepted is already in the kernel's table: a recount holds it.
-        let mut counted = false;
-        if stale {
-            if let Some(peers) = sockets::inbound_peers(self.local_port) {
-                state.open = OpenConnections::from_peers(peers);
-                counted = state.open.by_ip.contains_key(&ip);
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Client connections open now.
+    pub fn open(&self) -> usize {
+        self.state().open.total
+    }
+
+    /// Admit a connection from `peer` (an IPv4 client on a dual-stack socket counts as its
+    /// IPv4 address); `None` refuses it, counted and, at most once a second, logged.
+    pub fn admit(self: &Arc<Self>, peer: Option<&SocketAddr>) -> Option<ConnectionGuard> {
+        let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip().to_canonical());
+        let mut state = self.state();
+        match state.open.admit(self.caps, ip) {
+            Ok(()) => Some(ConnectionGuard {
+                book: self.clone(),
+                ip,
+            }),
+            Err(why) => {
+                state.unreported += 1;
+                let now = Instant::now();
+                let due = state
+                    .warned_at
+                    .is_none_or(|at| now.duration_since(at) >= WARN_EVERY);
+                let report = due.then(|| {
+                    state.warned_at = Some(now);
+                    std::mem::take(&mut state.unreported)
+                });
+                drop(state);
+                metrics().connection_refused(why.label());
+                if let Some(refused) = report {
+                    tracing::warn!(client = %ip, limit = why.label(), refused, "connection refused: too many open connections (refused: count since the last such line)");
+                }
+                None
             }
-            state.counted_at = Some(now);
         }
-        state.open.admit(self.caps, ip, counted).map_err(|why| {
-            state.unreported += 1;
-            let due = state
-                .warned_at
-                .is_none_or(|at| now.duration_since(at) >= WARN_EVERY);
-            let report = due.then(|| {
-                state.warned_at = Some(now);
-                std::mem::take(&mut state.unreported)
-            });
-            (why, report)
-        })
     }
 }
 
-#[async_trait]
-impl ConnectionFilter for CapConnections {
-    async fn should_accept(&self, peer: Option<&SocketAddr>) -> bool {
-        let Some(peer) = peer else { return true };
-        match self.decide(sockets::canonical(peer.ip())) {
-            Ok(()) => true,
-            Err((why, report)) => {
-                metrics().connection_refused(why.label());
-                if let Some(refused) = report {
-                    tracing::warn!(client = %peer.ip(), limit = why.label(), refused, "connection refused: too many open connections (refused: count since the last such line)");
-                }
-                false
-            }
-        }
+/// One admitted connection: its place in the book is freed when the connection ends.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    book: Arc<ConnectionBook>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.book.state().open.remove(self.ip);
+    }
+}
+
+impl ConnectionOwner for ConnectionGuard {
+    fn handshake_failed(&self) {
+        metrics().tls_handshake_failed();
+    }
+}
+
+/// Log how many handshakes failed since `*last_reported`, if any: one WARN line a minute
+/// instead of one per handshake, so a port scan cannot flood the log.
+pub fn report_handshake_failures(last_reported: &mut u64) {
+    let now = metrics().tls_handshake_failures();
+    if now > *last_reported {
+        tracing::warn!(
+            failed = now - *last_reported,
+            total = now,
+            "TLS handshakes failed since the last report (untrusted certificate, old protocol, scans)"
+        );
+        *last_reported = now;
     }
 }
 
@@ -195,53 +175,48 @@ impl ConnectionFilter for CapConnections {
 mod tests {
     use super::*;
 
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([10, 0, 0, last])
+    fn peer(last: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, last], 40000))
     }
 
     #[test]
-    fn the_total_cap_refuses_the_connection_over_it_and_frees_its_place() {
-        let caps = ConnectionCaps {
+    fn the_total_cap_refuses_the_connection_over_it_and_a_close_frees_its_place() {
+        let book = ConnectionBook::new(ConnectionCaps {
             total: Some(2),
             per_ip: None,
-        };
-        let mut open = OpenConnections::default();
-        assert_eq!(open.admit(caps, ip(1), false), Ok(()));
-        assert_eq!(open.admit(caps, ip(2), false), Ok(()));
-        assert_eq!(
-            open.admit(caps, ip(3), false),
-            Err(ConnectionRefused::Total)
+        });
+        let first = book.admit(Some(&peer(1)));
+        let second = book.admit(Some(&peer(2)));
+        assert!(first.is_some() && second.is_some());
+        assert!(book.admit(Some(&peer(3))).is_none());
+        assert_eq!(book.open(), 2, "the refused one holds no place");
+        drop(first);
+        assert_eq!(book.open(), 1);
+        assert!(
+            book.admit(Some(&peer(3))).is_some(),
+            "closed and reopened at once"
         );
-        // The refused one does not hold a place.
-        assert_eq!(open.total, 2);
-        assert!(!open.by_ip.contains_key(&ip(3)));
     }
 
     #[test]
-    fn the_per_ip_cap_counts_each_address_apart() {
-        let caps = ConnectionCaps {
+    fn the_per_ip_cap_counts_each_address_apart_and_ipv4_mapped_as_ipv4() {
+        let book = ConnectionBook::new(ConnectionCaps {
             total: None,
             per_ip: Some(1),
-        };
-        let mut open = OpenConnections::default();
-        assert_eq!(open.admit(caps, ip(1), false), Ok(()));
-        assert_eq!(
-            open.admit(caps, ip(1), false),
-            Err(ConnectionRefused::PerIp)
-        );
-        assert_eq!(open.admit(caps, ip(2), false), Ok(()));
+        });
+        let _one = book.admit(Some(&peer(1))).unwrap();
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:40001".parse().unwrap();
+        assert!(book.admit(Some(&mapped)).is_none());
+        assert!(book.admit(Some(&peer(2))).is_some());
     }
 
     #[test]
-    fn a_recount_that_holds_the_new_connection_does_not_count_it_twice() {
-        let caps = ConnectionCaps {
-            total: Some(2),
-            per_ip: Some(2),
-        };
-        let mut open = OpenConnections::from_peers([ip(1), ip(1)]);
-        assert_eq!(open.admit(caps, ip(1), true), Ok(()));
-        let mut open = OpenConnections::from_peers([ip(1), ip(1), ip(1)]);
-        assert_eq!(open.admit(caps, ip(1), true), Err(ConnectionRefused::Total));
-        assert_eq!(open.total, 2);
+    fn without_caps_every_connection_is_counted_until_it_ends() {
+        let book = ConnectionBook::new(ConnectionCaps::default());
+        let guards: Vec<_> = (0..5).map(|i| book.admit(Some(&peer(i)))).collect();
+        assert!(guards.iter().all(Option::is_some));
+        assert_eq!(book.open(), 5);
+        drop(guards);
+        assert_eq!(book.open(), 0);
     }
 }

@@ -8,7 +8,9 @@ mod event_rate;
 mod failed_auth;
 mod open_requests;
 
-pub use connections::{CapConnections, ConnectionCaps, ConnectionRefused, RECOUNT_AFTER};
+pub use connections::{
+    report_handshake_failures, ConnectionBook, ConnectionCaps, ConnectionGuard, ConnectionRefused,
+};
 pub use credential_rate::{BadRate, CredentialKey, CredentialRates, RateSpec, RateUnit};
 pub use event_rate::{Grant, RateLimiter};
 pub use failed_auth::AuthThrottle;

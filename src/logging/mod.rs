@@ -3,8 +3,6 @@
 //! (token name or API key id), and Pingora's TRACE output, which dumps raw request headers
 //! (`Authorization` included) before any filter runs, is dropped at every log level.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata};
 use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
@@ -12,7 +10,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat, Problem};
-use crate::metrics::metrics;
 
 mod ecs;
 
@@ -48,30 +45,8 @@ pub fn is_credential_safe(meta: &Metadata<'_>) -> bool {
     !(*meta.level() == Level::TRACE && meta.target().starts_with("pingora"))
 }
 
-static HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
-
-/// Failed TLS handshakes since start (port scans, clients that distrust the certificate,
-/// refused protocol versions). Pingora logs each at ERROR; the proxy counts them instead and
-/// [`report_handshake_failures`] summarises them, so a scan cannot flood the log.
-fn handshake_failures() -> u64 {
-    HANDSHAKE_FAILURES.load(Ordering::Relaxed)
-}
-
-/// Log how many handshakes failed since `*last_reported`, if any (one line, WARN).
-pub fn report_handshake_failures(last_reported: &mut u64) {
-    let now = handshake_failures();
-    if now > *last_reported {
-        tracing::warn!(
-            failed = now - *last_reported,
-            total = now,
-            "TLS handshakes failed since the last report (untrusted certificate, old protocol, scans)"
-        );
-        *last_reported = now;
-    }
-}
-
 /// The proxy's log filter on top of the level filter: drops Pingora events that may carry a
-/// credential, and counts (instead of printing) Pingora's per-handshake failure lines.
+/// credential, and rustls' warning for an IP address sent as SNI.
 struct ProxyLogFilter;
 
 struct StartsWith(&'static str, bool);
@@ -90,26 +65,16 @@ impl<S> Filter<S> for ProxyLogFilter {
     }
 
     fn event_enabled(&self, event: &Event<'_>, _: &Context<'_, S>) -> bool {
-        // Events bridged from `log` carry a generic target here, so match on level and text;
-        // only WARN and ERROR events are looked at, which keeps the access log path free of work.
-        match *event.metadata().level() {
-            Level::ERROR => {}
-            // rustls warns on every handshake whose SNI is an IP address (agents configured
-            // with `https://10.0.0.5:8200`, by OpenSSL-based clients): normal here, not news.
-            Level::WARN => {
-                let mut ip_sni = StartsWith("Illegal SNI extension: ignoring IP address", false);
-                event.record(&mut ip_sni);
-                return !ip_sni.1;
-            }
-            _ => return true,
+        // rustls warns on every handshake whose SNI is an IP address (agents configured with
+        // `https://10.0.0.5:8200`, by OpenSSL-based clients): normal here, not news. Events
+        // bridged from `log` carry a generic target here, so match on level and text; only
+        // WARN events are looked at, which keeps the access log path free of work.
+        if *event.metadata().level() != Level::WARN {
+            return true;
         }
-        let mut handshake = StartsWith("Downstream handshake", false);
-        event.record(&mut handshake);
-        if handshake.1 {
-            HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
-            metrics().tls_handshake_failed();
-        }
-        !handshake.1
+        let mut ip_sni = StartsWith("Illegal SNI extension: ignoring IP address", false);
+        event.record(&mut ip_sni);
+        !ip_sni.1
     }
 }
 

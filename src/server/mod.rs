@@ -23,7 +23,7 @@ use crate::auth::{Authenticator, CredentialStore};
 use crate::config::{ClientAuthentication, ConfigError, Problem, Problems};
 use crate::forward::{ApmProxy, ConnectionTimes, Connections, ProxySettings};
 use crate::lifecycle::Lifecycle;
-use crate::limits::{CapConnections, RateLimiter};
+use crate::limits::{ConnectionBook, RateLimiter};
 use crate::settings::Settings;
 use crate::tls::{self, CertResolver, CertificateReloader, TlsError};
 use crate::upstream::{PoolSettings, Pools};
@@ -255,7 +255,8 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         idle_timeout: s.server.idle_timeout,
         header_timeout: s.server.header_timeout,
     };
-    let connections = Connections::new(proxy, times, h2c);
+    let book = ConnectionBook::new(s.server.connection_caps);
+    let connections = Connections::new(proxy, times, h2c, book.clone());
     let mut service =
         pingora::services::listening::Service::new("apm-auth-proxy".to_string(), connections);
     // No L4 read buffer in front of the connection: rustls (and, without TLS, Pingora's
@@ -269,19 +270,6 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         listener = listener.tls(tls_settings);
     }
     service.add_listener(listener);
-    if s.server.connection_caps.any() {
-        // The caps count open connections from the kernel's tables; without them they
-        // could only grow and would end up refusing everyone.
-        if crate::sockets::inbound_peers(listen.port()).is_none() {
-            return Err(Problem::new(
-                "server.max_connections",
-                "needs /proc/self/net/tcp to count open connections (Linux only)",
-            )
-            .into());
-        }
-        let caps = CapConnections::new(s.server.connection_caps, listen.port());
-        service.set_connection_filter(Arc::new(caps));
-    }
     let proxy_service = server.add_service(Drainable {
         inner: service,
         lifecycle: lifecycle.clone(),
@@ -293,7 +281,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         let app = AdminApp {
             lifecycle: lifecycle.clone(),
             certificate: p.certificate.clone(),
-            listen_port: listen.port(),
+            connections: book,
             pools: pools.clone(),
             usage: usage.clone(),
         };

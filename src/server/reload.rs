@@ -177,7 +177,7 @@ impl BackgroundService for Reloader {
                     self.report_expiries();
                     self.warn_expiring(SystemTime::now());
                 }
-                _ = report.tick() => crate::logging::report_handshake_failures(&mut reported),
+                _ = report.tick() => crate::limits::report_handshake_failures(&mut reported),
                 _ = shutdown.changed() => return,
             }
         }

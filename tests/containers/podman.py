@@ -94,8 +94,11 @@ def make_distroless() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as work:
         work = pathlib.Path(work)
-        subprocess.run(["apt-get", "download", "-q", "libc6", "libgcc-s1", "ca-certificates",
-                        "tzdata", "netbase"], cwd=work, check=True, capture_output=True)
+        packages = ["libc6", "libgcc-s1", "ca-certificates", "tzdata", "netbase"]
+        if subprocess.run(["apt-get", "download", "-q", *packages], cwd=work, capture_output=True).returncode:
+            # A machine whose package lists were never fetched (or are stale).
+            subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600)
+            subprocess.run(["apt-get", "download", "-q", *packages], cwd=work, check=True, capture_output=True)
         root = work / "root"
         for deb in sorted(work.glob("*.deb")):
             subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)

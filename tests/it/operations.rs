@@ -62,17 +62,17 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
         assert_eq!(sample(&m, "apm_auth_proxy_upstream_duration_seconds_count"), 3.0);
         assert!(sample(&m, "apm_auth_proxy_request_bytes_total") >= 9.0);
         assert!(sample(&m, "apm_auth_proxy_certificate_expiry_seconds") > 3600.0);
-        // The client's kept-alive connection and the pooled upstream connection.
-        assert!(sample(&m, "apm_auth_proxy_client_connections") >= 1.0);
-        assert!(sample(&m, "apm_auth_proxy_upstream_connections") >= 1.0);
+        // The client's kept-alive connection (the admin scrape is not an agent's).
+        assert_eq!(sample(&m, "apm_auth_proxy_client_connections"), 1.0);
         assert_eq!(
             sample(&m, &format!("apm_auth_proxy_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))),
             1.0
         );
         drop(client);
     });
-    // The upstream goes away: readiness says so, and requests are answered 503 at once (no
-    // healthy member), counted as upstream errors.
+    // The upstream goes away: readiness says so, and requests are still sent to it (a lone
+    // APM Server is never shut out): its refused connect is a quick 502, counted as an
+    // upstream error.
     upstream.stop();
     runtime.block_on(async {
         eventually("503 while the upstream is down", || async {
@@ -80,10 +80,10 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
         })
         .await;
         let a = post(&proxy.client(false), &proxy.url("/intake/v2/events"), &[("Authorization", &format!("Bearer {TOKEN}"))], "x").await;
-        assert_eq!((a.status, a.body.as_str()), (503, "{\"error\":\"service unavailable: no healthy APM Server\"}\n"));
+        assert_eq!((a.status, a.body.as_str()), (502, "{\"error\":\"bad gateway: the APM Server is unreachable\"}\n"));
         let m = metric_samples(&proxy).await;
         assert_eq!(
-            sample(&m, "apm_auth_proxy_requests_total{endpoint=\"/intake/v2/events\",outcome=\"upstream_error\",reason=\"no_healthy_upstream\",status=\"503\"}"),
+            sample(&m, "apm_auth_proxy_requests_total{endpoint=\"/intake/v2/events\",outcome=\"upstream_error\",reason=\"upstream_unreachable\",status=\"502\"}"),
             1.0
         );
         assert_eq!(
@@ -476,6 +476,89 @@ fn drain_delay_keeps_serving_while_readiness_says_503() {
     });
 }
 
+/// Each proxy counts its own connections: another process's sockets on the same port
+/// number (a second proxy on another address of the host) never count against its caps, and a
+/// connection's place is freed when it closes.
+#[test]
+fn connection_caps_count_only_the_proxy_s_own_connections() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let capped = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\nmax_connections = 3\n")
+        .start();
+    // Another proxy on the same port number, on 127.0.0.2, holding twelve connections.
+    let neighbour = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .listen_on(([127, 0, 0, 2], capped.port).into())
+        .start();
+    let held: Vec<TcpStream> = (0..12)
+        .map(|_| TcpStream::connect((neighbour.host, neighbour.port)).unwrap())
+        .collect();
+    let auth = format!("Bearer {TOKEN}");
+    rt().block_on(async {
+        eventually("the neighbour counts its twelve", || async {
+            sample(
+                &metric_samples(&neighbour).await,
+                "apm_auth_proxy_client_connections",
+            ) == 12.0
+        })
+        .await;
+        eventually("the capped proxy's start-up probe closed", || async {
+            sample(
+                &metric_samples(&capped).await,
+                "apm_auth_proxy_client_connections",
+            ) == 0.0
+        })
+        .await;
+        // Three agents of its own, each on its own connection, all served.
+        let agents: Vec<reqwest::Client> = (0..3).map(|_| capped.client(false)).collect();
+        for agent in &agents {
+            let a = post(
+                agent,
+                &capped.url("/intake/v2/events"),
+                &[("Authorization", &auth)],
+                "{}\n",
+            )
+            .await;
+            assert_eq!(a.status, 202);
+        }
+        assert_eq!(
+            sample(
+                &metric_samples(&capped).await,
+                "apm_auth_proxy_client_connections"
+            ),
+            3.0
+        );
+        // A fourth is over its cap; once one of the three closes, a new one is served.
+        let fourth = capped.client(false);
+        assert!(fourth
+            .post(capped.url("/intake/v2/events"))
+            .header("Authorization", &auth)
+            .body("{}\n")
+            .send()
+            .await
+            .is_err());
+        drop(agents);
+        eventually("the closed connections' places freed", || async {
+            sample(
+                &metric_samples(&capped).await,
+                "apm_auth_proxy_client_connections",
+            ) == 0.0
+        })
+        .await;
+        let again = post(
+            &capped.client(false),
+            &capped.url("/intake/v2/events"),
+            &[("Authorization", &auth)],
+            "{}\n",
+        )
+        .await;
+        assert_eq!(again.status, 202);
+    });
+    drop(held);
+}
+
 /// `server.max_connections` and `max_connections_per_ip`: a connection over a cap is closed
 /// before its handshake, the open ones keep being served, each refusal is counted by its
 /// cap, and a place freed is taken again.
@@ -497,9 +580,14 @@ fn connections_over_the_caps_are_closed_counted_and_freed() {
                 .body("{\"metadata\":{}}\n")
                 .send()
         };
-        // The harness's start-up probe was a connection too: a closed connection counts until
-        // the next recount, so let that pass first.
-        tokio::time::sleep(apm_auth_proxy::limits::RECOUNT_AFTER * 2).await;
+        // The harness's start-up probe was a connection too: its place is freed as it closes.
+        eventually("the start-up probe's connection closed", || async {
+            sample(
+                &metric_samples(&proxy).await,
+                "apm_auth_proxy_client_connections",
+            ) == 0.0
+        })
+        .await;
         // Two from 127.0.0.1 fill its per-IP cap; each keeps its connection.
         let (a, b) = (proxy.client_from(ip(1)), proxy.client_from(ip(1)));
         for client in [&a, &b] {

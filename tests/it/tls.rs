@@ -418,6 +418,34 @@ fn failed_handshakes_do_not_flood_the_log() {
     );
 }
 
+/// Failed handshakes are counted where they fail (the connection's owner), not from log
+/// lines: the count holds with logging off.
+#[test]
+fn failed_handshakes_are_counted_with_logging_off() {
+    let upstream = Upstream::start();
+    let pki = pki();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[log]\nlevel = \"off\"\n")
+        .start();
+    let failures = || {
+        rt().block_on(async {
+            sample(
+                &metric_samples(&proxy).await,
+                "apm_auth_proxy_tls_handshake_failures_total",
+            )
+        })
+    };
+    // (The harness's start-up probe, a connection closed before any TLS, may be one.)
+    let before = failures();
+    for _ in 0..4 {
+        assert_eq!(curl_status(&proxy, &["--cacert", "/dev/null"]), "000");
+    }
+    assert_eq!(curl_status(&proxy, &[]), "200", "the proxy still serves");
+    assert_eq!(failures() - before, 4.0);
+    assert_eq!(proxy.log_text(), "", "logging is off");
+}
+
 /// Clients that send an IP address as SNI (OpenSSL-based ones, agents configured with
 /// `https://10.0.0.5:8200`) are served, and rustls' warning about it is not written for every
 /// connection.

@@ -38,13 +38,23 @@ pub fn bounded(program: &str, limit: Duration) -> Command {
     c
 }
 
-/// Whether process `pid` holds the socket listening on `port` (from /proc: the LISTEN entry's
+/// Whether process `pid` holds the socket listening on `addr` (from /proc: the LISTEN entry's
 /// inode among the process's open descriptors).
-fn listens_on(pid: u32, port: u16) -> bool {
+fn listens_on(pid: u32, addr: std::net::SocketAddr) -> bool {
     let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
         return true; // nothing to check against: trust the connect
     };
-    let local = format!(":{port:04X}");
+    // The kernel prints an IPv4 address as its 32 bits in host (little-endian) order.
+    let local = match addr {
+        std::net::SocketAddr::V4(a) => {
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(a.ip().octets()),
+                a.port()
+            )
+        }
+        std::net::SocketAddr::V6(a) => format!(":{:04X}", a.port()),
+    };
     let inode = table.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
         let listening = f.get(1).is_some_and(|a| a.ends_with(&local)) && f.get(3) == Some(&"0A");
@@ -148,6 +158,8 @@ pub struct ProxyBuilder<'a> {
     env: Vec<(String, String)>,
     files: Vec<(String, Vec<u8>)>,
     prepare: Vec<Prepare<'a>>,
+    /// The agents' listener's address, when a test needs a given one.
+    listen: Option<std::net::SocketAddr>,
 }
 
 impl<'a> ProxyBuilder<'a> {
@@ -166,7 +178,15 @@ impl<'a> ProxyBuilder<'a> {
             env: Vec::new(),
             files: Vec::new(),
             prepare: Vec::new(),
+            listen: None,
         }
+    }
+
+    /// Listen for agents on `addr` (a loopback address and a port another proxy may hold on
+    /// another address) instead of a free port on 127.0.0.1.
+    pub fn listen_on(mut self, addr: std::net::SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
     }
 
     /// Merge a TOML fragment (whole sections) into the config.
@@ -232,12 +252,15 @@ impl<'a> ProxyBuilder<'a> {
         let mut dir = Some(dir);
         // A free port can be taken between the probe and the bind: try another one.
         for _attempt in 0..3 {
-            let (port, admin_port) = (free_port(), free_port());
+            let listen = self
+                .listen
+                .unwrap_or_else(|| ([127, 0, 0, 1], free_port()).into());
+            let (port, admin_port) = (listen.port(), free_port());
             let mut config = self.config.clone();
             merge(
                 &mut config,
                 format!(
-                    "[server]\nlisten = \"127.0.0.1:{port}\"\n\
+                    "[server]\nlisten = \"{listen}\"\n\
                      [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n"
                 )
                 .parse()
@@ -256,6 +279,7 @@ impl<'a> ProxyBuilder<'a> {
                 .spawn()
                 .unwrap();
             let mut proxy = Proxy {
+                host: listen.ip(),
                 port,
                 admin_port,
                 dir: d,
@@ -279,6 +303,8 @@ impl<'a> ProxyBuilder<'a> {
 
 /// The real proxy binary, running with a config written for the test.
 pub struct Proxy {
+    /// The agents' listener's address and port.
+    pub host: std::net::IpAddr,
     pub port: u16,
     /// The admin listener (health, readiness, metrics).
     pub admin_port: u16,
@@ -304,8 +330,8 @@ impl Proxy {
             // The port answers, and it is this proxy that holds it: not another test's proxy
             // that took the same free port between the probe and the bind (this one then
             // fails to bind, exits, and is started again on another port).
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && listens_on(self.child.id(), self.port)
+            if TcpStream::connect((self.host, self.port)).is_ok()
+                && listens_on(self.child.id(), (self.host, self.port).into())
             {
                 return true;
             }

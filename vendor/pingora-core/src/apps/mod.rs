@@ -57,7 +57,28 @@ pub trait ServerApp {
 
     /// This callback will be called once after the service stops listening to its endpoints.
     async fn cleanup(&self) {}
+
+    // apm-auth-proxy patch: one owner per client connection.
+    /// Called in the accept loop as each connection is accepted, before its handshake, with
+    /// the peer's address: `None` closes the connection at once; otherwise the value is held
+    /// by the connection's task until the connection ends (its `Drop` is the close hook) and
+    /// told when the handshake fails.
+    fn admit(&self, _peer: Option<&std::net::SocketAddr>) -> Option<Box<dyn ConnectionOwner>> {
+        Some(Box::new(NoOwner)) // apm-auth-proxy patch
+    }
 }
+
+// apm-auth-proxy patch: one owner per client connection.
+/// What [`ServerApp::admit`] hands a connection: held for the connection's whole life.
+pub trait ConnectionOwner: Send + Sync {
+    /// The connection's handshake (TLS) failed or timed out; the connection is closed.
+    fn handshake_failed(&self) {}
+}
+
+// apm-auth-proxy patch: the default owner, which does nothing (a zero-sized box allocates
+// nothing).
+struct NoOwner;
+impl ConnectionOwner for NoOwner {} // apm-auth-proxy patch
 #[non_exhaustive]
 #[derive(Clone, Debug, Default)]
 /// HTTP Server options that control how the server handles some transport types.

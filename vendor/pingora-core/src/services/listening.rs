@@ -227,10 +227,16 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
             };
             match new_io {
                 Ok(io) => {
+                    // apm-auth-proxy patch: the app admits the connection and owns it until it ends.
+                    let peer = io.peer_addr();
+                    let Some(owner) = app_logic.admit(peer.as_ref().and_then(|p| p.as_inet())) else {
+                        continue; // apm-auth-proxy patch: refused, dropped (closed) here
+                    };
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
                     current_handle().spawn(async move {
-                        let peer_addr = io.peer_addr();
+                        let peer_addr = peer; // apm-auth-proxy patch
+                        let owner = owner; // apm-auth-proxy patch: dropped when the connection ends
                         // apm-auth-proxy patch: the handshake future boxed, so its ~7 KB of state is freed once
                         // the handshake is done instead of living in this task for the connection's life.
                         match timeout(Duration::from_secs(60), Box::pin(io.handshake())).await {
@@ -238,17 +244,21 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                                 match handshake {
                                     Ok(io) => Self::handle_event(io, app, shutdown).await,
                                     Err(e) => {
+                                        owner.handshake_failed(); // apm-auth-proxy patch
                                         // TODO: Maybe IOApp trait needs a fn to handle/filter out this error
+                                        // apm-auth-proxy patch: DEBUG, not ERROR: the owner counts failures
+                                        // (scans and distrusting clients would flood the log otherwise).
                                         if let Some(addr) = peer_addr {
-                                            error!("Downstream handshake error from {}: {e}", addr);
+                                            debug!("Downstream handshake error from {}: {e}", addr); // apm-auth-proxy patch
                                         } else {
-                                            error!("Downstream handshake error: {e}");
+                                            debug!("Downstream handshake error: {e}"); // apm-auth-proxy patch
                                         }
                                     }
                                 }
                             }
                             Err(_) => {
-                                error!("Downstream handshake timeout");
+                                owner.handshake_failed(); // apm-auth-proxy patch
+                                debug!("Downstream handshake timeout"); // apm-auth-proxy patch
                             }
                         }
                     });
