@@ -53,6 +53,8 @@ impl AdminApp {
         if let Some(c) = &self.certificate {
             m.certificate_expiry_seconds.set(c.seconds_until_expiry());
         }
+        // The members as they are now: one that left DNS is no longer reported.
+        m.upstream_member_up.reset();
         for pool in self.pools.all() {
             for member in pool.members() {
                 m.upstream_member_up

@@ -46,6 +46,8 @@ pub enum TlsError {
     Generate(String),
     #[error("client certificate verifier: {0}")]
     Verifier(String),
+    #[error("protocol policy: {0}")]
+    Policy(String),
 }
 
 /// The crypto provider for loading keys: the installed policy's, or ring's defaults.
@@ -179,7 +181,7 @@ impl CertSet {
     /// development certificate when asked and both files are missing, and load the set.
     /// `None` in check mode when the development certificate would be generated.
     pub fn prepare(settings: &TlsSettings, create: bool) -> Result<Option<CertSet>, TlsError> {
-        policy::install(&settings.provider);
+        policy::install(&settings.provider)?;
         if settings.would_generate_dev_certificate() {
             if !create {
                 return Ok(None);

@@ -112,11 +112,38 @@ fn versions(ssl: &SslConfig) -> Result<(bool, bool), Problem> {
     Ok((tls12, tls13))
 }
 
-/// Install `provider` as the process-wide one. Must run before any listener is built.
-pub fn install(provider: &Arc<CryptoProvider>) {
-    // Only fails when a provider is already installed: then the first one stays, and a
-    // listener with a different policy in the same process is a programming error.
-    let _ = CryptoProvider::install_default((**provider).clone());
+/// Install `provider` as the process-wide one. Must run before any listener is built. A
+/// provider already installed with another policy would silently stay in force (rustls keeps
+/// the first): that is an error, never ignored.
+pub fn install(provider: &Arc<CryptoProvider>) -> Result<(), super::TlsError> {
+    if CryptoProvider::install_default((**provider).clone()).is_ok() {
+        return Ok(());
+    }
+    let installed = CryptoProvider::get_default().map(|p| policy_of(p));
+    if installed.as_ref() == Some(&policy_of(provider)) {
+        return Ok(());
+    }
+    Err(super::TlsError::Policy(format!(
+        "another TLS policy is already in force in this process ({installed:?}); \
+         wanted {:?}",
+        policy_of(provider)
+    )))
+}
+
+/// What a provider allows: its cipher suites and key-exchange groups, by name.
+fn policy_of(provider: &CryptoProvider) -> (Vec<String>, Vec<String>) {
+    (
+        provider
+            .cipher_suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect(),
+        provider
+            .kx_groups
+            .iter()
+            .map(|g| format!("{:?}", g.name()))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -130,6 +157,14 @@ mod tests {
             curve_types: curves.iter().map(|s| s.to_string()).collect(),
             ..SslConfig::default()
         }
+    }
+
+    #[test]
+    fn policies_compare_by_their_suites_and_groups() {
+        let both = provider(&ssl(&["TLSv1.2", "TLSv1.3"], &[], &[])).unwrap();
+        let only13 = provider(&ssl(&["TLSv1.3"], &[], &[])).unwrap();
+        assert_eq!(policy_of(&both), policy_of(&both.clone()));
+        assert_ne!(policy_of(&both), policy_of(&only13));
     }
 
     #[test]

@@ -186,6 +186,10 @@ fn dns_discovery_follows_the_records_while_traffic_flows() {
         })
         .await;
         assert!(members[2].requests().is_empty(), "not in DNS, no traffic");
+        let up = |ip: &Ipv4Addr| {
+            format!("apm_auth_proxy_upstream_member_up{{member=\"{ip}:{port}\",pool=\"default\"}}")
+        };
+        assert_eq!(sample(&metric_samples(&proxy).await, &up(&ips[0])), 1.0);
         // The records change while requests keep flowing: .4 joins, .2 leaves.
         dns.set(&ips[1..3]);
         eventually("traffic on the added member", || async {
@@ -203,6 +207,10 @@ fn dns_discovery_follows_the_records_while_traffic_flows() {
             "the removed member gets no new requests"
         );
         assert!(members[1].requests().len() > 1 && members[2].requests().len() > 1);
+        // The metrics follow the members: the removed one is no longer reported.
+        let m = metric_samples(&proxy).await;
+        assert!(!m.contains_key(&up(&ips[0])), "{m:?}");
+        assert_eq!(sample(&m, &up(&ips[2])), 1.0);
     });
 }
 
