@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The shape of src/, checked on every test run:
-- no import cycle between top-level modules (from `crate::x` paths, `use crate::{a, b}` too);
+- no import cycle between top-level modules (from `crate::x` paths, `use crate::{a, b}` too),
+  nor between the files of one folder (from `super::x` and `crate::folder::x` paths);
 - `config` (the file model) imports nothing else of the crate;
 - nothing imports `server` or `cli` but `cli` itself (they are the top of the graph);
 - no source file holds more than MAX_LINES lines of non-test code.
@@ -58,6 +59,24 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def folder_graphs() -> dict[str, dict[str, set[str]]]:
+    """Per folder of src/, which of its files use which sibling (`mod.rs` is the folder
+    itself, not a sibling)."""
+    graphs: dict[str, dict[str, set[str]]] = {}
+    for folder in sorted(d for d in SRC.iterdir() if d.is_dir()):
+        files = {f.stem: f for f in folder.glob("*.rs") if f.name != "mod.rs"}
+        graph: dict[str, set[str]] = {}
+        for name, path in files.items():
+            code = non_test_code(path.read_text())
+            refs = set(re.findall(r"\bsuper::([a-z_][a-z0-9_]*)", code))
+            refs |= set(re.findall(rf"\bcrate::{folder.name}::([a-z_][a-z0-9_]*)", code))
+            for group in re.findall(r"\bsuper::\{([^}]*)\}", code, flags=re.S):
+                refs.update(re.findall(r"(?:^|,)\s*([a-z_][a-z0-9_]*)", group))
+            graph[name] = {r for r in refs if r in files and r != name}
+        graphs[folder.name] = graph
+    return graphs
+
+
 def main() -> int:
     graph: dict[str, set[str]] = {}
     problems = []
@@ -82,6 +101,10 @@ def main() -> int:
     cycle = find_cycle(graph)
     if cycle:
         problems.append("import cycle: " + " -> ".join(cycle))
+    for folder, files in folder_graphs().items():
+        cycle = find_cycle(files)
+        if cycle:
+            problems.append(f"import cycle in {folder}/: " + " -> ".join(cycle))
     for p in problems:
         print(f"structure: {p}", file=sys.stderr)
     return 1 if problems else 0

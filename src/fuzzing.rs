@@ -10,8 +10,9 @@ use crate::auth::go_base64::decode_std;
 use crate::auth::header::{self, Presented};
 use crate::config::ConfigFile;
 use crate::intake::agent_config::query_param;
+use crate::intake::decode::Names;
 use crate::intake::decode::{self, Line};
-use crate::intake::reader::{EventVisitor, IntakeReader, Names};
+use crate::intake::reader::{EventVisitor, IntakeReader};
 use crate::settings::Settings;
 
 pub use crate::intake::Format;

@@ -9,7 +9,12 @@
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::reader::Names;
+/// Service and agent names an event names (metadata, or a per-event override).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub service: Option<String>,
+    pub agent: Option<String>,
+}
 
 /// Which intake protocol a body speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

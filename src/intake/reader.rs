@@ -9,14 +9,7 @@
 
 use std::io::Write;
 
-use super::decode::{self, Format, Line, LineError};
-
-/// Service and agent names an event names (metadata, or a per-event override).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Names {
-    pub service: Option<String>,
-    pub agent: Option<String>,
-}
+use super::decode::{self, Format, Line, LineError, Names};
 
 /// What the caller decides per line; an `Err` stops the body with that rejection.
 pub trait EventVisitor {

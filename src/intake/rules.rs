@@ -3,7 +3,8 @@
 //! streaming [`IntakeReader`](super::IntakeReader): each event's names are the metadata's,
 //! with the event's own `context.service` overrides on top, as APM Server resolves them.
 
-use super::reader::{EventVisitor, Names};
+use super::decode::Names;
+use super::reader::EventVisitor;
 use crate::admission::{NameRefused, NameRules};
 
 #[derive(Debug)]

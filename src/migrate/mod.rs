@@ -3,11 +3,12 @@
 //! behind the proxy (loopback, auth and TLS off, RUM kept), and the settings that cannot be
 //! translated — listed, never silently dropped.
 
+mod model;
 mod rules;
 mod tls;
 mod yaml;
 
-pub use rules::{Change, Migration, Untranslated};
+pub use model::{Change, Migration, Untranslated};
 pub use yaml::YamlError;
 
 /// How the APM Server is reached once it runs behind the proxy.
@@ -23,5 +24,5 @@ pub struct ImportOptions {
 /// Translate the text of an `apm-server.yml`.
 pub fn import(text: &str, options: &ImportOptions) -> Result<Migration, YamlError> {
     let settings = yaml::flatten(text)?;
-    Ok(rules::translate(&settings, options))
+    Ok(rules::translate(&settings, options, tls::translate))
 }

@@ -6,46 +6,9 @@ use std::collections::BTreeMap;
 
 use toml::{Table, Value as Toml};
 
+use super::model::{list, set, Migration, Settings, APM};
 use super::yaml::Value;
 use super::ImportOptions;
-
-/// A change to make to `apm-server.yml`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub key: String,
-    /// The new value as YAML, or `None`: remove the setting.
-    pub value: Option<String>,
-    pub why: &'static str,
-}
-
-/// A setting of `apm-server.yml` the proxy cannot take over.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Untranslated {
-    pub key: String,
-    pub why: String,
-}
-
-#[derive(Debug, Default)]
-pub struct Migration {
-    pub proxy_toml: String,
-    pub apm_server_changes: Vec<Change>,
-    pub untranslated: Vec<Untranslated>,
-    /// Things the user should know (values adapted, settings that stay with APM Server).
-    pub notes: Vec<String>,
-}
-
-/// Settings read under `apm-server.`.
-pub(super) struct Settings<'a>(pub(super) BTreeMap<&'a str, &'a Value>);
-
-impl<'a> Settings<'a> {
-    /// The first of `keys` that is set (newest name first).
-    pub(super) fn get(&self, keys: &[&str]) -> Option<(&'a str, &'a Value)> {
-        keys.iter()
-            .find_map(|k| self.0.get_key_value(*k).map(|(k, v)| (*k, *v)))
-    }
-}
-
-pub(super) const APM: &str = "apm-server.";
 
 /// The largest request head the proxy reads (Pingora's cap).
 const MAX_HEADER_SIZE: i64 = 1_048_575;
@@ -94,7 +57,15 @@ const STAY_WITH_APM_SERVER: &[&str] = &[
     "rum.response_headers",
 ];
 
-pub fn translate(all: &BTreeMap<String, Value>, options: &ImportOptions) -> Migration {
+/// The TLS part of the translation (`migrate::tls`), handed in so the table does not depend
+/// on it.
+pub(super) type TlsPart = fn(&Settings<'_>, &mut Table, &mut Migration);
+
+pub fn translate(
+    all: &BTreeMap<String, Value>,
+    options: &ImportOptions,
+    tls: TlsPart,
+) -> Migration {
     let apm = Settings(
         all.iter()
             .filter_map(|(k, v)| Some((k.strip_prefix(APM)?, v)))
@@ -171,7 +142,7 @@ pub fn translate(all: &BTreeMap<String, Value>, options: &ImportOptions) -> Migr
     }
 
     // --- TLS ---
-    super::tls::translate(&apm, &mut out, &mut m);
+    tls(&apm, &mut out, &mut m);
 
     // --- RUM and anonymous access ---
     if let Some((_, v)) = apm.get(&["rum.enabled", "frontend.enabled"]) {
@@ -317,20 +288,6 @@ pub fn translate(all: &BTreeMap<String, Value>, options: &ImportOptions) -> Migr
     m
 }
 
-impl Migration {
-    pub(super) fn untranslated(&mut self, key: String, why: String) {
-        if !self.untranslated.iter().any(|u| u.key == key) {
-            self.untranslated.push(Untranslated { key, why });
-        }
-    }
-
-    pub(super) fn change(&mut self, key: &str, value: Option<String>, why: &'static str) {
-        let key = format!("{APM}{key}");
-        self.apm_server_changes.retain(|c| c.key != key);
-        self.apm_server_changes.push(Change { key, value, why });
-    }
-}
-
 /// A secret as `proxy.toml` holds it: `${VAR}` becomes `{ env = "VAR" }`.
 fn secret_value(secret: &str, m: &mut Migration) -> Toml {
     match env_reference(secret) {
@@ -409,13 +366,6 @@ fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
 
-pub(super) fn list(apm: &Settings<'_>, out: &mut Table, keys: &[&str], to: &str) {
-    if let Some((_, v)) = apm.get(keys) {
-        let items: Vec<Toml> = v.as_list().into_iter().map(Toml::from).collect();
-        set(out, to, Toml::Array(items));
-    }
-}
-
 fn number(apm: &Settings<'_>, out: &mut Table, m: &mut Migration, keys: &[&str], to: &str) {
     if let Some((key, v)) = apm.get(keys) {
         match v.as_text().and_then(|t| t.parse::<i64>().ok()) {
@@ -426,23 +376,6 @@ fn number(apm: &Settings<'_>, out: &mut Table, m: &mut Migration, keys: &[&str],
             ),
         }
     }
-}
-
-/// Set a dotted key in a nested table.
-pub(super) fn set(table: &mut Table, dotted: &str, value: Toml) {
-    let mut parts: Vec<&str> = dotted.split('.').collect();
-    let last = parts.pop().unwrap_or(dotted);
-    let mut here = table;
-    for part in parts {
-        let entry = here
-            .entry(part.to_string())
-            .or_insert_with(|| Toml::Table(Table::new()));
-        let Toml::Table(next) = entry else {
-            return;
-        };
-        here = next;
-    }
-    here.insert(last.to_string(), value);
 }
 
 #[cfg(test)]

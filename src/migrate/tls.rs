@@ -4,7 +4,7 @@
 
 use toml::{Table, Value as Toml};
 
-use super::rules::{list, set, Migration, Settings, APM};
+use super::model::{list, set, Migration, Settings, APM};
 use super::yaml::Value;
 
 pub(super) fn translate(apm: &Settings<'_>, out: &mut Table, m: &mut Migration) {
