@@ -28,6 +28,9 @@ pub mod config;
 pub mod digest;
 pub mod forward;
 #[doc(hidden)]
+// The fuzz targets' entry points: built for `cargo fuzz` (which sets `--cfg fuzzing`) and for
+// the unit test that replays the corpus, never into the proxy.
+#[cfg(any(fuzzing, test))]
 pub mod fuzzing;
 pub mod intake;
 pub mod lifecycle;
