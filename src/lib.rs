@@ -22,6 +22,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod atomic_file;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -2,7 +2,6 @@
 //! It holds SHA-256 digests of key secrets, never the secrets: a leaked keys file does not
 //! leak a credential (secrets are 256 random bits, so a fast digest is enough).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -118,25 +117,11 @@ impl KeysFile {
         };
         let body = toml::to_string_pretty(self)
             .map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
-        let tmp = path.with_extension("toml.tmp");
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(write_err)?;
-            f.write_all(
-                b"# API keys of apm-auth-proxy, managed with `apm-auth-proxy apikey`.\n\
-                  # Holds SHA-256 digests of the key secrets only.\n\n",
-            )
-            .map_err(write_err)?;
-            f.write_all(body.as_bytes()).map_err(write_err)?;
-            f.sync_all().map_err(write_err)?;
-        }
-        std::fs::rename(&tmp, path).map_err(write_err)
+        let mut text = b"# API keys of apm-auth-proxy, managed with `apm-auth-proxy apikey`.\n\
+                  # Holds SHA-256 digests of the key secrets only.\n\n"
+            .to_vec();
+        text.extend_from_slice(body.as_bytes());
+        crate::atomic_file::replace(path, 0o600, &text).map_err(write_err)
     }
 
     /// Validate every record and turn it into what the proxy checks against.

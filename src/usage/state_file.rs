@@ -1,7 +1,6 @@
 //! The usage state file: JSON, written whole to a temporary file beside it and renamed over
 //! it (a reader never sees half a file), readable by the CLI while the proxy runs.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -58,13 +57,7 @@ pub fn save(path: &Path, records: &[UsageRecord]) -> std::io::Result<()> {
     };
     let mut text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
     text.push(b'\n');
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp_name);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&text)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::atomic_file::replace(path, 0o600, &text)
 }
 
 #[cfg(test)]
