@@ -138,6 +138,17 @@ fn each_endpoint_requires_its_privilege() {
     ];
     let client = proxy.client(true);
     rt().block_on(async {
+        // Without a credential, every endpoint of the table: APM Server's 401.
+        for (path, _, _) in endpoints {
+            let a = intake(&client, &proxy.url(path), None, None).await;
+            assert_eq!(a.status, 401, "{path}");
+            assert_eq!(
+                a.body,
+                format!("{}\n", serde_json::json!({ "error": MISSING })),
+                "{path}"
+            );
+        }
+        assert!(upstream.requests().is_empty());
         let mut forwarded = 0;
         for (path, needed, stream_shape) in endpoints {
             for (privilege, credential) in &keys {

@@ -125,7 +125,8 @@ fn the_sdk_exports_over_grpc_and_http_with_a_token_and_an_api_key() {
 }
 
 /// Refusals are gRPC statuses with APM Server's messages, never HTTP JSON, and nothing
-/// reaches the upstream: no or a wrong credential (UNAUTHENTICATED), a key without
+/// reaches the upstream: no credential on any method, anonymous RUM access on or not, or a
+/// wrong one (UNAUTHENTICATED), a key without
 /// `event:write` or bound to services, another method without every privilege
 /// (PERMISSION_DENIED).
 #[test]
@@ -141,6 +142,8 @@ fn refusals_are_grpc_statuses_and_reach_nothing_upstream() {
     let proxy = Proxy::builder(&pki, &upstream.url())
         .token(TOKEN)
         .api_keys()
+        // Anonymous access is for the RUM endpoints only, never for gRPC.
+        .config("[rum]\nenabled = true\n")
         .prepare(|dir| {
             config_key = create_key(dir, "config_agent:read", &[]).1;
             event_key = create_key(dir, "event:write", &[]).1;
@@ -153,13 +156,15 @@ fn refusals_are_grpc_statuses_and_reach_nothing_upstream() {
         assert_eq!(answer["code"], code, "{auth} {method}: {answer}");
         assert_eq!(answer["details"], details, "{auth} {method}: {answer}");
     };
-    refused(
-        "",
-        TRACES,
-        "UNAUTHENTICATED",
-        "authentication failed: missing or improperly formatted Authorization header: expected \
-         'Authorization: Bearer secret_token' or 'Authorization: ApiKey base64(API key ID:API key)'",
-    );
+    for method in [TRACES, METRICS, LOGS] {
+        refused(
+            "",
+            method,
+            "UNAUTHENTICATED",
+            "authentication failed: missing or improperly formatted Authorization header: expected \
+             'Authorization: Bearer secret_token' or 'Authorization: ApiKey base64(API key ID:API key)'",
+        );
+    }
     refused(
         "Bearer wrong",
         METRICS,
