@@ -182,6 +182,8 @@ fn expired_and_revoked_keys_are_refused_and_sighup_applies_revocation() {
     let (mut live, mut expired, mut revoked) = (String::new(), String::new(), String::new());
     let proxy = Proxy::builder(&pki, &upstream.url())
         .api_keys()
+        // No polling: only the signal can apply the revocation.
+        .config("[auth]\nreload_interval = \"0s\"\n")
         .prepare(|dir| {
             live = create_key(dir, "event:write", &[]).1;
             expired = create_key(dir, "event:write", &["--expires-in", "1s"]).1;
@@ -237,8 +239,12 @@ fn expired_and_revoked_keys_are_refused_and_sighup_applies_revocation() {
         &live_id,
     ]);
     assert_eq!(code, 0, "{err}");
-    proxy.signal("HUP");
     let live_auth = format!("ApiKey {live}");
+    rt().block_on(async {
+        let a = intake(&client, &url, Some(&live_auth), None).await;
+        assert_eq!(a.status, 202, "no reload before the signal");
+    });
+    proxy.signal("HUP");
     rt().block_on(eventually(
         "the revocation applied after SIGHUP",
         || async { intake(&client, &url, Some(&live_auth), None).await.status == 401 },

@@ -342,3 +342,53 @@ fn a_rotated_key_accepts_both_secrets_for_the_grace_period_then_only_the_new_one
         "{out}"
     );
 }
+
+/// Tokens kept out of the config file: `{ file = … }` is read again when the file changes
+/// (the new token accepted and the old one refused, no signal), and `{ sha256 = … }` holds
+/// only a digest (the token accepted, the digest itself refused as a token).
+#[test]
+fn file_and_sha256_tokens_work_end_to_end() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let (first, second, hashed) = (
+        "file-token-1b2c3d4e",
+        "file-token-5f6a7b8c",
+        "sha-token-9d0e1f2a",
+    );
+    for secret in [first, second, hashed] {
+        register_secret(secret);
+    }
+    let digest: String = ring::digest::digest(&ring::digest::SHA256, hashed.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .file("token.txt", format!("{first}\n"))
+        .config(&format!(
+            "[auth]\nreload_interval = \"100ms\"\n\
+             [[auth.secret_tokens]]\nname = \"from-file\"\nsecret = {{ file = \"token.txt\" }}\n\
+             [[auth.secret_tokens]]\nname = \"hashed\"\nsecret = {{ sha256 = \"{digest}\" }}\n"
+        ))
+        .start();
+    let status = |token: &str| {
+        let auth = format!("Bearer {token}");
+        rt().block_on(post(
+            &proxy.client(false),
+            proxy.url("/intake/v2/events"),
+            &auth,
+            "{\"metadata\":{}}\n".to_string(),
+        ))
+        .status
+    };
+    assert_eq!(status(first), 202);
+    assert_eq!(status(hashed), 202);
+    assert_eq!(status(&digest), 401, "the digest is not a token");
+    std::fs::write(proxy.dir.path().join("token.txt"), format!("{second}\n")).unwrap();
+    eventually_blocking("the rewritten token file read again", || {
+        status(second) == 202
+    });
+    assert_eq!(status(first), 401, "the token the file no longer holds");
+    assert_eq!(status(hashed), 202);
+    assert_eq!(upstream.requests().len(), 4);
+}
