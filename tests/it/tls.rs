@@ -386,6 +386,44 @@ fn protocol_and_cipher_policy_is_enforced() {
     );
 }
 
+/// A client that really offers TLS 1.0 or 1.1 (OpenSSL with its security level lowered, as
+/// old agents' runtimes do) is refused by the proxy with a handshake-failure alert — not by the
+/// client itself — while the same client on TLS 1.2 is served.
+#[test]
+fn old_protocols_offered_by_a_real_client_are_refused_by_the_proxy() {
+    let upstream = Upstream::start();
+    let pki = pki();
+    let proxy = Proxy::builder(&pki, &upstream.url()).token(TOKEN).start();
+    let s_client = |version: &str| {
+        let out = bounded("openssl", Duration::from_secs(30))
+            .args(["s_client", version, "-cipher", "DEFAULT@SECLEVEL=0"])
+            .args(["-connect", &format!("127.0.0.1:{}", proxy.port)])
+            .args([
+                "-servername",
+                "localhost",
+                "-CAfile",
+                proxy.ca_file().to_str().unwrap(),
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl is installed");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    for old in ["-tls1", "-tls1_1"] {
+        let said = s_client(old);
+        // The alert comes from the server: the client offered the version and was told no.
+        assert!(said.contains("alert handshake failure"), "{old}: {said}");
+        assert!(said.contains("Cipher is (NONE)"), "{old}: {said}");
+    }
+    let said = s_client("-tls1_2");
+    assert!(said.contains("New, TLSv1.2, Cipher is ECDHE"), "{said}");
+    assert!(upstream.requests().is_empty());
+}
+
 #[test]
 fn failed_handshakes_do_not_flood_the_log() {
     let upstream = Upstream::start();
