@@ -265,6 +265,22 @@ fn per_credential_limits_trip_and_recover_without_touching_other_credentials() {
             cut.body.contains("\"accepted\":10") && cut.body.contains("rate limit exceeded"),
             "{cut:?}"
         );
+        let cut_stream = || {
+            upstream
+                .requests()
+                .into_iter()
+                .find(|r| r.headers.get("content-length").is_none() && !r.complete)
+        };
+        eventually("the upstream's record of the cut stream", || async {
+            cut_stream().is_some()
+        })
+        .await;
+        let stream = cut_stream();
+        assert_eq!(
+            events_received(stream.as_ref().unwrap()),
+            accepted_in(&cut.body),
+            "`accepted` is what the APM Server received"
+        );
         let counted = metric_samples(&proxy).await;
         assert_eq!(
             sample(

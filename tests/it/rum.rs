@@ -340,6 +340,11 @@ fn a_later_event_overriding_the_service_ends_a_streaming_body() {
             !seen[0].complete,
             "h2={h2}: the upstream's copy must end incomplete"
         );
+        assert_eq!(
+            events_received(&seen[0]),
+            accepted_in(&answer.body),
+            "h2={h2}: `accepted` is what the APM Server received"
+        );
         assert!(
             !decoded(&seen[0]).contains("other"),
             "the refused event was not forwarded"
@@ -641,6 +646,7 @@ fn service_bound_api_keys() {
         .start();
     let auth = format!("ApiKey {credential}");
     let auth = ("Authorization", auth.as_str());
+    let mut cut_accepted = usize::MAX;
     rt().block_on(async {
         let c = proxy.client(true);
         let url = proxy.url("/intake/v2/events");
@@ -668,6 +674,7 @@ fn service_bound_api_keys() {
         drop(tx);
         assert_eq!(a.status, 403, "a per-event override is checked too");
         assert!(a.body.starts_with("{\"accepted\":1,"), "{}", a.body);
+        cut_accepted = accepted_in(&a.body);
 
         // Agent config: by query string, and by a POSTed query body.
         let cfg = get(&c, &proxy.url("/config/v1/agents?service.name=billing"), &[auth]).await;
@@ -707,6 +714,11 @@ fn service_bound_api_keys() {
     assert!(
         !intake[1].complete,
         "a refused stream never completes upstream"
+    );
+    assert_eq!(
+        events_received(&intake[1]),
+        cut_accepted,
+        "`accepted` is what the APM Server received"
     );
     let configs: Vec<_> = upstream
         .requests()

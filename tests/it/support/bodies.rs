@@ -83,3 +83,26 @@ pub fn channel_body() -> (
     });
     (tx, reqwest::Body::wrap_stream(stream))
 }
+
+/// The events (every complete line but metadata) the upstream received in `r`: what an
+/// `accepted` count must match when a stream is cut.
+pub fn events_received(r: &Recorded) -> usize {
+    let text = decoded(r);
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v.get("metadata").is_none())
+        .count()
+}
+
+/// The `accepted` count of an intake error body (`{"accepted":N,"errors":[…]}`).
+pub fn accepted_in(body: &str) -> usize {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    usize::try_from(
+        v["accepted"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no accepted: {body}")),
+    )
+    .unwrap()
+}
