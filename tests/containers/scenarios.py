@@ -270,6 +270,7 @@ def run_proxy(name: str, network: str, secrets: pathlib.Path, state: str, port: 
            # any --ulimit podman also sets RLIMIT_NPROC, to the host's limit unless given, which
            # this kind of host refuses; a lower one is allowed.)
            "--ulimit", "nofile=1024:16384", "--ulimit", "nproc=4096:4096",
+           "-v", f"{pm.ROOT / 'docker' / 'proxy.toml'}:{ETC}/proxy.toml:ro",
            "-v", f"{secrets / 'tls'}:{ETC}/tls:ro",
            "-v", f"{secrets / 'secret-token'}:{ETC}/secrets/secret-token:ro",
            "-v", f"{secrets / 'keys'}:{ETC}/keys:ro",
@@ -289,7 +290,8 @@ def _image_as_users_run_it(work: pathlib.Path) -> None:
     podman("run", "-d", "--name", apm, "--network", network, "--network-alias", "apm-server", pm.APM_SERVER)
     run_proxy(proxy, network, secrets, state, port, admin)
     pm.log(f"podman run {IMAGE}: --read-only --user 65532:65532 --cap-drop ALL no-new-privileges, "
-           f"published on 127.0.0.1:{port} (agents) and 127.0.0.1:{admin} (admin)")
+           f"config, certificate, token and keys mounted read-only, published on 127.0.0.1:{port} "
+           f"(agents) and 127.0.0.1:{admin} (admin)")
 
     eventually("the container's HEALTHCHECK passes",
                lambda: podman("healthcheck", "run", proxy, check=False).returncode == 0, 60)
