@@ -40,6 +40,8 @@ pub struct RequestRecord<'a> {
     pub outcome: Outcome,
     /// The rejection's label, `""` when forwarded.
     pub reason: &'static str,
+    /// The limit that refused it (`limited_total`'s label), if a limit did.
+    pub limit: Option<&'static str>,
     /// `token`, `api_key`, `client_cert`, `anonymous` or `none`.
     pub auth_method: &'static str,
     /// The credential's name or key id (never a secret); `-` when none.
@@ -191,14 +193,7 @@ impl Metrics {
                 .with_label_values(&[r.auth_method, r.credential])
                 .inc();
         }
-        let limit = match r.reason {
-            "rate_limited" | "event_rate_limited" => Some("rate"),
-            "credential_rate_limited" | "credential_event_rate_limited" => Some("credential_rate"),
-            "too_many_open" => Some("concurrency"),
-            "auth_throttled" => Some("failed_auth"),
-            _ => None,
-        };
-        if let Some(limit) = limit {
+        if let Some(limit) = r.limit {
             self.limited.with_label_values(&[limit]).inc();
         }
         self.request_duration
@@ -283,6 +278,7 @@ mod tests {
             status: 429,
             outcome: Outcome::Rejected,
             reason: "rate_limited",
+            limit: Some("rate"),
             auth_method: "anonymous",
             credential: "-",
             duration: Duration::from_millis(3),

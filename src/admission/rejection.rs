@@ -238,6 +238,18 @@ impl Rejection {
         )
     }
 
+    /// The limit that refused the request (the `limit` label of `limited_total`), if any.
+    pub fn limit(&self) -> Option<&'static str> {
+        use Rejection::*;
+        match self {
+            RateLimited | EventRateLimited => Some("rate"),
+            CredentialRateLimited | CredentialEventRateLimited => Some("credential_rate"),
+            TooManyOpenRequests => Some("concurrency"),
+            AuthThrottled => Some("failed_auth"),
+            _ => None,
+        }
+    }
+
     /// The reason in the access log and the metrics' `reason` label.
     pub fn label(&self) -> &'static str {
         use Rejection::*;
@@ -353,6 +365,19 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_limit_refusal_names_its_limit_and_nothing_else_does() {
+        use Rejection::*;
+        assert_eq!(RateLimited.limit(), Some("rate"));
+        assert_eq!(EventRateLimited.limit(), Some("rate"));
+        assert_eq!(CredentialRateLimited.limit(), Some("credential_rate"));
+        assert_eq!(CredentialEventRateLimited.limit(), Some("credential_rate"));
+        assert_eq!(TooManyOpenRequests.limit(), Some("concurrency"));
+        assert_eq!(AuthThrottled.limit(), Some("failed_auth"));
+        assert_eq!(MissingCredentials.limit(), None);
+        assert_eq!(NoHealthyUpstream.limit(), None);
+    }
     use crate::auth::Action;
 
     /// APM Server's exact words for the answers agents act on.

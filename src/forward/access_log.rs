@@ -54,6 +54,7 @@ pub fn record_metrics(session: &Session, entry: &Entry<'_>) {
         status: status(session),
         outcome: entry.outcome(),
         reason: entry.rejection.map_or("", Rejection::label),
+        limit: entry.rejection.and_then(Rejection::limit),
         auth_method: method,
         credential,
         duration: entry.started.elapsed(),
