@@ -140,7 +140,7 @@ fn can_bind(key: &'static str, addr: std::net::SocketAddr) -> Result<(), Startup
         })
 }
 
-/// Start serving; returns only on a startup error (the process exits when the drain ends).
+/// Start serving; returns when the drain has ended (or on a startup error).
 pub fn run(p: Prepared) -> Result<(), StartupError> {
     let s = &p.settings;
     let listen = s.server.listen;
@@ -320,5 +320,6 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     if let Some(saver) = saver {
         saver.save_if_changed();
     }
-    std::process::exit(0)
+    // Back to `main`, whose return ends the process (and any thread Pingora left behind).
+    Ok(())
 }
