@@ -99,15 +99,8 @@ pub fn render_grpc(reply: &Reply) -> ResponseHeader {
 
 /// gRPC's `grpc-message` encoding: bytes outside printable ASCII, and `%`, as `%XX`.
 fn grpc_percent_encode(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    for b in message.bytes() {
-        if (0x20..=0x7e).contains(&b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+    percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE).to_string()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
