@@ -97,6 +97,9 @@ pub async fn send(mut req: reqwest::RequestBuilder, headers: &[(&str, &str)]) ->
         req = req.header("Accept", "text/plain");
     }
     for (k, v) in headers {
+        if k.eq_ignore_ascii_case("authorization") {
+            super::proxy::register_presented(v);
+        }
         req = req.header(*k, *v);
     }
     Answer::from(req.send().await.unwrap()).await
@@ -143,6 +146,11 @@ pub fn streamed_post(
 
 /// curl with `args` (bounded to a minute); (stdout, stderr).
 pub fn curl(args: &[&str]) -> (String, String) {
+    for arg in args {
+        if let Some(value) = arg.strip_prefix("Authorization:") {
+            super::proxy::register_presented(value);
+        }
+    }
     let out = bounded("curl", Duration::from_secs(60))
         .args(["--max-time", "30"])
         .args(args)

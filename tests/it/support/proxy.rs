@@ -104,6 +104,25 @@ pub fn register_secret(secret: &str) {
     }
 }
 
+/// A credential a test sends (`Authorization` value): accepted or refused, it must never
+/// appear in a log. Parts shorter than 8 characters are left out (they would match by chance).
+pub fn register_presented(authorization: &str) {
+    let value = authorization.trim();
+    let credential = value.split_once(' ').map_or(value, |(_, c)| c.trim());
+    let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, credential)
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok());
+    let secret = decoded
+        .as_deref()
+        .and_then(|d| d.split_once(':'))
+        .map(|(_, secret)| secret.to_string());
+    for part in [Some(credential.to_string()), secret].into_iter().flatten() {
+        if part.len() >= 8 {
+            register_secret(&part);
+        }
+    }
+}
+
 /// The inline secrets of a config (tokens, the upstream token).
 fn register_config_secrets(config: &toml::Table) {
     let at = |path: &[&str]| -> Option<toml::Value> {
@@ -274,7 +293,7 @@ impl<'a> ProxyBuilder<'a> {
                 .args(["run", "--config"])
                 .arg(&config_path)
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .stdout(Stdio::null())
+                .stdout(std::fs::File::create(d.path().join("proxy.stdout")).unwrap())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap();
@@ -397,6 +416,8 @@ impl Drop for Proxy {
         // Every test's logs are searched for every secret the suite knows.
         if !std::thread::panicking() {
             assert_no_secret_in(&self.log_text(), "the proxy's log");
+            let stdout = std::fs::read_to_string(self.dir.path().join("proxy.stdout"));
+            assert_no_secret_in(&stdout.unwrap_or_default(), "the proxy's stdout");
         }
     }
 }
