@@ -26,6 +26,7 @@ pub mod atomic_file;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod credential;
 pub mod digest;
 pub mod forward;
 #[doc(hidden)]

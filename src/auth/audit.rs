@@ -75,11 +75,12 @@ pub fn expired_between(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credential::CredentialKind;
     use std::time::Duration;
 
     fn key(name: &str, revoked: bool, expires_at: Option<SystemTime>) -> CredentialState {
         CredentialState {
-            kind: "api_key",
+            kind: CredentialKind::ApiKey,
             name: name.into(),
             revoked,
             expires_at,
@@ -119,7 +120,7 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let day = Duration::from_secs(86_400);
         let state = |name: &str, expires: Option<SystemTime>, revoked| CredentialState {
-            kind: "token",
+            kind: CredentialKind::Token,
             name: name.into(),
             revoked,
             expires_at: expires,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::privileges::{Action, Privileges};
+use crate::credential::CredentialKind;
 use crate::limits::{CredentialKey, RateSpec};
 
 /// Who a request authenticated as. Carries names, never secrets, so it is safe to log.
@@ -35,6 +36,17 @@ pub enum Identity {
 }
 
 impl Identity {
+    /// The credential's kind and its name (a token's or certificate identity's name, an API
+    /// key's id); `None` for anonymous callers.
+    pub fn credential(&self) -> Option<(CredentialKind, &Arc<str>)> {
+        match self {
+            Identity::SecretToken { name, .. } => Some((CredentialKind::Token, name)),
+            Identity::ApiKey { id, .. } => Some((CredentialKind::ApiKey, id)),
+            Identity::ClientCert { name, .. } => Some((CredentialKind::ClientCert, name)),
+            Identity::Anonymous => None,
+        }
+    }
+
     /// The upstream pool the credential is bound to, if any.
     pub fn upstream(&self) -> Option<&str> {
         match self {
@@ -52,12 +64,12 @@ impl Identity {
                 name,
                 rate_limit: Some(spec),
                 ..
-            } => Some((("token", name.clone()), *spec)),
+            } => Some(((CredentialKind::Token, name.clone()), *spec)),
             Identity::ApiKey {
                 id,
                 rate_limit: Some(spec),
                 ..
-            } => Some((("api_key", id.clone()), *spec)),
+            } => Some(((CredentialKind::ApiKey, id.clone()), *spec)),
             _ => None,
         }
     }

@@ -13,6 +13,7 @@ use super::identity::{AuthFailure, AuthOutcome, Identity};
 use super::settings::AuthSettings;
 use super::{go_base64, keys_file};
 use crate::config::{Problem, Problems};
+use crate::credential::CredentialKind;
 use crate::digest::{sha256, Digest};
 use crate::limits::RateSpec;
 
@@ -46,8 +47,7 @@ pub struct CredentialStore {
 /// A credential as the audit log sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialState {
-    /// `token` or `api_key`.
-    pub kind: &'static str,
+    pub kind: CredentialKind,
     /// The token's name or the key's id.
     pub name: String,
     pub revoked: bool,
@@ -110,13 +110,13 @@ impl CredentialStore {
     /// secret.
     pub fn describe(&self) -> Vec<CredentialState> {
         let tokens = self.tokens.iter().map(|t| CredentialState {
-            kind: "token",
+            kind: CredentialKind::Token,
             name: t.name.to_string(),
             revoked: false,
             expires_at: t.expires_at,
         });
         let keys = self.keys.iter().map(|(id, k)| CredentialState {
-            kind: "api_key",
+            kind: CredentialKind::ApiKey,
             name: id.to_string(),
             revoked: k.revoked,
             expires_at: k.expires_at,

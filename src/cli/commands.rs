@@ -205,11 +205,7 @@ fn check(path: &Path) -> Result<(), CliError> {
     }
     let credentials = p.credentials.describe();
     for (c, left) in audit::expiring_soon(&credentials, SystemTime::now()) {
-        let kind = if c.kind == "token" {
-            "secret token"
-        } else {
-            "API key"
-        };
+        let kind = c.kind.description();
         eprintln!(
             "warning: {kind} {:?} expires in {} days {} hours (within 14 days): rotate it",
             c.name,

@@ -41,10 +41,9 @@ fn status(session: &Session) -> u16 {
 pub fn record_metrics(session: &Session, entry: &Entry<'_>) {
     let (method, credential) = match entry.identity {
         None => ("none", ""),
-        Some(Identity::SecretToken { name, .. }) => ("token", &**name),
-        Some(Identity::ApiKey { id, .. }) => ("api_key", &**id),
-        Some(Identity::ClientCert { name, .. }) => ("client_cert", &**name),
-        Some(Identity::Anonymous) => ("anonymous", ""),
+        Some(who) => who
+            .credential()
+            .map_or(("anonymous", ""), |(kind, name)| (kind.as_str(), &**name)),
     };
     if let Some(member) = entry.member {
         metrics().upstream_request(entry.pool, member);
@@ -108,10 +107,10 @@ impl std::fmt::Display for CredentialLabel<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             None => f.write_str("-"),
-            Some(Identity::SecretToken { name, .. }) => write!(f, "token:{name}"),
-            Some(Identity::ApiKey { id, .. }) => write!(f, "api_key:{id}"),
-            Some(Identity::ClientCert { name, .. }) => write!(f, "client_cert:{name}"),
-            Some(Identity::Anonymous) => f.write_str("anonymous"),
+            Some(who) => match who.credential() {
+                Some((kind, name)) => write!(f, "{kind}:{name}"),
+                None => f.write_str("anonymous"),
+            },
         }
     }
 }

@@ -457,7 +457,7 @@ mod tests {
         let rates = Arc::new(CredentialRates::default());
         let rate = RateCharge::Credential {
             rates,
-            who: ("token", "ci".into()),
+            who: (crate::credential::CredentialKind::Token, "ci".into()),
             spec: "5/s burst 10".parse().unwrap(),
         };
         let mut check = BodyCheck::intake(NameRules::Any, Format::V2, None, &limits(), Some(rate));

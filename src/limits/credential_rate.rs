@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::event_rate::{Bucket, Grant, BURST_MULTIPLIER, MAX_WAIT};
+use crate::credential::CredentialKind;
 
 /// What a credential's limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +79,7 @@ impl fmt::Display for RateSpec {
 }
 
 /// A credential, as the buckets know it: its kind and name (or key id).
-pub type CredentialKey = (&'static str, Arc<str>);
+pub type CredentialKey = (CredentialKind, Arc<str>);
 
 /// One bucket per limited credential.
 #[derive(Default)]
@@ -170,7 +171,10 @@ mod tests {
     fn each_credential_has_its_own_bucket_and_a_changed_limit_starts_over() {
         let rates = CredentialRates::default();
         let spec: RateSpec = "2/s burst 3".parse().unwrap();
-        let (a, b): (CredentialKey, CredentialKey) = (("token", "a".into()), ("token", "b".into()));
+        let (a, b): (CredentialKey, CredentialKey) = (
+            (CredentialKind::Token, "a".into()),
+            (CredentialKind::Token, "b".into()),
+        );
         let t = Instant::now();
         for _ in 0..3 {
             assert!(rates.allow(&a, spec, t));

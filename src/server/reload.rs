@@ -101,7 +101,7 @@ impl Reloader {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         for (c, left) in audit::expiring_soon(&known.0, now) {
             tracing::warn!(
-                credential_kind = c.kind,
+                credential_kind = c.kind.as_str(),
                 credential = %c.name,
                 days_left = left.as_secs() / 86_400,
                 "credential expires soon: rotate it before it is refused"
@@ -132,7 +132,7 @@ fn audit_line(change: Change, c: &CredentialState) {
     tracing::info!(
         target: "audit",
         action = change.label(),
-        credential_kind = c.kind,
+        credential_kind = c.kind.as_str(),
         credential = %c.name,
         "credential {}", change.label()
     );

@@ -20,21 +20,11 @@ use crate::auth::Identity;
 
 pub use settings::UsageSettings;
 
-/// What kind of credential a record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CredentialKind {
-    Token,
-    ApiKey,
-    ClientCert,
-}
+pub use crate::credential::CredentialKind;
 
-impl CredentialKind {
-    const ALL: [CredentialKind; 3] = [Self::Token, Self::ApiKey, Self::ClientCert];
-
-    fn index(self) -> usize {
-        self as usize
-    }
+/// Where a kind's credentials are kept in the book.
+fn index(kind: CredentialKind) -> usize {
+    kind as usize
 }
 
 /// One credential's usage, as saved and shown.
@@ -81,7 +71,7 @@ impl UsageBook {
                 last_used: r.last_used.unwrap_or(0).into(),
                 last_ip: Mutex::new(r.last_client_ip),
             };
-            if let Ok(mut map) = book.kinds[r.kind.index()].write() {
+            if let Ok(mut map) = book.kinds[index(r.kind)].write() {
                 map.insert(r.name.into(), Arc::new(tally));
             }
         }
@@ -91,11 +81,8 @@ impl UsageBook {
     /// A request made with `who`'s credential ended: accepted (forwarded, with `events`
     /// events) or refused by the proxy. Anonymous requests are not tracked.
     pub fn record(&self, who: &Identity, accepted: bool, events: u64, ip: IpAddr, now: SystemTime) {
-        let (kind, name) = match who {
-            Identity::SecretToken { name, .. } => (CredentialKind::Token, name),
-            Identity::ApiKey { id, .. } => (CredentialKind::ApiKey, id),
-            Identity::ClientCert { name, .. } => (CredentialKind::ClientCert, name),
-            Identity::Anonymous => return,
+        let Some((kind, name)) = who.credential() else {
+            return;
         };
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let count = |tally: &Tally| {
@@ -110,7 +97,7 @@ impl UsageBook {
                 *last = Some(ip);
             }
         };
-        let map = &self.kinds[kind.index()];
+        let map = &self.kinds[index(kind)];
         let known = map
             .read()
             .ok()
@@ -128,7 +115,7 @@ impl UsageBook {
     pub fn snapshot(&self) -> Vec<UsageRecord> {
         let mut all = Vec::new();
         for kind in CredentialKind::ALL {
-            let Ok(map) = self.kinds[kind.index()].read() else {
+            let Ok(map) = self.kinds[index(kind)].read() else {
                 continue;
             };
             for (name, t) in map.iter() {

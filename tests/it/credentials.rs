@@ -281,14 +281,9 @@ fn per_credential_limits_trip_and_recover_without_touching_other_credentials() {
             accepted_in(&cut.body),
             "`accepted` is what the APM Server received"
         );
-        let counted = metric_samples(&proxy).await;
-        assert_eq!(
-            sample(
-                &counted,
-                "apm_auth_proxy_limited_total{limit=\"credential_rate\"}"
-            ),
-            2.0
-        );
+        let limited = "apm_auth_proxy_limited_total{limit=\"credential_rate\"}";
+        let counted = samples_with(&proxy, limited, 2.0).await;
+        assert_eq!(sample(&counted, limited), 2.0);
         let (_, usage) = admin_get(&proxy, "/usage").await;
         let usage: Value = serde_json::from_str(&usage).unwrap();
         assert_eq!(record(&usage, "token", "noisy")["requests_refused"], 1);

@@ -45,7 +45,12 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
         }
         let a = get(&client, &proxy.url("/no/such/endpoint"), &[]).await;
         assert_eq!(a.status, 404);
-        let m = metric_samples(&proxy).await;
+        let m = samples_with(
+            &proxy,
+            "apm_auth_proxy_requests_total{endpoint=\"other\",outcome=\"rejected\",reason=\"not_found\",status=\"404\"}",
+            1.0,
+        )
+        .await;
         let requests = |endpoint: &str, outcome: &str, reason: &str, status: u16| {
             sample(&m, &format!(
                 "apm_auth_proxy_requests_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\",reason=\"{reason}\",status=\"{status}\"}}"
@@ -62,12 +67,10 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
         assert_eq!(sample(&m, "apm_auth_proxy_upstream_duration_seconds_count"), 3.0);
         assert!(sample(&m, "apm_auth_proxy_request_bytes_total") >= 9.0);
         assert!(sample(&m, "apm_auth_proxy_certificate_expiry_seconds") > 3600.0);
-        // The client's kept-alive connection (the admin scrape is not an agent's), once
-        // the ones closed before it (the harness's probe, a refused request's) have ended.
-        eventually("one client connection open", || async {
-            sample(&metric_samples(&proxy).await, "apm_auth_proxy_client_connections") == 1.0
-        })
-        .await;
+        // The client's kept-alive connections (it may hold more than one: its pool opens
+        // another when one is not back yet; exact counts are tested with one connection per
+        // client in `connection_caps_count_only_the_proxy_s_own_connections`).
+        assert!(sample(&m, "apm_auth_proxy_client_connections") >= 1.0);
         assert_eq!(
             sample(&m, &format!("apm_auth_proxy_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))),
             1.0
@@ -85,11 +88,9 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
         .await;
         let a = post(&proxy.client(false), &proxy.url("/intake/v2/events"), &[("Authorization", &format!("Bearer {TOKEN}"))], "x").await;
         assert_eq!((a.status, a.body.as_str()), (502, "{\"error\":\"bad gateway: the APM Server is unreachable\"}\n"));
-        let m = metric_samples(&proxy).await;
-        assert_eq!(
-            sample(&m, "apm_auth_proxy_requests_total{endpoint=\"/intake/v2/events\",outcome=\"upstream_error\",reason=\"upstream_unreachable\",status=\"502\"}"),
-            1.0
-        );
+        let unreachable = "apm_auth_proxy_requests_total{endpoint=\"/intake/v2/events\",outcome=\"upstream_error\",reason=\"upstream_unreachable\",status=\"502\"}";
+        let m = samples_with(&proxy, unreachable, 1.0).await;
+        assert_eq!(sample(&m, unreachable), 1.0);
         assert_eq!(
             sample(&m, &format!("apm_auth_proxy_upstream_member_up{{member=\"{addr}\",pool=\"default\"}}")),
             0.0

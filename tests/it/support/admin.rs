@@ -40,3 +40,16 @@ pub fn sample(all: &HashMap<String, f64>, key: &str) -> f64 {
         panic!("no sample {key}; have {names:#?}")
     })
 }
+
+/// The samples once `key` has reached `at_least`: a request is counted by the hook that runs
+/// after its answer was sent, so a client may see the answer just before the count.
+pub async fn samples_with(proxy: &Proxy, key: &str, at_least: f64) -> HashMap<String, f64> {
+    let deadline = std::time::Instant::now() + super::wait::PATIENCE;
+    loop {
+        let all = metric_samples(proxy).await;
+        if all.get(key).is_some_and(|v| *v >= at_least) || std::time::Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
