@@ -502,20 +502,8 @@ fn connection_caps_count_only_the_proxy_s_own_connections() {
         .collect();
     let auth = format!("Bearer {TOKEN}");
     rt().block_on(async {
-        eventually("the neighbour counts its twelve", || async {
-            sample(
-                &metric_samples(&neighbour).await,
-                "apm_auth_proxy_client_connections",
-            ) == 12.0
-        })
-        .await;
-        eventually("the capped proxy's start-up probe closed", || async {
-            sample(
-                &metric_samples(&capped).await,
-                "apm_auth_proxy_client_connections",
-            ) == 0.0
-        })
-        .await;
+        client_connections_become(&neighbour, 12.0, "the neighbour counts its twelve").await;
+        client_connections_become(&capped, 0.0, "the capped proxy's start-up probe closed").await;
         // Three agents of its own, each on its own connection, all served.
         let agents: Vec<reqwest::Client> = (0..3).map(|_| capped.client(false)).collect();
         for agent in &agents {
@@ -545,13 +533,7 @@ fn connection_caps_count_only_the_proxy_s_own_connections() {
             .await
             .is_err());
         drop(agents);
-        eventually("the closed connections' places freed", || async {
-            sample(
-                &metric_samples(&capped).await,
-                "apm_auth_proxy_client_connections",
-            ) == 0.0
-        })
-        .await;
+        client_connections_become(&capped, 0.0, "the closed connections' places freed").await;
         let again = post(
             &capped.client(false),
             &capped.url("/intake/v2/events"),
@@ -586,13 +568,7 @@ fn connections_over_the_caps_are_closed_counted_and_freed() {
                 .send()
         };
         // The harness's start-up probe was a connection too: its place is freed as it closes.
-        eventually("the start-up probe's connection closed", || async {
-            sample(
-                &metric_samples(&proxy).await,
-                "apm_auth_proxy_client_connections",
-            ) == 0.0
-        })
-        .await;
+        client_connections_become(&proxy, 0.0, "the start-up probe's connection closed").await;
         // Two from 127.0.0.1 fill its per-IP cap; each keeps its connection.
         let (a, b) = (proxy.client_from(ip(1)), proxy.client_from(ip(1)));
         for client in [&a, &b] {

@@ -53,3 +53,15 @@ pub async fn samples_with(proxy: &Proxy, key: &str, at_least: f64) -> HashMap<St
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Wait until `proxy` counts `n` open client connections (its owner frees a place as the
+/// connection's task ends, just after the client closed it).
+pub async fn client_connections_become(proxy: &Proxy, n: f64, what: &str) {
+    super::wait::eventually(what, || async {
+        sample(
+            &metric_samples(proxy).await,
+            "apm_auth_proxy_client_connections",
+        ) == n
+    })
+    .await;
+}
