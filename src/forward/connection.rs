@@ -37,10 +37,22 @@ tokio::task_local! {
     static HEAD_READ: Cell<bool>;
 }
 
-/// Called by the proxy when a request head has been read in full: from then on the head
-/// deadline no longer applies to the request.
-pub fn mark_head_read() {
+/// Proof that the head deadline was lifted for the request being served: the only way to
+/// make one is [`head_read`], and a request's context (`RequestCtx::new`) takes one, so a
+/// context cannot exist for a request still under the deadline.
+///
+/// The contract with [`Connections::serve`]: Pingora makes the proxy's context (`new_ctx`)
+/// exactly when a request head has been read in full; `serve` runs each request in a task-local
+/// scope and, past `header_timeout`, lets the request go on only if the flag was set.
+#[derive(Debug)]
+pub struct HeadRead(());
+
+/// The request head has been read in full: from now on the head deadline no longer applies
+/// to it. Outside a connection hosted by [`Connections`] (HTTP/2, where Pingora bounds the
+/// head itself) there is no deadline to lift.
+pub fn head_read() -> HeadRead {
     let _ = HEAD_READ.try_with(|read| read.set(true));
+    HeadRead(())
 }
 
 /// How the agents' connections are timed.

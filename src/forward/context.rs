@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::connection::HeadRead;
 use crate::admission::{EndpointKind, Rejection, Reply};
 use crate::auth::Identity;
 use crate::intake::agent_config::AnswerTrimmer;
@@ -13,6 +14,8 @@ use crate::limits::Slot;
 
 /// What the proxy learned about one request, for the later phases and the access log.
 pub struct RequestCtx {
+    /// The head deadline was lifted before this context was made.
+    _head: HeadRead,
     /// Counts the request as in flight until the context is dropped (the drain waits on it).
     pub(super) _in_flight: InFlight,
     pub(super) started: Instant,
@@ -46,8 +49,10 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    pub(super) fn new(lifecycle: &Arc<Lifecycle>) -> RequestCtx {
+    /// A request's context, made once its head is in (`head`: the deadline was lifted).
+    pub(super) fn new(lifecycle: &Arc<Lifecycle>, head: HeadRead) -> RequestCtx {
         RequestCtx {
+            _head: head,
             _in_flight: InFlight::new(lifecycle),
             started: Instant::now(),
             upstream_started: None,

@@ -89,8 +89,7 @@ impl ProxyHttp for ApmProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         // Pingora makes the context once the request head is in: the head deadline is met.
-        super::connection::mark_head_read();
-        RequestCtx::new(&self.lifecycle)
+        RequestCtx::new(&self.lifecycle, super::connection::head_read())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
