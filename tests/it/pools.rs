@@ -410,3 +410,112 @@ fn a_pool_with_every_member_unhealthy_still_delivers_to_the_one_that_answers() {
         &members[1],
     ));
 }
+
+/// `balance = "client_ip"` keeps each client on one member (consistent hashing by address);
+/// `balance = "random"` spreads requests over every member.
+#[test]
+fn client_ip_balance_keeps_a_client_on_one_member_and_random_spreads() {
+    let pki = pki();
+    for balance in ["client_ip", "random"] {
+        let members = [Upstream::start(), Upstream::start(), Upstream::start()];
+        let list: Vec<String> = members.iter().map(|u| format!("{:?}", u.url())).collect();
+        let proxy = Proxy::builder(&pki, "")
+            .unset("upstream.url")
+            .token(TOKEN)
+            .config(&format!(
+                "[upstream]\nurls = [{}]\nbalance = \"{balance}\"\n",
+                list.join(", ")
+            ))
+            .start();
+        let runtime = rt();
+        runtime.block_on(async {
+            eventually("the pool checked and ready", || ready(&proxy)).await;
+            for (n, last) in [1u8, 2, 3].into_iter().enumerate() {
+                let client = proxy.client_from(Ipv4Addr::new(127, 0, 0, last).into());
+                for id in 0..20 {
+                    assert_eq!(send_event(&proxy, &client, n * 100 + id).await, 202);
+                }
+            }
+        });
+        let from = |last: usize| -> Vec<usize> {
+            members
+                .iter()
+                .map(|m| {
+                    m.requests()
+                        .iter()
+                        .filter(|r| {
+                            let id: usize = String::from_utf8_lossy(&r.body)
+                                .trim()
+                                .trim_start_matches("{\"id\":")
+                                .trim_end_matches('}')
+                                .parse()
+                                .unwrap();
+                            id / 100 == last
+                        })
+                        .count()
+                })
+                .collect()
+        };
+        for client in 0..3 {
+            let spread = from(client);
+            assert_eq!(spread.iter().sum::<usize>(), 20, "{balance}: {spread:?}");
+            if balance == "client_ip" {
+                assert!(
+                    spread.contains(&20),
+                    "client {client} kept one member: {spread:?}"
+                );
+            }
+        }
+        if balance == "random" {
+            let counts: Vec<usize> = members.iter().map(|m| m.requests().len()).collect();
+            assert!(
+                counts.iter().all(|n| *n > 0),
+                "random reaches every member: {counts:?}"
+            );
+        }
+    }
+}
+
+/// Failover itself, not the health checks: with checks too slow to notice (an hour apart), a
+/// member that stops is found by the requests sent to it — each is retried on another member
+/// (the connect failed, nothing was sent), arrives exactly once, and the member is ejected.
+#[test]
+fn requests_fail_over_from_a_member_the_checks_have_not_noticed() {
+    let pki = pki();
+    let mut members = vec![Upstream::start(), Upstream::start(), Upstream::start()];
+    let list: Vec<String> = members.iter().map(|u| format!("{:?}", u.url())).collect();
+    let proxy = Proxy::builder(&pki, "")
+        .unset("upstream.url")
+        .token(TOKEN)
+        .config(&format!(
+            "[upstream]\nurls = [{}]\n[upstream.health_check]\ninterval = \"1h\"\n",
+            list.join(", ")
+        ))
+        .start();
+    let runtime = rt();
+    let client = proxy.client(false);
+    runtime.block_on(async {
+        eventually("the pool checked and ready", || ready(&proxy)).await;
+    });
+    let dead = members[0].addr;
+    members[0].stop();
+    runtime.block_on(async {
+        for id in 0..12 {
+            assert_eq!(send_event(&proxy, &client, id).await, 202, "request {id}");
+        }
+    });
+    let ids = received_ids(&[&members[1], &members[2]]);
+    for id in 0..12 {
+        assert_eq!(
+            ids.get(&format!("{{\"id\":{id}}}")),
+            Some(&1),
+            "request {id} once"
+        );
+    }
+    let log = proxy.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ejected after a failed connect") && l.contains(&dead.to_string())),
+        "a request met the stopped member and failed over: {log}"
+    );
+}
