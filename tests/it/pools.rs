@@ -482,7 +482,7 @@ fn client_ip_balance_keeps_a_client_on_one_member_and_random_spreads() {
 #[test]
 fn requests_fail_over_from_a_member_the_checks_have_not_noticed() {
     let pki = pki();
-    let mut members = vec![Upstream::start(), Upstream::start(), Upstream::start()];
+    let mut members = [Upstream::start(), Upstream::start(), Upstream::start()];
     let list: Vec<String> = members.iter().map(|u| format!("{:?}", u.url())).collect();
     let proxy = Proxy::builder(&pki, "")
         .unset("upstream.url")
