@@ -312,6 +312,63 @@ fn health_command_exits_by_readiness() {
 /// A drained proxy with a long agent stream in flight: SIGTERM turns readiness 503 and
 /// closes the listener at once, the stream runs to its end (202), and the process exits as
 /// soon as it has — not after the 30 s grace period.
+/// `shutdown_grace_period` is the upper bound: a stream that outlasts it is cut when it ends,
+/// and the process exits then — not when the stream would have ended, and not before.
+#[test]
+fn the_grace_period_cuts_a_stream_that_outlasts_it() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let mut proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\nshutdown_grace_period = \"2s\"\n")
+        .start();
+    let runtime = rt();
+    let (tx, upload) = runtime.block_on(async {
+        let auth = format!("Bearer {TOKEN}");
+        let (tx, upload) = streamed_post(
+            &proxy.client(false),
+            &proxy.url("/intake/v2/events"),
+            &[("Authorization", &auth)],
+        );
+        tx.send(Ok(b"{\"metadata\":{}}\n".to_vec())).await.unwrap();
+        eventually("the stream at the upstream", || async {
+            upstream.body_bytes() > 0
+        })
+        .await;
+        (tx, upload)
+    });
+    proxy.signal("TERM");
+    let signalled = Instant::now();
+    // Still running while the stream is open within the grace…
+    assert!(
+        proxy.wait_exit(Duration::from_millis(500)).is_none(),
+        "exited before the grace"
+    );
+    // …and gone once the grace is over, with the stream still open.
+    let exit = proxy
+        .wait_exit(Duration::from_secs(20))
+        .expect("the process exited at the end of the grace period");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert!(exit.success(), "{exit:?}");
+    let answer = runtime.block_on(async {
+        drop(tx);
+        tokio::time::timeout(PATIENCE, upload).await
+    });
+    // The client's stream was cut: no 202 for it.
+    if let Ok(Ok(a)) = answer {
+        assert_ne!(a.status, 202, "a cut stream is not accepted");
+    }
+    let recorded = upstream.requests();
+    assert!(
+        recorded.iter().all(|r| !r.complete),
+        "the upstream's copy of the stream ends incomplete: {recorded:?}"
+    );
+}
+
 #[test]
 fn sigterm_drains_a_streaming_upload_and_exits_when_it_ends() {
     let pki = pki();
@@ -378,29 +435,41 @@ fn sigterm_on_an_idle_proxy_exits_at_once() {
         .token(TOKEN)
         .config("[server]\nshutdown_grace_period = \"30s\"\n")
         .start();
-    // An idle kept-alive connection does not hold the drain up.
-    let status = rt().block_on(async {
-        let client = proxy.client(false);
-        let s = intake(&proxy, &format!("Bearer {TOKEN}"))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        proxy.signal("TERM");
-        drop(client);
-        s
+    // An idle kept-alive connection does not hold the drain up: one request on a raw TLS
+    // connection, answered, then the connection held open and idle across the SIGTERM.
+    let runtime = rt();
+    let mut idle = runtime.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut tls = raw_tls(&proxy).await;
+        let body = "{\"metadata\":{}}\n";
+        let request = format!(
+            "POST /intake/v2/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tls.write_all(request.as_bytes()).await.unwrap();
+        assert_eq!(read_response(&mut tls).await.unwrap().0, 202);
+        tls
     });
-    assert_eq!(status, 202);
+    proxy.signal("TERM");
     let signalled = Instant::now();
     let exit = proxy
         .wait_exit(Duration::from_secs(10))
         .expect("the process exited");
     assert!(exit.success(), "{exit:?}");
+    // Far inside the 30 s grace: the idle connection was not waited for.
     assert!(
-        signalled.elapsed() < Duration::from_secs(1),
+        signalled.elapsed() < Duration::from_secs(5),
         "took {:?}",
         signalled.elapsed()
     );
+    // And it was closed, not left behind.
+    let closed = runtime.block_on(async {
+        use tokio::io::AsyncReadExt;
+        let mut byte = [0u8; 1];
+        matches!(idle.read(&mut byte).await, Ok(0) | Err(_))
+    });
+    assert!(closed, "the idle kept-alive connection was closed");
 }
 
 #[test]
@@ -438,7 +507,7 @@ fn a_second_sigterm_exits_without_waiting_for_the_stream() {
         let exit = proxy
             .wait_exit(PATIENCE)
             .expect("the second SIGTERM ends the process");
-        assert!(exit.success() || exit.code().is_some(), "{exit:?}");
+        assert!(exit.success(), "{exit:?}");
         assert!(
             upload.await.unwrap().is_err(),
             "the stream was cut, not completed"
