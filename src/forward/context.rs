@@ -84,6 +84,11 @@ impl RequestCtx {
     }
 
     /// A gRPC call: forwarded over h2c, answered in gRPC's form.
+    /// The proxy's own answer, with the request's CORS headers, for `fail_to_proxy` to send.
+    pub(super) fn answer_with(&mut self, rejection: Rejection) {
+        self.pending_reply = Some(Reply::plain(rejection).with_cors(self.cors_origin.as_deref()));
+    }
+
     pub(super) fn is_grpc(&self) -> bool {
         self.kind.is_some_and(EndpointKind::is_grpc)
     }

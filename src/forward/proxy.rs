@@ -221,9 +221,7 @@ impl ProxyHttp for ApmProxy {
         };
         let Some(member) = pool.select(key, &ctx.tried) else {
             // No member at all (DNS discovery found none): answer at once.
-            ctx.pending_reply = Some(
-                Reply::plain(Rejection::NoHealthyUpstream).with_cors(ctx.cors_origin.as_deref()),
-            );
+            ctx.answer_with(Rejection::NoHealthyUpstream);
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 "no upstream member",
@@ -261,9 +259,7 @@ impl ProxyHttp for ApmProxy {
         } else if !another && ctx.tried.len() > 1 {
             // Every member of a pool refused: none is available (a lone APM Server that
             // refuses is a plain 502, as a connect failure always was).
-            ctx.pending_reply = Some(
-                Reply::plain(Rejection::NoHealthyUpstream).with_cors(ctx.cors_origin.as_deref()),
-            );
+            ctx.answer_with(Rejection::NoHealthyUpstream);
         }
         e
     }
