@@ -18,6 +18,19 @@ fn urls(upstreams: &[&Upstream]) -> String {
     )
 }
 
+/// A proxy in front of a static pool of `members` (the checks of [`urls`], overridden by
+/// `extra`), once the pool was checked and is ready.
+fn pool_proxy(pki: &Pki, members: &[&Upstream], extra: &str) -> Proxy {
+    let proxy = Proxy::builder(pki, "")
+        .unset("upstream.url")
+        .token(TOKEN)
+        .config(&urls(members))
+        .config(extra)
+        .start();
+    rt().block_on(eventually("the pool checked and ready", || ready(&proxy)));
+    proxy
+}
+
 async fn send_event(proxy: &Proxy, client: &reqwest::Client, id: usize) -> u16 {
     let auth = format!("Bearer {TOKEN}");
     post(
@@ -377,21 +390,10 @@ fn a_server_that_hung_gets_the_next_request_once_it_answers_again() {
 #[test]
 fn a_pool_with_every_member_unhealthy_still_delivers_to_the_one_that_answers() {
     let pki = pki();
-    let mut members = vec![Upstream::start(), Upstream::start(), Upstream::start()];
-    let list: Vec<String> = members.iter().map(|u| format!("{:?}", u.url())).collect();
-    let proxy = Proxy::builder(&pki, "")
-        .unset("upstream.url")
-        .token(TOKEN)
-        .config(&format!(
-            "[upstream]\nurls = [{}]\n{SLOW_RISE}",
-            list.join(", ")
-        ))
-        .start();
+    let mut members = [Upstream::start(), Upstream::start(), Upstream::start()];
+    let proxy = pool_proxy(&pki, &members.iter().collect::<Vec<_>>(), SLOW_RISE);
     let runtime = rt();
     let client = proxy.client(false);
-    runtime.block_on(async {
-        eventually("the pool checked and ready", || ready(&proxy)).await;
-    });
     let addr = members[1].addr;
     for m in &mut members {
         m.stop();
@@ -418,18 +420,13 @@ fn client_ip_balance_keeps_a_client_on_one_member_and_random_spreads() {
     let pki = pki();
     for balance in ["client_ip", "random"] {
         let members = [Upstream::start(), Upstream::start(), Upstream::start()];
-        let list: Vec<String> = members.iter().map(|u| format!("{:?}", u.url())).collect();
-        let proxy = Proxy::builder(&pki, "")
-            .unset("upstream.url")
-            .token(TOKEN)
-            .config(&format!(
-                "[upstream]\nurls = [{}]\nbalance = \"{balance}\"\n",
-                list.join(", ")
-            ))
-            .start();
+        let proxy = pool_proxy(
+            &pki,
+            &members.iter().collect::<Vec<_>>(),
+            &format!("[upstream]\nbalance = \"{balance}\"\n"),
+        );
         let runtime = rt();
         runtime.block_on(async {
-            eventually("the pool checked and ready", || ready(&proxy)).await;
             for (n, last) in [1u8, 2, 3].into_iter().enumerate() {
                 let client = proxy.client_from(Ipv4Addr::new(127, 0, 0, last).into());
                 for id in 0..20 {
@@ -483,20 +480,13 @@ fn client_ip_balance_keeps_a_client_on_one_member_and_random_spreads() {
 fn requests_fail_over_from_a_member_the_checks_have_not_noticed() {
     let pki = pki();
     let mut members = [Upstream::start(), Upstream::start(), Upstream::start()];
-    let list: Vec<String> = members.iter().map(|u| format!("{:?}", u.url())).collect();
-    let proxy = Proxy::builder(&pki, "")
-        .unset("upstream.url")
-        .token(TOKEN)
-        .config(&format!(
-            "[upstream]\nurls = [{}]\n[upstream.health_check]\ninterval = \"1h\"\n",
-            list.join(", ")
-        ))
-        .start();
+    let proxy = pool_proxy(
+        &pki,
+        &members.iter().collect::<Vec<_>>(),
+        "[upstream.health_check]\ninterval = \"1h\"\n",
+    );
     let runtime = rt();
     let client = proxy.client(false);
-    runtime.block_on(async {
-        eventually("the pool checked and ready", || ready(&proxy)).await;
-    });
     let dead = members[0].addr;
     members[0].stop();
     runtime.block_on(async {
