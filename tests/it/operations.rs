@@ -312,6 +312,29 @@ fn health_command_exits_by_readiness() {
 /// A drained proxy with a long agent stream in flight: SIGTERM turns readiness 503 and
 /// closes the listener at once, the stream runs to its end (202), and the process exits as
 /// soon as it has — not after the 30 s grace period.
+/// An agent's event stream, flowing (its metadata line at the upstream): the sender that
+/// continues or ends it, and its answer to come. Call inside a runtime.
+async fn stream_at_upstream(
+    proxy: &Proxy,
+    upstream: &Upstream,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    tokio::task::JoinHandle<Answer>,
+) {
+    let auth = format!("Bearer {TOKEN}");
+    let (tx, upload) = streamed_post(
+        &proxy.client(false),
+        &proxy.url("/intake/v2/events"),
+        &[("Authorization", &auth)],
+    );
+    tx.send(Ok(b"{\"metadata\":{}}\n".to_vec())).await.unwrap();
+    eventually("the stream at the upstream", || async {
+        upstream.body_bytes() > 0
+    })
+    .await;
+    (tx, upload)
+}
+
 /// `shutdown_grace_period` is the upper bound: a stream that outlasts it is cut when it ends,
 /// and the process exits then — not when the stream would have ended, and not before.
 #[test]
@@ -323,20 +346,7 @@ fn the_grace_period_cuts_a_stream_that_outlasts_it() {
         .config("[server]\nshutdown_grace_period = \"2s\"\n")
         .start();
     let runtime = rt();
-    let (tx, upload) = runtime.block_on(async {
-        let auth = format!("Bearer {TOKEN}");
-        let (tx, upload) = streamed_post(
-            &proxy.client(false),
-            &proxy.url("/intake/v2/events"),
-            &[("Authorization", &auth)],
-        );
-        tx.send(Ok(b"{\"metadata\":{}}\n".to_vec())).await.unwrap();
-        eventually("the stream at the upstream", || async {
-            upstream.body_bytes() > 0
-        })
-        .await;
-        (tx, upload)
-    });
+    let (tx, upload) = runtime.block_on(stream_at_upstream(&proxy, &upstream));
     proxy.signal("TERM");
     let signalled = Instant::now();
     // Still running while the stream is open within the grace…
@@ -380,17 +390,7 @@ fn sigterm_drains_a_streaming_upload_and_exits_when_it_ends() {
     let port = proxy.port;
     let runtime = rt();
     let (status, upload_ended) = runtime.block_on(async {
-        let auth = format!("Bearer {TOKEN}");
-        let (tx, upload) = streamed_post(
-            &proxy.client(false),
-            &proxy.url("/intake/v2/events"),
-            &[("Authorization", &auth)],
-        );
-        tx.send(Ok(b"{\"metadata\":{}}\n".to_vec())).await.unwrap();
-        eventually("the stream at the upstream", || async {
-            upstream.body_bytes() > 0
-        })
-        .await;
+        let (tx, upload) = stream_at_upstream(&proxy, &upstream).await;
         proxy.signal("TERM");
         eventually("readiness 503 while draining", || async {
             admin_get(&proxy, "/readyz").await == (503, "not ready: draining\n".to_string())
