@@ -100,7 +100,6 @@ fn main() {
         &settings.admission,
         Arc::new(auth),
         settings.identities.clone(),
-        None,
     );
     let req = bench_request();
     let ip: IpAddr = "127.0.0.1".parse().expect("ip");

@@ -1,9 +1,12 @@
-//! The admission decision for one request, from its header alone: is the request well
-//! formed, which endpoint is it for, may its origin call it (CORS), who is calling, may they,
-//! and — for anonymous callers — are they within their rate and concurrency limits. A plain
-//! function over the request header and the proxy's state, so every rule is testable
-//! without a socket. What needs the body (event names, a POSTed agent-config query) is
-//! checked later, by `intake`.
+//! The admission decision for one request, from its header alone, in steps that each
+//! answer one question and change nothing: is the request well formed and for which
+//! endpoint, may its origin call it (CORS) ([`Gate::route`]); who is calling, may they, and
+//! what must its body be checked against ([`Gate::admit`]). Only then are the limits charged,
+//! once, from one [`Limits`] value: a failed authentication recorded, a credential's or an
+//! anonymous IP's rate token taken, an anonymous request's open slot held. A plain function
+//! over the request header and the proxy's state, so every rule is testable without a
+//! socket. What needs the body (event names, a POSTed agent-config query) is checked later,
+//! by `intake`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,8 +21,8 @@ use super::routes::{self, Endpoint, EndpointKind};
 use super::settings::AdmissionSettings;
 use crate::auth::{authorize, Action, AuthOutcome, Authenticator, Identity, IdentityMap};
 use crate::limits::{
-    AuthThrottle, CredentialKey, CredentialRates, OpenRequests, RateLimiter, RateSpec, RateUnit,
-    Slot,
+    AuthThrottle, CredentialKey, CredentialRates, EventCharge, OpenRequests, RateLimiter, RateSpec,
+    RateUnit, Slot,
 };
 use crate::tls::PeerCertificate;
 
@@ -35,16 +38,16 @@ pub enum Decision {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Admission {
     pub identity: Identity,
-    /// `None` for `GET /`.
-    pub kind: Option<EndpointKind>,
+    pub kind: EndpointKind,
     /// The allowed `Origin` of a RUM request, echoed as `Access-Control-Allow-Origin`.
     pub cors_origin: Option<String>,
     /// Held while an anonymous request is open (per-IP concurrency cap).
     pub slot: Option<Slot>,
     /// The service/agent rules its events must follow (anonymous, service-bound key).
     pub rules: Option<NameRules>,
-    /// The credential's own events limit, charged as the body streams.
-    pub credential_events: Option<(CredentialKey, RateSpec)>,
+    /// Whose tokens its events take as the body streams (an anonymous IP's, or the
+    /// credential's own events limit).
+    pub events: Option<EventCharge>,
 }
 
 /// Who is asking, beyond the request header.
@@ -59,13 +62,6 @@ pub struct Caller<'a> {
     pub clock: Instant,
 }
 
-/// Anonymous access and its limits (`auth.anonymous`).
-struct AnonymousAccess {
-    policy: Arc<AnonymousPolicy>,
-    limiter: Arc<RateLimiter>,
-    open: OpenRequests,
-}
-
 /// Approximate size of the request head as sent (request line + header lines).
 fn head_size(req: &RequestHeader) -> usize {
     let headers: usize = req
@@ -76,6 +72,162 @@ fn head_size(req: &RequestHeader) -> usize {
     req.raw_path().len() + req.method.as_str().len() + 12 + headers
 }
 
+/// Every limit admission charges, in one place.
+struct Limits {
+    /// Anonymous callers' per-IP event rate and open requests (`None`: anonymous is off).
+    anonymous: Option<(Arc<RateLimiter>, OpenRequests)>,
+    /// Failed authentications per IP (`None`: throttling is off).
+    failed_attempts: Option<AuthThrottle>,
+    /// The buckets of credentials with a `rate_limit` of their own.
+    credential_rates: Arc<CredentialRates>,
+}
+
+/// What admitting a request costs, decided before anything is charged.
+#[derive(Debug)]
+enum Charge {
+    Nothing,
+    /// A request token from the credential's own bucket.
+    Credential(CredentialKey, RateSpec),
+    /// An open slot and a request token of the anonymous client's IP.
+    Anonymous,
+}
+
+impl Limits {
+    /// Is a client that keeps guessing still in its cool-down?
+    fn is_throttled(&self, caller: &Caller<'_>) -> bool {
+        self.failed_attempts
+            .as_ref()
+            .is_some_and(|t| t.is_blocked(caller.ip, caller.clock))
+    }
+
+    fn record_failure(&self, caller: &Caller<'_>) {
+        if let Some(throttle) = &self.failed_attempts {
+            if throttle.record_failure(caller.ip, caller.clock) {
+                tracing::warn!(
+                    client_ip = %caller.ip,
+                    "too many failed authentications: refusing credentials from this \
+                     address for the cool-down period"
+                );
+            }
+        }
+    }
+
+    /// Take what `charge` says, all or nothing: the open slot held by an anonymous request
+    /// whose rate token is refused is given back at once.
+    fn charge(&self, charge: &Charge, caller: &Caller<'_>) -> Result<Option<Slot>, Rejection> {
+        match charge {
+            Charge::Nothing => Ok(None),
+            Charge::Credential(who, spec) => {
+                if self.credential_rates.allow(who, *spec, caller.clock) {
+                    Ok(None)
+                } else {
+                    Err(Rejection::CredentialRateLimited)
+                }
+            }
+            Charge::Anonymous => {
+                let Some((limiter, open)) = &self.anonymous else {
+                    return Ok(None);
+                };
+                let slot = open
+                    .acquire(caller.ip)
+                    .ok_or(Rejection::TooManyOpenRequests)?;
+                if !limiter.allow(caller.ip, caller.clock) {
+                    return Err(Rejection::RateLimited);
+                }
+                Ok(Some(slot))
+            }
+        }
+    }
+
+    /// Whose tokens an intake body's events take, per `charge` (`None`: nobody's).
+    fn events(&self, charge: &Charge, kind: EndpointKind, ip: IpAddr) -> Option<EventCharge> {
+        if !kind.is_ndjson_intake() {
+            return None;
+        }
+        match charge {
+            Charge::Credential(who, spec) if spec.unit == RateUnit::Events => {
+                Some(EventCharge::Credential {
+                    rates: self.credential_rates.clone(),
+                    who: who.clone(),
+                    spec: *spec,
+                })
+            }
+            Charge::Anonymous => self
+                .anonymous
+                .as_ref()
+                .map(|(limiter, _)| EventCharge::PerIp {
+                    limiter: limiter.clone(),
+                    ip,
+                }),
+            _ => None,
+        }
+    }
+}
+
+/// Where a well-formed request is going ([`Gate::route`]).
+struct Route<'r> {
+    path: &'r str,
+    endpoint: Endpoint,
+    grpc: bool,
+    /// The one `Authorization` header's value, if any.
+    authorization: Option<&'r [u8]>,
+    /// The allowed `Origin` of a RUM request.
+    cors_origin: Option<String>,
+}
+
+impl Route<'_> {
+    fn kind(&self) -> Option<EndpointKind> {
+        match self.endpoint {
+            Endpoint::Protected { kind, .. } => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// The proxy's answer for `rejection` on this route: intake endpoints answer a 403
+    /// (and a wrong method) in their stream shape; RUM answers carry the CORS header.
+    fn answer(&self, rejection: Rejection, identity: Option<Identity>) -> Decision {
+        let reply = match self.kind() {
+            Some(k)
+                if k.reports_stream_errors()
+                    && (rejection.status() == http::StatusCode::FORBIDDEN
+                        || rejection == Rejection::OnlyPost) =>
+            {
+                Reply::intake(rejection, 0)
+            }
+            _ => Reply::plain(rejection),
+        };
+        Decision::Reply(reply.with_cors(self.cors_origin.as_deref()), identity)
+    }
+}
+
+/// A request that passed every check but the limits, and what it would cost.
+struct Admissible {
+    identity: Identity,
+    kind: EndpointKind,
+    rules: Option<NameRules>,
+    charge: Charge,
+}
+
+/// Why [`Gate::admit`] refused, and whom, when known.
+struct Refusal {
+    rejection: Rejection,
+    identity: Option<Identity>,
+    /// A credential was presented and failed (counted by the failed-attempts throttle, also
+    /// where the answer does not say so: `GET /` answers without the server's version).
+    failed_authentication: bool,
+}
+
+impl Refusal {
+    fn of(rejection: Rejection, identity: Option<&Identity>) -> Refusal {
+        let failed_authentication = matches!(rejection, Rejection::AuthenticationFailed(_));
+        Refusal {
+            rejection,
+            identity: identity.cloned(),
+            failed_authentication,
+        }
+    }
+}
+
 /// What the gate needs to decide.
 pub struct Gate {
     authenticator: Arc<Authenticator>,
@@ -83,31 +235,18 @@ pub struct Gate {
     max_header_size: usize,
     cors: CorsPolicy,
     /// `None` when anonymous access is off.
-    anonymous: Option<AnonymousAccess>,
-    /// `None` when failed-authentication throttling is off.
-    failed_attempts: Option<AuthThrottle>,
-    /// The buckets of credentials with a `rate_limit` of their own.
-    credential_rates: Arc<CredentialRates>,
+    anonymous: Option<Arc<AnonymousPolicy>>,
+    limits: Limits,
 }
 
 impl Gate {
-    /// The gate `settings` describe, over the given credentials. `limiter` is the anonymous
-    /// event rate limiter, shared with the body checks (required when anonymous access is on).
+    /// The gate `settings` describe, over the given credentials.
     pub fn new(
         settings: &AdmissionSettings,
         authenticator: Arc<Authenticator>,
         identities: IdentityMap,
-        limiter: Option<Arc<RateLimiter>>,
     ) -> Gate {
-        let anonymous = settings
-            .anonymous
-            .as_ref()
-            .zip(limiter)
-            .map(|(a, limiter)| AnonymousAccess {
-                policy: Arc::new(a.policy.clone()),
-                limiter,
-                open: OpenRequests::new(a.max_concurrent_requests),
-            });
+        let anonymous = settings.anonymous.as_ref();
         let failed_attempts = settings
             .failed_attempts
             .as_ref()
@@ -117,31 +256,67 @@ impl Gate {
             identities,
             max_header_size: settings.max_header_size,
             cors: settings.cors.clone(),
-            anonymous,
-            failed_attempts,
-            credential_rates: Arc::default(),
+            anonymous: anonymous.map(|a| Arc::new(a.policy.clone())),
+            limits: Limits {
+                // One bucket per IP for anonymous requests and their events.
+                anonymous: anonymous.map(|a| {
+                    (
+                        Arc::new(RateLimiter::new(a.event_limit, a.ip_limit)),
+                        OpenRequests::new(a.max_concurrent_requests),
+                    )
+                }),
+                failed_attempts,
+                credential_rates: Arc::default(),
+            },
         }
-    }
-
-    /// The per-credential buckets, for the body checks' event charges.
-    pub fn credential_rates(&self) -> Arc<CredentialRates> {
-        self.credential_rates.clone()
     }
 
     /// Decide on a request from its header and what is known about the caller.
     pub fn decide(&self, req: &RequestHeader, caller: Caller<'_>) -> Decision {
-        let refuse = |rejection| Decision::Reply(Reply::plain(rejection), None);
-        if head_size(req) > self.max_header_size {
-            return refuse(Rejection::HeaderTooLarge);
-        }
-        let path = match routes::check_path(routes::path_of(req.raw_path())) {
-            Ok(path) => path,
-            Err(why) => return refuse(Rejection::AmbiguousPath(why)),
+        let route = match self.route(req) {
+            Ok(route) => route,
+            Err(reply) => return Decision::Reply(reply, None),
         };
+        let admissible = match self.admit(req, &route, &caller) {
+            Ok(admissible) => admissible,
+            Err(refusal) => {
+                if refusal.failed_authentication {
+                    self.limits.record_failure(&caller);
+                }
+                return route.answer(refusal.rejection, refusal.identity);
+            }
+        };
+        let slot = match self.limits.charge(&admissible.charge, &caller) {
+            Ok(slot) => slot,
+            // Anonymous refusals name nobody: there is no credential to record usage for.
+            Err(rejection) => {
+                let named = !matches!(admissible.identity, Identity::Anonymous);
+                return route.answer(rejection, named.then_some(admissible.identity));
+            }
+        };
+        let events = (self.limits).events(&admissible.charge, admissible.kind, caller.ip);
+        Decision::Forward(Admission {
+            identity: admissible.identity,
+            kind: admissible.kind,
+            cors_origin: route.cors_origin,
+            slot,
+            rules: admissible.rules,
+            events,
+        })
+    }
+
+    /// Step 1: is the request well formed, for which endpoint, and may its origin call it?
+    /// `Err` is the answer (a CORS preflight is answered here too).
+    fn route<'r>(&self, req: &'r RequestHeader) -> Result<Route<'r>, Reply> {
+        if head_size(req) > self.max_header_size {
+            return Err(Reply::plain(Rejection::HeaderTooLarge));
+        }
+        let path = routes::check_path(routes::path_of(req.raw_path()))
+            .map_err(|why| Reply::plain(Rejection::AmbiguousPath(why)))?;
         let mut authorization = req.headers.get_all(http::header::AUTHORIZATION).iter();
         let header = authorization.next().map(|v| v.as_bytes());
         if authorization.next().is_some() {
-            return refuse(Rejection::DuplicateAuthorization);
+            return Err(Reply::plain(Rejection::DuplicateAuthorization));
         }
         let grpc = routes::is_grpc(req);
         let endpoint = if grpc {
@@ -149,74 +324,63 @@ impl Gate {
         } else {
             routes::classify(path)
         };
-        let kind = match endpoint {
-            Endpoint::NotFound => return refuse(Rejection::NotFound),
-            Endpoint::Root => None,
-            Endpoint::Protected { kind, .. } => Some(kind),
+        let mut route = Route {
+            path,
+            endpoint,
+            grpc,
+            authorization: header,
+            cors_origin: None,
         };
-
-        // CORS comes first on the RUM routes, before auth, as in APM Server.
-        let mut cors_origin = None;
-        if kind.is_some_and(EndpointKind::is_rum) {
-            let origin = req
-                .headers
-                .get(http::header::ORIGIN)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            if req.method == http::Method::OPTIONS {
-                let mut reply = Reply::plain(Rejection::CorsPreflight);
-                reply.headers = self.cors.preflight_headers(origin.as_deref());
-                return Decision::Reply(reply, None);
-            }
-            if !self.cors.allows(origin.as_deref()) {
-                return refuse(Rejection::OriginNotAllowed(origin));
-            }
-            cors_origin = origin;
-        }
-        let answer = |rejection, identity: Option<&Identity>| {
-            let reply = match kind {
-                // Intake endpoints answer a 403 in their stream shape.
-                Some(k)
-                    if k.reports_stream_errors()
-                        && (rejection_is_forbidden(&rejection)
-                            || rejection == Rejection::OnlyPost) =>
-                {
-                    Reply::intake(rejection, 0)
+        match route.kind() {
+            None if endpoint == Endpoint::NotFound => Err(Reply::plain(Rejection::NotFound)),
+            // CORS comes first on the RUM routes, before auth, as in APM Server.
+            Some(kind) if kind.is_rum() => {
+                let origin = req
+                    .headers
+                    .get(http::header::ORIGIN)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                if req.method == http::Method::OPTIONS {
+                    let mut reply = Reply::plain(Rejection::CorsPreflight);
+                    reply.headers = self.cors.preflight_headers(origin.as_deref());
+                    return Err(reply);
                 }
-                _ => Reply::plain(rejection),
-            };
-            Decision::Reply(reply.with_cors(cors_origin.as_deref()), identity.cloned())
-        };
-
-        // A client that keeps guessing is not even checked until its cool-down is over.
-        if let Some(throttle) = &self.failed_attempts {
-            if header.is_some() && throttle.is_blocked(caller.ip, caller.clock) {
-                return answer(Rejection::AuthThrottled, None);
+                if !self.cors.allows(origin.as_deref()) {
+                    return Err(Reply::plain(Rejection::OriginNotAllowed(origin)));
+                }
+                route.cors_origin = origin;
+                Ok(route)
             }
+            _ => Ok(route),
         }
+    }
 
+    /// Step 2: who is calling, may they call this endpoint with this method, what must its
+    /// body follow, and what would admitting it cost. Changes nothing.
+    fn admit(
+        &self,
+        req: &RequestHeader,
+        route: &Route<'_>,
+        caller: &Caller<'_>,
+    ) -> Result<Admissible, Refusal> {
+        // A client that keeps guessing is not even checked until its cool-down is over.
+        if route.authorization.is_some() && self.limits.is_throttled(caller) {
+            return Err(Refusal::of(Rejection::AuthThrottled, None));
+        }
         let certificate = caller.peer_cert.and_then(|c| self.identities.lookup(c));
         let anonymous = self
             .anonymous
             .as_ref()
             // A gRPC body is protobuf, which the allow-lists cannot be checked against.
-            .filter(|a| !grpc && a.policy.allows_endpoint(path));
+            .filter(|a| !route.grpc && a.allows_endpoint(route.path));
         // Who is calling: the credential, the certificate, both, or nobody (anonymous).
         // A wrong credential is never ignored, even when the certificate alone would do,
         // and never downgraded to anonymous.
         let (credential, cert_identity) = match (
-            self.authenticator.authenticate(header, caller.now),
+            self.authenticator
+                .authenticate(route.authorization, caller.now),
             certificate,
         ) {
             (AuthOutcome::Failed(failure), _) => {
-                if let Some(throttle) = &self.failed_attempts {
-                    if throttle.record_failure(caller.ip, caller.clock) {
-                        tracing::warn!(
-                            client_ip = %caller.ip,
-                            "too many failed authentications: refusing credentials from \
-                             this address for the cool-down period"
-                        );
-                    }
-                }
                 (Err(Rejection::AuthenticationFailed(failure)), None)
             }
             (AuthOutcome::Missing, Some(c)) if !c.require_credential => {
@@ -228,18 +392,27 @@ impl Gate {
             (AuthOutcome::Missing, _) => (Err(Rejection::MissingCredentials), None),
             (AuthOutcome::Authenticated(id), c) => (Ok(Some(id)), c.map(|c| &c.identity)),
         };
-        let Endpoint::Protected { action, kind } = endpoint else {
+        let Endpoint::Protected { action, kind } = route.endpoint else {
             // `GET /`: never 401. Only authenticated callers see the server's version.
-            return match (credential, cert_identity) {
-                (Ok(Some(identity)), _) => Decision::Forward(Admission::root(identity)),
-                (Ok(None), Some(identity)) => Decision::Forward(Admission::root(identity.clone())),
-                _ => refuse(Rejection::RootWithoutCredentials),
+            let identity = match (credential, cert_identity) {
+                (Ok(Some(identity)), _) => identity,
+                (Ok(None), Some(identity)) => identity.clone(),
+                (Err(failed), _) => {
+                    return Err(Refusal {
+                        failed_authentication: matches!(failed, Rejection::AuthenticationFailed(_)),
+                        ..Refusal::of(Rejection::RootWithoutCredentials, None)
+                    })
+                }
+                _ => return Err(Refusal::of(Rejection::RootWithoutCredentials, None)),
             };
+            return Ok(Admissible {
+                identity,
+                kind: EndpointKind::ServerInfo,
+                rules: None,
+                charge: Charge::Nothing,
+            });
         };
-        let credential = match credential {
-            Ok(c) => c,
-            Err(rejection) => return answer(rejection, None),
-        };
+        let credential = credential.map_err(|rejection| Refusal::of(rejection, None))?;
         // Every identity involved must hold the privilege; a gRPC method that is not an OTLP
         // export, every privilege there is.
         let required = match kind {
@@ -249,67 +422,55 @@ impl Gate {
         for identity in credential.iter().chain(cert_identity) {
             for &action in required {
                 if let Err(refused) = authorize(identity, action) {
-                    return answer(Rejection::ActionNotPermitted(refused), Some(identity));
+                    return Err(Refusal::of(
+                        Rejection::ActionNotPermitted(refused),
+                        Some(identity),
+                    ));
                 }
             }
         }
         let identity = match (credential, cert_identity) {
             (Some(identity), _) => identity,
             (None, Some(identity)) => identity.clone(),
-            (None, None) => return answer(Rejection::MissingCredentials, None),
+            (None, None) => return Err(Refusal::of(Rejection::MissingCredentials, None)),
         };
 
         // The endpoint's methods, checked where APM Server's handlers check them: after auth.
         if let Some(refused) = method_refusal(kind, &req.method) {
-            return answer(refused, Some(&identity));
-        }
-
-        // The credential's own limit: a token per request (and, for events, per batch of
-        // events as the body streams), as the anonymous per-IP limit works.
-        let mut credential_events = None;
-        if let Some((who, spec)) = identity.rate_limit() {
-            if !self.credential_rates.allow(&who, spec, caller.clock) {
-                return answer(Rejection::CredentialRateLimited, Some(&identity));
-            }
-            if spec.unit == RateUnit::Events && kind.is_ndjson_intake() {
-                credential_events = Some((who, spec));
-            }
-        }
-
-        let mut slot = None;
-        if let (Identity::Anonymous, Some(access)) = (&identity, anonymous) {
-            // Anonymous callers may hold only so many requests open, and are rate limited
-            // per IP (one token per request here, then per event as the body streams).
-            slot = access.open.acquire(caller.ip);
-            if slot.is_none() {
-                return answer(Rejection::TooManyOpenRequests, None);
-            }
-            if !access.limiter.allow(caller.ip, caller.clock) {
-                return answer(Rejection::RateLimited, None);
-            }
+            return Err(Refusal::of(refused, Some(&identity)));
         }
         let rules = match &identity {
-            Identity::Anonymous => anonymous.map(|a| NameRules::Anonymous(a.policy.clone())),
+            Identity::Anonymous => anonymous.map(|a| NameRules::Anonymous(a.clone())),
             Identity::ApiKey { services, .. } if !services.is_empty() => {
                 Some(NameRules::BoundKey(services.clone()))
             }
-            // Read only to count events against the credential's limit.
-            _ if credential_events.is_some() => Some(NameRules::Any),
             _ => None,
         };
         // A key bound to services cannot use endpoints whose bodies the proxy does not read.
         if matches!(rules, Some(NameRules::BoundKey(_)))
             && !(kind.is_ndjson_intake() || kind.is_agent_config())
         {
-            return answer(Rejection::KeyRestrictedEndpoint, Some(&identity));
+            return Err(Refusal::of(
+                Rejection::KeyRestrictedEndpoint,
+                Some(&identity),
+            ));
         }
-        Decision::Forward(Admission {
+        // The credential's own limit: a token per request (and, for events, per batch of
+        // events as the body streams), as the anonymous per-IP limit works.
+        let charge = match (&identity, identity.rate_limit()) {
+            (_, Some((who, spec))) => Charge::Credential(who, spec),
+            (Identity::Anonymous, None) => Charge::Anonymous,
+            _ => Charge::Nothing,
+        };
+        // Read only to count events against the credential's limit.
+        let counts_events = matches!(&charge, Charge::Credential(_, spec)
+            if spec.unit == RateUnit::Events && kind.is_ndjson_intake());
+        let rules = rules.or(counts_events.then_some(NameRules::Any));
+        Ok(Admissible {
             identity,
-            kind: Some(kind),
-            cors_origin,
-            slot,
+            kind,
             rules,
-            credential_events,
+            charge,
         })
     }
 }
@@ -327,24 +488,6 @@ fn method_refusal(kind: EndpointKind, method: &http::Method) -> Option<Rejection
         (true, _) => None,
         (false, true) => Some(Rejection::OnlyPost),
         (false, false) => Some(Rejection::MethodNotSupported(method.clone())),
-    }
-}
-
-fn rejection_is_forbidden(rejection: &Rejection) -> bool {
-    rejection.status() == http::StatusCode::FORBIDDEN
-}
-
-impl Admission {
-    /// `GET /` by an authenticated caller: nothing to check beyond that.
-    fn root(identity: Identity) -> Self {
-        Admission {
-            identity,
-            kind: None,
-            cors_origin: None,
-            slot: None,
-            rules: None,
-            credential_events: None,
-        }
     }
 }
 
@@ -375,8 +518,11 @@ mod tests {
             max_header_size,
             cors: CorsPolicy::default(),
             anonymous: None,
-            failed_attempts: None,
-            credential_rates: Arc::default(),
+            limits: Limits {
+                anonymous: None,
+                failed_attempts: None,
+                credential_rates: Arc::default(),
+            },
         }
     }
 
@@ -516,11 +662,7 @@ mod tests {
         let auth = AuthSettings::try_from(&file.auth).unwrap();
         let authenticator = Arc::new(Authenticator::new(CredentialStore::load(&auth).unwrap()));
         let settings = AdmissionSettings::try_from(&file).unwrap();
-        let limiter = settings
-            .anonymous
-            .as_ref()
-            .map(|a| Arc::new(RateLimiter::new(a.event_limit, a.ip_limit)));
-        Gate::new(&settings, authenticator, IdentityMap::default(), limiter)
+        Gate::new(&settings, authenticator, IdentityMap::default())
     }
 
     fn with_headers(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
@@ -714,11 +856,11 @@ mod tests {
         };
         assert_eq!(
             kind(g.decide(&call(export, &["Bearer tok"], h2), caller(None))),
-            Some(EndpointKind::OtlpGrpc)
+            EndpointKind::OtlpGrpc
         );
         assert_eq!(
             kind(g.decide(&call(other, &["Bearer tok"], h2), caller(None))),
-            Some(EndpointKind::Grpc)
+            EndpointKind::Grpc
         );
         // Anonymous access is on for RUM, never for gRPC (its body cannot be checked).
         let anonymous = g.decide(&call(export, &[], h2), caller(None));

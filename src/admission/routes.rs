@@ -21,8 +21,13 @@ pub enum Endpoint {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointKind {
+    /// `GET /`, for an authenticated caller (who sees the server's version).
+    ServerInfo,
     Intake,
+    /// RUM v2 intake (`/intake/v2/rum/events`).
     RumIntake,
+    /// RUM v3 intake (`/intake/v3/rum/events`): the same stream with abbreviated keys.
+    RumIntakeV3,
     Profile,
     OtlpHttp,
     AgentConfig,
@@ -41,6 +46,7 @@ impl EndpointKind {
             self,
             EndpointKind::Intake
                 | EndpointKind::RumIntake
+                | EndpointKind::RumIntakeV3
                 | EndpointKind::Profile
                 | EndpointKind::OtlpHttp
         )
@@ -55,6 +61,7 @@ impl EndpointKind {
             self,
             EndpointKind::Intake
                 | EndpointKind::RumIntake
+                | EndpointKind::RumIntakeV3
                 | EndpointKind::AgentConfig
                 | EndpointKind::RumAgentConfig
         )
@@ -66,12 +73,18 @@ impl EndpointKind {
     }
 
     pub fn is_rum(self) -> bool {
-        matches!(self, EndpointKind::RumIntake | EndpointKind::RumAgentConfig)
+        matches!(
+            self,
+            EndpointKind::RumIntake | EndpointKind::RumIntakeV3 | EndpointKind::RumAgentConfig
+        )
     }
 
     /// ndjson event streams.
     pub fn is_ndjson_intake(self) -> bool {
-        matches!(self, EndpointKind::Intake | EndpointKind::RumIntake)
+        matches!(
+            self,
+            EndpointKind::Intake | EndpointKind::RumIntake | EndpointKind::RumIntakeV3
+        )
     }
 
     pub fn is_agent_config(self) -> bool {
@@ -125,7 +138,8 @@ pub fn classify(path: &str) -> Endpoint {
     let (action, kind) = match path {
         "/" => return Endpoint::Root,
         "/intake/v2/events" => (EventWrite, Intake),
-        "/intake/v2/rum/events" | "/intake/v3/rum/events" => (EventWrite, RumIntake),
+        "/intake/v2/rum/events" => (EventWrite, RumIntake),
+        "/intake/v3/rum/events" => (EventWrite, RumIntakeV3),
         "/intake/v2/profile" => (EventWrite, Profile),
         "/v1/traces" | "/v1/metrics" | "/v1/logs" => (EventWrite, OtlpHttp),
         "/config/v1/agents" => (AgentConfigRead, AgentConfig),

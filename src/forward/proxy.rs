@@ -16,19 +16,18 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use super::access_log;
-use super::context::RequestCtx;
+use super::context::{Admitted, BodyWork, RequestCtx};
 use super::read_ahead::{prepare_read_ahead, read_ahead, ReadAhead};
 use super::response::{self, rejection_for};
 use super::upstream_headers::{self, request_host};
 use crate::admission::{
-    path_of, BodyLimits, Caller, ClientIpPolicy, Decision, Gate, NameRules, Rejection, Reply,
+    Admission, BodyLimits, Caller, ClientIpPolicy, Decision, Gate, NameRules, Rejection, Reply,
 };
 use crate::intake::agent_config::{self, AnswerTrimmer};
-use crate::intake::{BodyCheck, Format, LineCount, RateCharge, READ_AHEAD_LIMIT};
+use crate::intake::{BodyPlan, LineCount, PlanInput, READ_AHEAD_LIMIT};
 use crate::lifecycle::Lifecycle;
-use crate::limits::{CredentialKey, RateLimiter, RateSpec};
 use crate::tls::ConnectionInfo;
-use crate::upstream::{grpc, PoolRefused, Pools};
+use crate::upstream::{grpc, PoolId, PoolRefused, Pools};
 use crate::usage::UsageBook;
 
 /// Per-listener settings the proxy applies to each request.
@@ -52,8 +51,6 @@ pub struct ApmProxy {
     client_ip: ClientIpPolicy,
     /// The APM Servers, by pool.
     pools: Arc<Pools>,
-    /// The anonymous event rate limiter, shared with the gate.
-    event_limiter: Option<Arc<RateLimiter>>,
     /// Requests in flight and whether the process is draining.
     lifecycle: Arc<Lifecycle>,
     /// Usage per credential, when tracked.
@@ -66,7 +63,6 @@ impl ApmProxy {
         gate: Gate,
         client_ip: ClientIpPolicy,
         pools: Arc<Pools>,
-        event_limiter: Option<Arc<RateLimiter>>,
         lifecycle: Arc<Lifecycle>,
         usage: Option<Arc<UsageBook>>,
         settings: ProxySettings,
@@ -75,7 +71,6 @@ impl ApmProxy {
             gate,
             client_ip,
             pools,
-            event_limiter,
             lifecycle,
             usage,
             settings,
@@ -123,38 +118,20 @@ impl ProxyHttp for ApmProxy {
         };
         let reply = match self.gate.decide(session.req_header(), caller) {
             Decision::Forward(admission) => {
-                // The pool: the route's (SNI, else Host) and the credential's must agree.
+                // The pool: the route's (SNI, else `Host`) and the credential's must agree.
                 let sni = connection.and_then(|c| c.server_name.as_deref());
                 // Only routes look at the Host: no work per request without them.
-                let host = self
-                    .pools
-                    .has_routes()
+                let host = (self.pools.has_routes())
                     .then(|| request_host(session.req_header()))
                     .flatten();
-                let chosen = self
-                    .pools
-                    .choose(sni, host.as_deref(), admission.identity.upstream());
-                ctx.identity = Some(admission.identity);
-                ctx.kind = admission.kind;
-                ctx.cors_origin = admission.cors_origin;
-                ctx._slot = admission.slot;
-                match chosen {
-                    Ok(pool) => {
-                        ctx.pool = pool;
-                        let checks = (admission.rules, admission.credential_events);
-                        match self.start_body_checks(session, ctx, checks).await? {
-                            None => return Ok(false),
-                            Some(reply) => reply.with_cors(ctx.cors_origin.as_deref()),
-                        }
-                    }
-                    Err(PoolRefused::Mismatch | PoolRefused::Unknown) => {
-                        Reply::plain(Rejection::UpstreamNotPermitted)
-                            .with_cors(ctx.cors_origin.as_deref())
-                    }
+                let pool = (self.pools).choose(sni, host.as_deref(), admission.identity.upstream());
+                match self.admit(session, ctx, admission, pool).await? {
+                    None => return Ok(false),
+                    Some(reply) => reply,
                 }
             }
             Decision::Reply(reply, identity) => {
-                ctx.identity = identity;
+                ctx.refused_identity = identity;
                 reply
             }
         };
@@ -170,14 +147,18 @@ impl ProxyHttp for ApmProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(lines), Some(chunk)) = (ctx.lines.as_mut(), body.as_deref()) {
+        let started = ctx.started;
+        let Some(admitted) = ctx.admitted.as_mut() else {
+            return Ok(());
+        };
+        if let (BodyWork::Lines(lines), Some(chunk)) = (&mut admitted.body, body.as_deref()) {
             lines.feed(chunk);
         }
         // The whole body within `body_deadline` of the head, however slowly it trickles.
         let now = Instant::now();
-        let verdict = if now.duration_since(ctx.started) > self.settings.body_deadline {
+        let verdict = if now.duration_since(started) > self.settings.body_deadline {
             Err(Reply::plain(Rejection::ClientTimeout))
-        } else if let Some(check) = ctx.body.as_mut() {
+        } else if let BodyWork::Checked(check) = &mut admitted.body {
             check.on_chunk(body.as_deref(), end_of_stream, now)
         } else {
             return Ok(());
@@ -191,8 +172,9 @@ impl ProxyHttp for ApmProxy {
             }
             Err(reply) => {
                 let status = reply.status().as_u16();
-                ctx.body = None;
-                ctx.pending_reply = Some(reply.with_cors(ctx.cors_origin.as_deref()));
+                // The events that went before the refusal stay counted (`events`).
+                let reply = reply.with_cors(admitted.cors_origin.as_deref());
+                ctx.pending_reply = Some(reply);
                 Err(Error::explain(
                     ErrorType::HTTPStatus(status),
                     "request body refused",
@@ -206,7 +188,7 @@ impl ProxyHttp for ApmProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let pool = self.pools.get(ctx.pool);
+        let pool = self.pools.get(ctx.upstream.pool);
         // The consistent-hashing key (ignored by the other algorithms), on the stack.
         let mut key = [0u8; 16];
         let key: &[u8] = match ctx.client_ip {
@@ -219,7 +201,7 @@ impl ProxyHttp for ApmProxy {
                 &key
             }
         };
-        let Some(member) = pool.select(key, &ctx.tried) else {
+        let Some(member) = pool.select(key, &ctx.upstream.tried) else {
             // No member at all (DNS discovery found none): answer at once.
             ctx.answer_with(Rejection::NoHealthyUpstream);
             return Err(Error::explain(
@@ -229,7 +211,7 @@ impl ProxyHttp for ApmProxy {
         };
         // Only a failed connect rules a member out (`fail_to_connect`): a request retried
         // because a reused connection was closed under it goes to the same member afresh.
-        ctx.member = Some(member);
+        ctx.upstream.member = Some(member);
         let peer = pool.peer(member);
         if ctx.is_grpc() {
             let deadline = session.req_header().headers.get("grpc-timeout");
@@ -248,15 +230,16 @@ impl ProxyHttp for ApmProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let pool = self.pools.get(ctx.pool);
-        if let Some(member) = ctx.member {
+        let attempt = &mut ctx.upstream;
+        let pool = self.pools.get(attempt.pool);
+        if let Some(member) = attempt.member {
             pool.eject(member);
-            ctx.tried.push(member);
+            attempt.tried.push(member);
         }
-        let another = pool.select(&[], &ctx.tried).is_some();
+        let another = pool.select(&[], &attempt.tried).is_some();
         if another && !session.as_ref().retry_buffer_truncated() {
             e.set_retry(true);
-        } else if !another && ctx.tried.len() > 1 {
+        } else if !another && attempt.tried.len() > 1 {
             // Every member of a pool refused: none is available (a lone APM Server that
             // refuses is a plain 502, as a connect failure always was).
             ctx.answer_with(Rejection::NoHealthyUpstream);
@@ -276,7 +259,7 @@ impl ProxyHttp for ApmProxy {
             upstream_request,
             ctx.client_ip,
             self.settings.scheme,
-            self.pools.get(ctx.pool).authorization.as_ref(),
+            self.pools.get(ctx.upstream.pool).authorization.as_ref(),
             ctx.from_trusted_proxy,
         )?;
         if ctx.is_grpc() {
@@ -286,7 +269,7 @@ impl ProxyHttp for ApmProxy {
             // The answer is trimmed for anonymous callers, so it must come uncompressed.
             upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
         }
-        ctx.upstream_started = Some(Instant::now());
+        ctx.upstream.started = Some(Instant::now());
         Ok(())
     }
 
@@ -296,22 +279,23 @@ impl ProxyHttp for ApmProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.upstream_duration = ctx.upstream_started.map(|t| t.elapsed());
+        ctx.upstream.duration = ctx.upstream.started.map(|t| t.elapsed());
         if self.lifecycle.is_draining() {
             // A request in flight when the drain began: its connection closes after it.
             session.set_keepalive(None);
         }
-        if let Some(origin) = &ctx.cors_origin {
+        if let Some(origin) = ctx.cors_origin() {
             // Replaces any the upstream set, so the header appears once.
-            response.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.as_str())?;
+            response.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)?;
         }
-        if ctx.is_anonymous_config_query() && response.status == http::StatusCode::OK {
+        let trim = ctx.is_anonymous_config_query() && response.status == http::StatusCode::OK;
+        if let (true, Some(admitted)) = (trim, ctx.admitted.as_mut()) {
             response.remove_header(&http::header::CONTENT_LENGTH);
             response.remove_header(&http::header::CONTENT_ENCODING);
             if !session.is_http2() {
                 response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
             }
-            ctx.config_answer = Some(AnswerTrimmer::default());
+            admitted.config_answer = Some(AnswerTrimmer::default());
         }
         Ok(())
     }
@@ -323,7 +307,8 @@ impl ProxyHttp for ApmProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
-        if let Some(trimmer) = ctx.config_answer.as_mut() {
+        let trimmer = ctx.admitted.as_mut().and_then(|a| a.config_answer.as_mut());
+        if let Some(trimmer) = trimmer {
             *body = trimmer.push(body.take(), end_of_stream);
         }
         Ok(None)
@@ -335,9 +320,10 @@ impl ProxyHttp for ApmProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let reply = ctx.pending_reply.take().or_else(|| {
-            rejection_for(e).map(|r| Reply::plain(r).with_cors(ctx.cors_origin.as_deref()))
-        });
+        let reply = ctx
+            .pending_reply
+            .take()
+            .or_else(|| rejection_for(e).map(|r| Reply::plain(r).with_cors(ctx.cors_origin())));
         let code = match reply {
             Some(reply) if session.response_written().is_none() => {
                 ctx.rejection.get_or_insert(reply.rejection.clone());
@@ -376,11 +362,11 @@ impl ProxyHttp for ApmProxy {
         let entry = access_log::Entry {
             started: ctx.started,
             client_ip: ctx.client_ip,
-            identity: ctx.identity.as_ref(),
+            identity: ctx.identity(),
             rejection: ctx.rejection.as_ref(),
-            upstream_duration: ctx.upstream_duration,
-            pool: &self.pools.get(ctx.pool).name,
-            member: ctx.member,
+            upstream_duration: ctx.upstream.duration,
+            pool: &self.pools.get(ctx.upstream.pool).name,
+            member: ctx.upstream.member,
         };
         if self.settings.metrics {
             access_log::record_metrics(session, &entry);
@@ -388,7 +374,7 @@ impl ProxyHttp for ApmProxy {
         if self.settings.access_log {
             access_log::write(session, e, &entry);
         }
-        if let (Some(book), Some(who)) = (&self.usage, &ctx.identity) {
+        if let (Some(book), Some(who)) = (&self.usage, ctx.identity()) {
             let accepted = ctx.rejection.is_none();
             book.record(
                 who,
@@ -402,84 +388,83 @@ impl ProxyHttp for ApmProxy {
 }
 
 impl ApmProxy {
-    /// Set up the checks an admitted request's body needs under `rules`, reading ahead when
-    /// a decision must come before anything is forwarded (the intake metadata line; an
+    /// Carry an admission out in the pool chosen for it, then its body plan, reading ahead
+    /// where a decision must come before anything is forwarded (the intake metadata line; an
     /// agent-config query's service). `Some(reply)` refuses the request.
-    async fn start_body_checks(
+    async fn admit(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        (rules, credential_events): (Option<NameRules>, Option<(CredentialKey, RateSpec)>),
+        admission: Admission,
+        pool: std::result::Result<PoolId, PoolRefused>,
     ) -> Result<Option<Reply>> {
-        let Some(kind) = ctx.kind else {
-            return Ok(None);
+        let cors = admission.cors_origin;
+        let Ok(pool) = pool else {
+            ctx.refused_identity = Some(admission.identity);
+            return Ok(Some(
+                Reply::plain(Rejection::UpstreamNotPermitted).with_cors(cors.as_deref()),
+            ));
         };
-        let Some(rules) = rules else {
-            // Nothing read ahead, and a non-idempotent request is never retried once sent:
-            // Pingora's copy of its body for a retry would cost a copy per chunk and up to
-            // 64 KiB per open stream (vendor/README.md).
-            if !session.req_header().method.is_idempotent() {
-                session.as_downstream_mut().disable_retry_buffering();
+        ctx.upstream.pool = pool;
+        let req = session.req_header();
+        let plan = crate::intake::plan(
+            PlanInput {
+                kind: admission.kind,
+                method: &req.method,
+                content_encoding: (req.headers.get(http::header::CONTENT_ENCODING))
+                    .map(|v| v.as_bytes()),
+                rules: admission.rules,
+                events: admission.events,
+                count_events: self.usage.is_some(),
+            },
+            &self.settings.body_limits,
+        );
+        let admitted = ctx.admitted.insert(Admitted {
+            identity: admission.identity,
+            kind: admission.kind,
+            cors_origin: cors,
+            _slot: admission.slot,
+            body: BodyWork::None,
+            config_answer: None,
+        });
+        let refused = match plan {
+            BodyPlan::Unread {
+                count_lines,
+                keep_retry_copy,
+            } => {
+                if !keep_retry_copy {
+                    session.as_downstream_mut().disable_retry_buffering();
+                }
+                if count_lines {
+                    admitted.body = BodyWork::Lines(LineCount::default());
+                }
+                None
             }
-            // Nothing to check: only an uncompressed intake body's events are counted.
-            let plain = !session
-                .req_header()
-                .headers
-                .contains_key(http::header::CONTENT_ENCODING);
-            if self.usage.is_some() && kind.is_ndjson_intake() && plain {
-                ctx.lines = Some(LineCount::default());
+            BodyPlan::ConfigQuery { rules, in_body } => {
+                self.check_config_query(session, &rules, in_body).await?
             }
-            return Ok(None);
+            BodyPlan::Events(mut check) => {
+                // Read ahead until the metadata line has been checked (or the body ends), so
+                // a refused stream reaches the upstream not at all. What is read stays in
+                // Pingora's retry buffer and is replayed upstream first.
+                prepare_read_ahead(session).await?;
+                let mut refused = None;
+                while refused.is_none() && check.needs_read_ahead() {
+                    let checked = match read_ahead(session).await? {
+                        ReadAhead::Chunk(chunk) => check.feed_ahead(&chunk),
+                        ReadAhead::End => check.end_ahead(),
+                        ReadAhead::TooLarge => {
+                            Err(Reply::intake(Rejection::MetadataBeyondReadAhead, 0))
+                        }
+                        ReadAhead::TimedOut => Err(Reply::plain(Rejection::ClientTimeout)),
+                    };
+                    refused = checked.err();
+                }
+                admitted.body = BodyWork::Checked(check);
+                refused
+            }
         };
-        if kind.is_agent_config() {
-            return self.check_config_query(session, &rules).await;
-        }
-        if !kind.is_ndjson_intake() {
-            return Ok(None);
-        }
-        let encoding = session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_ENCODING)
-            .map(|v| v.as_bytes());
-        // Events are charged to the credential's own limit, or to an anonymous client's IP.
-        let rate = match credential_events {
-            Some((who, spec)) => Some(RateCharge::Credential {
-                rates: self.gate.credential_rates(),
-                who,
-                spec,
-            }),
-            None if rules.is_anonymous() => {
-                let ip = ctx.client_ip;
-                (self.event_limiter.clone()).map(|limiter| RateCharge::PerIp { limiter, ip })
-            }
-            None => None,
-        };
-        // APM Server reads RUM v3 bodies with abbreviated keys, everything else as v2.
-        let format = if path_of(session.req_header().raw_path()) == b"/intake/v3/rum/events" {
-            Format::V3
-        } else {
-            Format::V2
-        };
-        let mut check =
-            BodyCheck::intake(rules, format, encoding, &self.settings.body_limits, rate);
-        // Read ahead until the metadata line has been checked (or the body ends), so a
-        // refused stream reaches the upstream not at all. What is read stays in Pingora's
-        // retry buffer and is replayed upstream first.
-        prepare_read_ahead(session).await?;
-        while check.needs_read_ahead() {
-            let checked = match read_ahead(session).await? {
-                ReadAhead::Chunk(chunk) => check.feed_ahead(&chunk),
-                ReadAhead::End => check.end_ahead(),
-                ReadAhead::TooLarge => Err(Reply::intake(Rejection::MetadataBeyondReadAhead, 0)),
-                ReadAhead::TimedOut => Err(Reply::plain(Rejection::ClientTimeout)),
-            };
-            if let Err(reply) = checked {
-                return Ok(Some(reply));
-            }
-        }
-        ctx.body = Some(check);
-        Ok(None)
+        Ok(refused.map(|reply| reply.with_cors(ctx.cors_origin())))
     }
 
     /// An agent-config query names its service in the query string (GET) or in a small
@@ -488,8 +473,9 @@ impl ApmProxy {
         &self,
         session: &mut Session,
         rules: &NameRules,
+        in_body: bool,
     ) -> Result<Option<Reply>> {
-        let service = if session.req_header().method == http::Method::POST {
+        let service = if in_body {
             prepare_read_ahead(session).await?;
             let mut body = Vec::new();
             loop {

@@ -7,50 +7,25 @@
 //! has been checked ([`BodyCheck::feed_ahead`]); then every chunk is checked as it streams
 //! ([`BodyCheck::on_chunk`]), the read-ahead bytes first again as Pingora replays them.
 
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::decode::Format;
 use super::reader::{IntakeReader, ScanError};
 use super::rules::EventRules;
 use crate::admission::{BodyLimits, NameRefused, NameRules, Rejection, Reply};
-use crate::limits::{CredentialKey, CredentialRates, Grant, RateLimiter, RateSpec};
+use crate::limits::{EventCharge, Grant};
 
 /// Events per rate-limit step, as APM Server's intake handler batches them.
 pub const EVENT_BATCH: u64 = 10;
 /// How much of a body the proxy may read ahead before forwarding (Pingora's retry buffer).
 pub const READ_AHEAD_LIMIT: u64 = 64 * 1024;
 
-/// Anonymous intake traffic is charged to its client IP's event rate limit.
-/// Whose tokens a body's events take.
-pub enum RateCharge {
-    /// An anonymous client's: its IP's bucket.
-    PerIp {
-        limiter: Arc<RateLimiter>,
-        ip: IpAddr,
-    },
-    /// A credential's own events limit.
-    Credential {
-        rates: Arc<CredentialRates>,
-        who: CredentialKey,
-        spec: RateSpec,
-    },
-}
-
-impl RateCharge {
-    fn reserve(&self, n: u32, now: Instant) -> Grant {
-        match self {
-            RateCharge::PerIp { limiter, ip } => limiter.reserve(*ip, n, now),
-            RateCharge::Credential { rates, who, spec } => rates.reserve(who, *spec, n, now),
-        }
-    }
-
-    fn refusal(&self) -> Rejection {
-        match self {
-            RateCharge::PerIp { .. } => Rejection::EventRateLimited,
-            RateCharge::Credential { .. } => Rejection::CredentialEventRateLimited,
-        }
+/// The answer when `charge`'s bucket has no tokens left for the next events.
+fn rate_refusal(charge: &EventCharge) -> Rejection {
+    if charge.is_credential() {
+        Rejection::CredentialEventRateLimited
+    } else {
+        Rejection::EventRateLimited
     }
 }
 
@@ -63,7 +38,7 @@ pub struct BodyCheck {
     /// Body bytes seen by `on_chunk`.
     seen: u64,
     max_bytes: Option<u64>,
-    rate: Option<RateCharge>,
+    rate: Option<EventCharge>,
     /// Events that passed in chunks already forwarded (an error reply's `accepted`).
     forwarded: u64,
     /// Events charged to the rate limit so far, in batches of ten as APM Server does.
@@ -81,7 +56,7 @@ impl BodyCheck {
         format: Format,
         content_encoding: Option<&[u8]>,
         limits: &BodyLimits,
-        rate: Option<RateCharge>,
+        rate: Option<EventCharge>,
     ) -> BodyCheck {
         let anonymous = rules.is_anonymous();
         BodyCheck {
@@ -199,7 +174,7 @@ impl BodyCheck {
             match rate.reserve(batch as u32, now) {
                 Grant::Now => {}
                 Grant::After(d) => wait = wait.max(d),
-                Grant::Refused => return Err(Reply::intake(rate.refusal(), self.forwarded)),
+                Grant::Refused => return Err(Reply::intake(rate_refusal(rate), self.forwarded)),
             }
             self.charged += batch;
         }
@@ -224,7 +199,9 @@ fn scan_reply(e: ScanError<NameRefused>, accepted: u64) -> Reply {
 mod tests {
     use super::*;
     use crate::admission::AnonymousPolicy;
+    use crate::limits::{CredentialRates, RateLimiter};
     use std::num::NonZeroUsize;
+    use std::sync::Arc;
 
     const META: &str =
         "{\"metadata\":{\"service\":{\"name\":\"shop\",\"agent\":{\"name\":\"rum-js\"}}}}\n";
@@ -242,7 +219,7 @@ mod tests {
     fn anonymous_check(event_limit: u32) -> BodyCheck {
         let policy = AnonymousPolicy::new(&[], &["rum-js".into()], &["shop".into()]);
         let limiter = Arc::new(RateLimiter::new(event_limit, NonZeroUsize::new(8).unwrap()));
-        let rate = RateCharge::PerIp {
+        let rate = EventCharge::PerIp {
             limiter,
             ip: "192.0.2.1".parse().unwrap(),
         };
@@ -455,7 +432,7 @@ mod tests {
     #[test]
     fn a_credentials_events_limit_applies_mid_stream_with_the_events_that_went_before() {
         let rates = Arc::new(CredentialRates::default());
-        let rate = RateCharge::Credential {
+        let rate = EventCharge::Credential {
             rates,
             who: (crate::credential::CredentialKind::Token, "ci".into()),
             spec: "5/s burst 10".parse().unwrap(),

@@ -5,10 +5,12 @@
 pub mod agent_config;
 mod body_check;
 pub(crate) mod decode;
+mod plan;
 pub(crate) mod reader;
 mod rules;
 
-pub use body_check::{BodyCheck, RateCharge, READ_AHEAD_LIMIT};
+pub use body_check::{BodyCheck, READ_AHEAD_LIMIT};
+pub use plan::{plan, BodyPlan, PlanInput};
 
 /// Events in an uncompressed ndjson body the proxy does not otherwise read, counted by its
 /// lines as they stream (the first line is the metadata).

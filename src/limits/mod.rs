@@ -4,6 +4,7 @@
 
 mod connections;
 mod credential_rate;
+mod event_charge;
 mod event_rate;
 mod failed_auth;
 mod open_requests;
@@ -12,6 +13,7 @@ pub use connections::{
     report_handshake_failures, ConnectionBook, ConnectionCaps, ConnectionGuard, ConnectionRefused,
 };
 pub use credential_rate::{BadRate, CredentialKey, CredentialRates, RateSpec, RateUnit};
+pub use event_charge::EventCharge;
 pub use event_rate::{Grant, RateLimiter};
 pub use failed_auth::AuthThrottle;
 pub use open_requests::{OpenRequests, Slot};

@@ -23,7 +23,7 @@ use crate::auth::{Authenticator, CredentialStore};
 use crate::config::{ClientAuthentication, ConfigError, Problem, Problems};
 use crate::forward::{ApmProxy, ConnectionTimes, Connections, ProxySettings};
 use crate::lifecycle::Lifecycle;
-use crate::limits::{ConnectionBook, RateLimiter};
+use crate::limits::ConnectionBook;
 use crate::settings::Settings;
 use crate::tls::{self, CertResolver, CertificateReloader, TlsError};
 use crate::upstream::{PoolSettings, Pools};
@@ -213,19 +213,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     };
     let reloader_store_view = p.credentials.describe();
     let authenticator = Arc::new(Authenticator::new(p.credentials));
-    // One limiter for anonymous events, shared by the gate (a token per request) and the
-    // body checks (a token per event).
-    let event_limiter = s
-        .admission
-        .anonymous
-        .as_ref()
-        .map(|a| Arc::new(RateLimiter::new(a.event_limit, a.ip_limit)));
-    let gate = Gate::new(
-        &s.admission,
-        authenticator.clone(),
-        s.identities.clone(),
-        event_limiter.clone(),
-    );
+    let gate = Gate::new(&s.admission, authenticator.clone(), s.identities.clone());
     let usage = s.usage.file.as_ref().map(|path| {
         let history = state_file::load(path).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "usage state unreadable: counting from zero (the file is replaced at the next save)");
@@ -237,7 +225,6 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         gate,
         s.admission.client_ip.clone(),
         pools.clone(),
-        event_limiter,
         lifecycle.clone(),
         usage.clone(),
         proxy_settings,

@@ -150,11 +150,21 @@ pub enum PoolRefused {
     Unknown,
 }
 
+/// One of the configured pools: an index into [`Pools`], the first (`[upstream]`'s own
+/// members) being the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolId(usize);
+
+impl PoolId {
+    /// The pool requests go to when no route or credential names another.
+    pub const DEFAULT: PoolId = PoolId(0);
+}
+
 pub struct Pools {
     pools: Vec<Pool>,
-    by_name: HashMap<Arc<str>, usize>,
+    by_name: HashMap<Arc<str>, PoolId>,
     /// (server name, pool); `*.x` stored as `.x`.
-    routes: Vec<(String, usize)>,
+    routes: Vec<(String, PoolId)>,
 }
 
 impl Pools {
@@ -205,7 +215,7 @@ impl Pools {
         let by_name = pools
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.name.clone(), i))
+            .map(|(i, p)| (p.name.clone(), PoolId(i)))
             .collect();
         let pools = Pools {
             by_name,
@@ -216,7 +226,7 @@ impl Pools {
             .routes
             .iter()
             .flat_map(|r| {
-                let index = pools.index(&r.pool).unwrap_or(0);
+                let index = pools.index(&r.pool).unwrap_or(PoolId::DEFAULT);
                 r.server_names
                     .iter()
                     .map(move |n| (n.trim_start_matches('*').to_string(), index))
@@ -229,12 +239,13 @@ impl Pools {
         !self.routes.is_empty()
     }
 
-    pub fn index(&self, name: &str) -> Option<usize> {
+    pub fn index(&self, name: &str) -> Option<PoolId> {
         self.by_name.get(name).copied()
     }
 
-    pub fn get(&self, index: usize) -> &Pool {
-        &self.pools[index]
+    /// The pool `id` names (ids come only from this set of pools, so it exists).
+    pub fn get(&self, id: PoolId) -> &Pool {
+        &self.pools[id.0]
     }
 
     pub fn all(&self) -> &[Pool] {
@@ -242,7 +253,7 @@ impl Pools {
     }
 
     /// The pool a route names for `server_name` (SNI, else `Host` without its port).
-    pub fn route(&self, server_name: Option<&str>) -> Option<usize> {
+    pub fn route(&self, server_name: Option<&str>) -> Option<PoolId> {
         let name = server_name?.trim_end_matches('.').to_ascii_lowercase();
         self.routes
             .iter()
@@ -262,7 +273,7 @@ impl Pools {
         sni: Option<&str>,
         host: Option<&str>,
         credential_pool: Option<&str>,
-    ) -> Result<usize, PoolRefused> {
+    ) -> Result<PoolId, PoolRefused> {
         let routed = self.route(sni).or_else(|| self.route(host));
         let bound = match credential_pool {
             Some(name) => Some(self.index(name).ok_or(PoolRefused::Unknown)?),
@@ -272,7 +283,7 @@ impl Pools {
             (Some(r), Some(b)) if r != b => Err(PoolRefused::Mismatch),
             (_, Some(b)) => Ok(b),
             (Some(r), None) => Ok(r),
-            (None, None) => Ok(0),
+            (None, None) => Ok(PoolId::DEFAULT),
         }
     }
 
@@ -335,26 +346,35 @@ mod tests {
             pools: Vec::new(),
             by_name: [("default", 0), ("team-a", 1), ("team-b", 2)]
                 .into_iter()
-                .map(|(n, i)| (Arc::from(n), i))
+                .map(|(n, i)| (Arc::from(n), PoolId(i)))
                 .collect(),
-            routes: routes.iter().map(|(n, i)| (n.to_string(), *i)).collect(),
+            routes: routes
+                .iter()
+                .map(|(n, i)| (n.to_string(), PoolId(*i)))
+                .collect(),
         }
     }
 
     #[test]
     fn routes_and_credentials_choose_the_pool() {
         let p = pools(&[("apm.team-a.example.com", 1), (".team-b.example.com", 2)]);
-        assert_eq!(p.choose(None, None, None), Ok(0));
-        assert_eq!(p.choose(Some("APM.team-a.example.com."), None, None), Ok(1));
-        assert_eq!(p.choose(Some("x.team-b.example.com"), None, None), Ok(2));
+        assert_eq!(p.choose(None, None, None), Ok(PoolId(0)));
+        assert_eq!(
+            p.choose(Some("APM.team-a.example.com."), None, None),
+            Ok(PoolId(1))
+        );
+        assert_eq!(
+            p.choose(Some("x.team-b.example.com"), None, None),
+            Ok(PoolId(2))
+        );
         assert_eq!(
             p.choose(Some("a.x.team-b.example.com"), None, None),
-            Ok(0),
+            Ok(PoolId(0)),
             "one label only"
         );
         assert_eq!(
             p.choose(Some("localhost"), Some("apm.team-a.example.com"), None),
-            Ok(1),
+            Ok(PoolId(1)),
             "Host when SNI has no route"
         );
         assert_eq!(
@@ -363,17 +383,17 @@ mod tests {
                 Some("x.team-b.example.com"),
                 None
             ),
-            Ok(1),
+            Ok(PoolId(1)),
             "SNI first"
         );
         assert_eq!(
             p.choose(None, None, Some("team-a")),
-            Ok(1),
+            Ok(PoolId(1)),
             "the credential's pool"
         );
         assert_eq!(
             p.choose(Some("apm.team-a.example.com"), None, Some("team-a")),
-            Ok(1)
+            Ok(PoolId(1))
         );
         assert_eq!(
             p.choose(Some("x.team-b.example.com"), None, Some("team-a")),

@@ -733,6 +733,43 @@ fn service_bound_api_keys() {
     );
 }
 
+/// Limits are charged once a request has passed every check: a service-bound key with a
+/// one-request burst (refilled in a second) refused on endpoints it may not use (and with a method the endpoint
+/// does not take) still has its token for the request it may make.
+#[test]
+fn refused_requests_spend_no_rate_tokens() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let mut credential = String::new();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(RUM)
+        .api_keys()
+        .prepare(|dir| {
+            let limit = ["--services", "shop", "--rate-limit", "1 requests/s burst 1"];
+            credential = create_key(dir, "event:write", &limit).1;
+        })
+        .start();
+    let auth = format!("ApiKey {credential}");
+    let auth = [("Authorization", auth.as_str())];
+    rt().block_on(async {
+        let c = proxy.client(true);
+        for path in ["/v1/traces", "/intake/v2/profile"] {
+            let a = post(&c, &proxy.url(path), &auth, vec![0u8; 16]).await;
+            assert_eq!(a.status, 403, "{path}: {}", a.body);
+        }
+        let a = get(&c, &proxy.url("/intake/v2/events"), &auth).await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        let url = proxy.url("/intake/v2/events");
+        let a = post(&c, &url, &auth, v2("go", "shop", 2)).await;
+        assert_eq!(a.status, 202, "the one token was still there: {}", a.body);
+        let a = post(&c, &url, &auth, v2("go", "shop", 2)).await;
+        assert_eq!(a.status, 429, "and now it is spent: {}", a.body);
+    });
+    let forwarded = upstream.requests();
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    assert_eq!(events_received(&forwarded[0]), 2);
+}
+
 /// A body far larger than `max_event_size` streams through with flat memory; a single line
 /// over the limit is refused.
 #[test]
