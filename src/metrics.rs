@@ -1,9 +1,9 @@
-//! Prometheus metrics, prefix `apm_auth_proxy_`, in a registry of the proxy's own. Requests
+//! Prometheus metrics, prefix `apm_auth_proxy_`, in a registry of the proxy's own, made once
+//! by `server` and handed to what records into it (no global). Requests
 //! are recorded once each, from the access-log hook; reloads and TLS handshake failures where
 //! they happen; gauges that describe the present (connections, certificate expiry) are set
 //! when `/metrics` is scraped, so they cost nothing per request.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
@@ -82,7 +82,7 @@ fn name(short: &str) -> String {
 }
 
 impl Metrics {
-    fn new() -> prometheus::Result<Metrics> {
+    pub fn new() -> prometheus::Result<Metrics> {
         let registry = Registry::new();
         let counter_vec = |short: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name(short), help), labels)?;
@@ -244,14 +244,6 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
     }
-}
-
-static METRICS: LazyLock<Metrics> =
-    LazyLock::new(|| Metrics::new().expect("metric names and labels are valid"));
-
-/// The process's metrics.
-pub fn metrics() -> &'static Metrics {
-    &METRICS
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use pingora::protocols::http::ServerSession;
 
 use crate::lifecycle::Lifecycle;
 use crate::limits::ConnectionBook;
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 use crate::tls::CertResolver;
 use crate::upstream::Pools;
 use crate::usage::UsageBook;
@@ -26,6 +26,8 @@ use crate::usage::UsageBook;
 pub use settings::AdminSettings;
 
 pub struct AdminApp {
+    /// The registry `/metrics` encodes, and the gauges set when it is scraped.
+    pub metrics: Arc<Metrics>,
     pub lifecycle: Arc<Lifecycle>,
     pub certificate: Option<Arc<CertResolver>>,
     /// The agents' connections, for the connection gauge.
@@ -48,7 +50,7 @@ fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Res
 
 impl AdminApp {
     fn metrics(&self) -> Response<Vec<u8>> {
-        let m = metrics();
+        let m = &self.metrics;
         m.in_flight.set(self.lifecycle.in_flight() as i64);
         if let Some(c) = &self.certificate {
             m.certificate_expiry_seconds.set(c.seconds_until_expiry());

@@ -11,7 +11,7 @@ use pingora::Error;
 
 use crate::admission::{endpoint_label, path_of, Rejection};
 use crate::auth::Identity;
-use crate::metrics::{metrics, Outcome, RequestRecord};
+use crate::metrics::{Metrics, Outcome, RequestRecord};
 
 pub struct Entry<'a> {
     pub started: Instant,
@@ -38,7 +38,7 @@ fn status(session: &Session) -> u16 {
     session.response_written().map_or(0, |r| r.status.as_u16())
 }
 
-pub fn record_metrics(session: &Session, entry: &Entry<'_>) {
+pub fn record_metrics(metrics: &Metrics, session: &Session, entry: &Entry<'_>) {
     let (method, credential) = match entry.identity {
         None => ("none", ""),
         Some(who) => who
@@ -46,9 +46,9 @@ pub fn record_metrics(session: &Session, entry: &Entry<'_>) {
             .map_or(("anonymous", ""), |(kind, name)| (kind.as_str(), &**name)),
     };
     if let Some(member) = entry.member {
-        metrics().upstream_request(entry.pool, member);
+        metrics.upstream_request(entry.pool, member);
     }
-    metrics().record(&RequestRecord {
+    metrics.record(&RequestRecord {
         endpoint: endpoint_label(path_of(session.req_header().raw_path())),
         status: status(session),
         outcome: entry.outcome(),

@@ -27,7 +27,6 @@ use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::AsyncReadExt;
 
 use crate::limits::ConnectionBook;
-use crate::metrics::metrics;
 
 /// The size of Pingora's own first buffer for a request head.
 const HEAD_BUFFER: usize = 4096;
@@ -197,7 +196,7 @@ where
         }
         // Closed without an answer, as APM Server (Go's net/http) does on a read deadline.
         tracing::debug!("request head not complete within server.header_timeout; closing");
-        metrics().connection_closed("header_timeout");
+        self.book.header_timed_out();
         None
     }
 }

@@ -26,6 +26,7 @@ use crate::admission::{
 use crate::intake::agent_config::{self, AnswerTrimmer};
 use crate::intake::{BodyPlan, LineCount, PlanInput, READ_AHEAD_LIMIT};
 use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 use crate::tls::ConnectionInfo;
 use crate::upstream::{grpc, PoolId, PoolRefused, Pools};
 use crate::usage::UsageBook;
@@ -41,8 +42,6 @@ pub struct ProxySettings {
     /// "https" when the listener terminates TLS.
     pub scheme: &'static str,
     pub access_log: bool,
-    /// Record per-request metrics (off when the admin listener, which serves them, is off).
-    pub metrics: bool,
     pub body_limits: BodyLimits,
 }
 
@@ -55,6 +54,9 @@ pub struct ApmProxy {
     lifecycle: Arc<Lifecycle>,
     /// Usage per credential, when tracked.
     usage: Option<Arc<UsageBook>>,
+    /// Where requests are recorded (`None` when the admin listener, which serves the
+    /// metrics, is off: nothing is recorded for nobody).
+    metrics: Option<Arc<Metrics>>,
     settings: ProxySettings,
 }
 
@@ -65,6 +67,7 @@ impl ApmProxy {
         pools: Arc<Pools>,
         lifecycle: Arc<Lifecycle>,
         usage: Option<Arc<UsageBook>>,
+        metrics: Option<Arc<Metrics>>,
         settings: ProxySettings,
     ) -> Self {
         ApmProxy {
@@ -73,6 +76,7 @@ impl ApmProxy {
             pools,
             lifecycle,
             usage,
+            metrics,
             settings,
         }
     }
@@ -368,8 +372,8 @@ impl ProxyHttp for ApmProxy {
             pool: &self.pools.get(ctx.upstream.pool).name,
             member: ctx.upstream.member,
         };
-        if self.settings.metrics {
-            access_log::record_metrics(session, &entry);
+        if let Some(metrics) = &self.metrics {
+            access_log::record_metrics(metrics, session, &entry);
         }
         if self.settings.access_log {
             access_log::write(session, e, &entry);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pingora::apps::ConnectionOwner;
 
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 
 /// Caps on client connections open at once (`None`: no cap).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,10 +76,10 @@ impl OpenConnections {
 const WARN_EVERY: Duration = Duration::from_secs(1);
 
 /// The agents' listener's connections.
-#[derive(Debug, Default)]
 pub struct ConnectionBook {
     caps: ConnectionCaps,
     state: Mutex<State>,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, Default)]
@@ -91,11 +91,17 @@ struct State {
 }
 
 impl ConnectionBook {
-    pub fn new(caps: ConnectionCaps) -> Arc<Self> {
+    pub fn new(caps: ConnectionCaps, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(ConnectionBook {
             caps,
             state: Mutex::default(),
+            metrics,
         })
+    }
+
+    /// A connection closed because its request head did not arrive in time.
+    pub fn header_timed_out(&self) {
+        self.metrics.connection_closed("header_timeout");
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -128,7 +134,7 @@ impl ConnectionBook {
                     std::mem::take(&mut state.unreported)
                 });
                 drop(state);
-                metrics().connection_refused(why.label());
+                self.metrics.connection_refused(why.label());
                 if let Some(refused) = report {
                     tracing::warn!(client = %ip, limit = why.label(), refused, "connection refused: too many open connections (refused: count since the last such line)");
                 }
@@ -139,7 +145,6 @@ impl ConnectionBook {
 }
 
 /// One admitted connection: its place in the book is freed when the connection ends.
-#[derive(Debug)]
 pub struct ConnectionGuard {
     book: Arc<ConnectionBook>,
     ip: IpAddr,
@@ -153,14 +158,14 @@ impl Drop for ConnectionGuard {
 
 impl ConnectionOwner for ConnectionGuard {
     fn handshake_failed(&self) {
-        metrics().tls_handshake_failed();
+        self.book.metrics.tls_handshake_failed();
     }
 }
 
 /// Log how many handshakes failed since `*last_reported`, if any: one WARN line a minute
 /// instead of one per handshake, so a port scan cannot flood the log.
-pub fn report_handshake_failures(last_reported: &mut u64) {
-    let now = metrics().tls_handshake_failures();
+pub fn report_handshake_failures(metrics: &Metrics, last_reported: &mut u64) {
+    let now = metrics.tls_handshake_failures();
     if now > *last_reported {
         tracing::warn!(
             failed = now - *last_reported,
@@ -175,16 +180,23 @@ pub fn report_handshake_failures(last_reported: &mut u64) {
 mod tests {
     use super::*;
 
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new().unwrap())
+    }
+
     fn peer(last: u8) -> SocketAddr {
         SocketAddr::from(([10, 0, 0, last], 40000))
     }
 
     #[test]
     fn the_total_cap_refuses_the_connection_over_it_and_a_close_frees_its_place() {
-        let book = ConnectionBook::new(ConnectionCaps {
-            total: Some(2),
-            per_ip: None,
-        });
+        let book = ConnectionBook::new(
+            ConnectionCaps {
+                total: Some(2),
+                per_ip: None,
+            },
+            metrics(),
+        );
         let first = book.admit(Some(&peer(1)));
         let second = book.admit(Some(&peer(2)));
         assert!(first.is_some() && second.is_some());
@@ -200,10 +212,13 @@ mod tests {
 
     #[test]
     fn the_per_ip_cap_counts_each_address_apart_and_ipv4_mapped_as_ipv4() {
-        let book = ConnectionBook::new(ConnectionCaps {
-            total: None,
-            per_ip: Some(1),
-        });
+        let book = ConnectionBook::new(
+            ConnectionCaps {
+                total: None,
+                per_ip: Some(1),
+            },
+            metrics(),
+        );
         let _one = book.admit(Some(&peer(1))).unwrap();
         let mapped: SocketAddr = "[::ffff:10.0.0.1]:40001".parse().unwrap();
         assert!(book.admit(Some(&mapped)).is_none());
@@ -212,7 +227,7 @@ mod tests {
 
     #[test]
     fn without_caps_every_connection_is_counted_until_it_ends() {
-        let book = ConnectionBook::new(ConnectionCaps::default());
+        let book = ConnectionBook::new(ConnectionCaps::default(), metrics());
         let guards: Vec<_> = (0..5).map(|i| book.admit(Some(&peer(i)))).collect();
         assert!(guards.iter().all(Option::is_some));
         assert_eq!(book.open(), 5);

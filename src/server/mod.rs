@@ -24,6 +24,7 @@ use crate::config::{ClientAuthentication, ConfigError, Problem, Problems};
 use crate::forward::{ApmProxy, ConnectionTimes, Connections, ProxySettings};
 use crate::lifecycle::Lifecycle;
 use crate::limits::ConnectionBook;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::tls::{self, CertResolver, CertificateReloader, TlsError};
 use crate::upstream::{PoolSettings, Pools};
@@ -46,6 +47,8 @@ pub enum StartupError {
     },
     #[error("cannot start Pingora: {0}")]
     Pingora(String),
+    #[error("cannot register the metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 impl From<Problem> for StartupError {
@@ -187,6 +190,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
     let lifecycle = Arc::new(Lifecycle::default());
+    let metrics = Arc::new(Metrics::new()?);
     let (pools, pool_services) =
         Pools::start(&s.upstream, p.upstream_authorizations.clone(), &mut server)
             .map_err(|e| StartupError::Pingora(e.to_string()))?;
@@ -208,7 +212,6 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
             "http"
         },
         access_log: s.log.access_log,
-        metrics: s.admin.listen.is_some(),
         body_limits: s.admission.body,
     };
     let reloader_store_view = p.credentials.describe();
@@ -227,6 +230,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         pools.clone(),
         lifecycle.clone(),
         usage.clone(),
+        s.admin.listen.is_some().then(|| metrics.clone()),
         proxy_settings,
     );
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -242,7 +246,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         idle_timeout: s.server.idle_timeout,
         header_timeout: s.server.header_timeout,
     };
-    let book = ConnectionBook::new(s.server.connection_caps);
+    let book = ConnectionBook::new(s.server.connection_caps, metrics.clone());
     let connections = Connections::new(proxy, times, h2c, book.clone());
     let mut service =
         pingora::services::listening::Service::new("apm-auth-proxy".to_string(), connections);
@@ -266,6 +270,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
 
     if let Some(admin) = s.admin.listen {
         let app = AdminApp {
+            metrics: metrics.clone(),
             lifecycle: lifecycle.clone(),
             certificate: p.certificate.clone(),
             connections: book,
@@ -280,13 +285,14 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     let certificates = p
         .certificate
         .zip(s.tls.clone())
-        .map(|(resolver, t)| CertificateReloader::new(t, resolver));
+        .map(|(resolver, t)| CertificateReloader::new(t, resolver, metrics.clone()));
     let reloader = Reloader::new(
         s.auth.clone(),
         authenticator,
         reloader_store_view,
         certificates,
         s.tls.as_ref().and_then(|t| t.reload_interval),
+        metrics,
     );
     server.add_service(background_service("reloader", reloader));
     let saver = usage

@@ -14,7 +14,7 @@ use pingora::services::background::BackgroundService;
 
 use crate::auth::audit::{self, Change};
 use crate::auth::{AuthSettings, Authenticator, CredentialState, CredentialStore};
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 use crate::tls::CertificateReloader;
 use crate::watch::FileWatch;
 
@@ -25,6 +25,8 @@ pub struct Reloader {
     /// The credentials as last loaded, and when expiries were last looked at.
     known: Mutex<(Vec<CredentialState>, SystemTime)>,
     certificates: Option<CertificateReloader>,
+    /// Reload outcomes, and the handshake failures reported once a minute.
+    metrics: Arc<Metrics>,
     certificate_poll: Option<Duration>,
     /// When the expiring credentials were last warned about.
     expiry_warned: Mutex<Option<SystemTime>>,
@@ -39,8 +41,10 @@ impl Reloader {
         loaded: Vec<CredentialState>,
         certificates: Option<CertificateReloader>,
         certificate_poll: Option<Duration>,
+        metrics: Arc<Metrics>,
     ) -> Reloader {
         Reloader {
+            metrics,
             credential_files: FileWatch::new(auth.watched_files()),
             known: Mutex::new((loaded, SystemTime::now())),
             auth,
@@ -62,7 +66,7 @@ impl Reloader {
                     "credentials reloaded"
                 );
                 self.authenticator.replace(store);
-                metrics().reload("credentials", true);
+                self.metrics.reload("credentials", true);
                 let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
                 let mut removed = Vec::new();
                 for (change, c) in audit::changes(&known.0, &now_known, &mut removed) {
@@ -77,7 +81,7 @@ impl Reloader {
                 *self.expiry_warned.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
             Err(e) => {
-                metrics().reload("credentials", false);
+                self.metrics.reload("credentials", false);
                 for problem in e.iter() {
                     tracing::error!(
                         trigger,
@@ -177,7 +181,7 @@ impl BackgroundService for Reloader {
                     self.report_expiries();
                     self.warn_expiring(SystemTime::now());
                 }
-                _ = report.tick() => crate::limits::report_handshake_failures(&mut reported),
+                _ = report.tick() => crate::limits::report_handshake_failures(&self.metrics, &mut reported),
                 _ = shutdown.changed() => return,
             }
         }

@@ -6,18 +6,20 @@
 use std::sync::Arc;
 
 use super::{CertResolver, CertSet, TlsSettings};
-use crate::metrics::metrics;
+use crate::metrics::Metrics;
 use crate::watch::FileWatch;
 
 pub struct CertificateReloader {
     settings: TlsSettings,
     resolver: Arc<CertResolver>,
     watch: FileWatch,
+    metrics: Arc<Metrics>,
 }
 
 impl CertificateReloader {
-    pub fn new(settings: TlsSettings, resolver: Arc<CertResolver>) -> Self {
+    pub fn new(settings: TlsSettings, resolver: Arc<CertResolver>, metrics: Arc<Metrics>) -> Self {
         CertificateReloader {
+            metrics,
             watch: FileWatch::new(settings.watched_files()),
             settings,
             resolver,
@@ -38,11 +40,11 @@ impl CertificateReloader {
                 self.resolver.replace(set);
                 tracing::info!(trigger = why, "certificates reloaded");
                 self.watch.mark_current();
-                metrics().reload("certificates", true);
+                self.metrics.reload("certificates", true);
                 true
             }
             Err(e) => {
-                metrics().reload("certificates", false);
+                self.metrics.reload("certificates", false);
                 tracing::error!(trigger = why, error = %e, "certificate reload failed; still serving the previous certificate");
                 false
             }
