@@ -309,9 +309,6 @@ fn health_command_exits_by_readiness() {
     );
 }
 
-/// A drained proxy with a long agent stream in flight: SIGTERM turns readiness 503 and
-/// closes the listener at once, the stream runs to its end (202), and the process exits as
-/// soon as it has — not after the 30 s grace period.
 /// An agent's event stream, flowing (its metadata line at the upstream): the sender that
 /// continues or ends it, and its answer to come. Call inside a runtime.
 async fn stream_at_upstream(
@@ -379,6 +376,9 @@ fn the_grace_period_cuts_a_stream_that_outlasts_it() {
     );
 }
 
+/// A drained proxy with a long agent stream in flight: SIGTERM turns readiness 503 and
+/// closes the listener at once, the stream runs to its end (202), and the process exits as
+/// soon as it has — not after the 30 s grace period.
 #[test]
 fn sigterm_drains_a_streaming_upload_and_exits_when_it_ends() {
     let pki = pki();
@@ -520,22 +520,28 @@ fn a_second_sigterm_exits_without_waiting_for_the_stream() {
     assert!(!upstream.requests()[0].complete);
 }
 
-/// With a drain delay, readiness turns 503 at once while new requests are still served
-/// (each answer closing its connection) until the delay is over.
+/// With a drain delay, readiness turns 503 at once while new connections are still served
+/// (each answer closing its connection); when the delay is over the listener closes — not
+/// before — while a stream in flight runs on to its 202, and the process exits when it ends.
 #[test]
-fn drain_delay_keeps_serving_while_readiness_says_503() {
+fn drain_delay_keeps_serving_then_closes_the_listener() {
+    const DELAY: Duration = Duration::from_secs(3);
     let pki = pki();
     let upstream = Upstream::start();
-    let proxy = Proxy::builder(&pki, &upstream.url())
+    let mut proxy = Proxy::builder(&pki, &upstream.url())
         .token(TOKEN)
-        .config("[server]\ndrain_delay = \"60s\"\nshutdown_grace_period = \"90s\"\n")
+        .config("[server]\ndrain_delay = \"3s\"\nshutdown_grace_period = \"60s\"\n")
         .start();
-    rt().block_on(async {
+    let port = proxy.port;
+    let status = rt().block_on(async {
+        let (tx, upload) = stream_at_upstream(&proxy, &upstream).await;
         proxy.signal("TERM");
+        let signalled = Instant::now();
         eventually("readiness 503", || async {
             admin_get(&proxy, "/readyz").await.0 == 503
         })
         .await;
+        // A new connection during the delay is served, and told the connection closes.
         let client = proxy.client(false);
         let auth = format!("Bearer {TOKEN}");
         let a = post(
@@ -547,7 +553,31 @@ fn drain_delay_keeps_serving_while_readiness_says_503() {
         .await;
         assert_eq!(a.status, 202, "still served during the drain delay");
         assert_eq!(a.header_values("connection"), ["close"]);
+        eventually("new connections refused after the delay", || async {
+            TcpStream::connect(("127.0.0.1", port)).is_err()
+        })
+        .await;
+        assert!(
+            signalled.elapsed() >= DELAY,
+            "the listener closed {:?} after SIGTERM, before the drain delay",
+            signalled.elapsed()
+        );
+        tx.send(Ok(b"{\"transaction\":{\"id\":\"late\"}}\n".to_vec()))
+            .await
+            .unwrap();
+        drop(tx);
+        upload.await.unwrap().status
     });
+    assert_eq!(
+        status, 202,
+        "the stream in flight completed after the listener closed"
+    );
+    let exit = proxy.wait_exit(PATIENCE).expect("the process exited");
+    assert!(exit.success(), "{exit:?}");
+    let stream = upstream.requests().into_iter().find(|r| r.body.len() > 3);
+    let stream = stream.expect("the stream at the upstream");
+    assert!(stream.complete);
+    assert!(String::from_utf8_lossy(&stream.body).contains("late"));
 }
 
 /// Each proxy counts its own connections: another process's sockets on the same port

@@ -333,6 +333,17 @@ async fn forwarded_despite_the_checks(
 
 #[test]
 fn a_lone_apm_server_is_never_shut_out_after_an_outage() {
+    lone_server_outage(false);
+}
+
+/// The same outage seen by an HTTP/2 client (one multiplexed connection to the proxy, kept
+/// across the upstream's restart).
+#[test]
+fn a_lone_apm_server_is_never_shut_out_after_an_outage_for_http2_clients() {
+    lone_server_outage(true);
+}
+
+fn lone_server_outage(h2: bool) {
     let pki = pki();
     let mut upstream = Upstream::start();
     let proxy = Proxy::builder(&pki, &upstream.url())
@@ -340,7 +351,7 @@ fn a_lone_apm_server_is_never_shut_out_after_an_outage() {
         .config(SLOW_RISE)
         .start();
     let runtime = rt();
-    let client = proxy.client(false);
+    let client = proxy.client(h2);
     runtime.block_on(async {
         eventually("the upstream checked and ready", || ready(&proxy)).await;
         assert_eq!(send_event(&proxy, &client, 1).await, 202);
@@ -359,6 +370,12 @@ fn a_lone_apm_server_is_never_shut_out_after_an_outage() {
         )
         .await;
         assert_eq!(down.status, 502, "{}", down.body);
+        let version = if h2 {
+            reqwest::Version::HTTP_2
+        } else {
+            reqwest::Version::HTTP_11
+        };
+        assert_eq!(down.version, version);
     });
     // Back: the very next request is forwarded, while the checks still call it down.
     let back = Upstream::start_on(addr);

@@ -57,6 +57,8 @@ pub struct Answer {
     pub content_type: Option<String>,
     pub headers: reqwest::header::HeaderMap,
     pub body: String,
+    /// The HTTP version the answer came over.
+    pub version: reqwest::Version,
 }
 
 impl Answer {
@@ -68,6 +70,7 @@ impl Answer {
                 .get("content-type")
                 .map(|v| v.to_str().unwrap().to_string()),
             headers: resp.headers().clone(),
+            version: resp.version(),
             body: resp.text().await.unwrap(),
         }
     }
