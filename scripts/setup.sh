@@ -18,6 +18,8 @@ command -v cc >/dev/null 2>&1 || apt_packages+=(build-essential)
 if [ "$want" = test ]; then
   command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
   command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
+  # setpriv ties every process a test starts to the test (killed if the test run dies).
+  [ -x /usr/bin/setpriv ] || apt_packages+=(util-linux)
   command -v python3 >/dev/null 2>&1 || apt_packages+=(python3 python3-pip)
   [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
   command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)

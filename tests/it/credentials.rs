@@ -225,16 +225,22 @@ fn per_credential_limits_trip_and_recover_without_touching_other_credentials() {
     let small = || "{\"metadata\":{}}\n{\"span\":{}}\n".to_string();
     rt().block_on(async {
         let client = proxy.client(false);
-        let started = std::time::Instant::now();
+        // Three requests inside a second (faster than a token's refill); on a machine too
+        // loaded for that, the bucket is let fill up again and the sequence run again.
         let mut statuses = Vec::new();
-        for _ in 0..3 {
-            statuses.push(post(&client, url(), "Bearer noisy-secret-8e2a", small()).await);
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(2100)).await;
+            }
+            let started = std::time::Instant::now();
+            statuses.clear();
+            for _ in 0..3 {
+                statuses.push(post(&client, url(), "Bearer noisy-secret-8e2a", small()).await);
+            }
+            if started.elapsed() < Duration::from_millis(900) {
+                break;
+            }
         }
-        assert!(
-            started.elapsed() < Duration::from_millis(900),
-            "three requests took {:?}: the bucket refilled meanwhile",
-            started.elapsed()
-        );
         let codes: Vec<u16> = statuses.iter().map(|a| a.status).collect();
         assert_eq!(codes, [202, 202, 429], "{statuses:?}");
         assert!(statuses[2]

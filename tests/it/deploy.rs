@@ -26,22 +26,50 @@ fn exec_form(dockerfile: &str, instruction: &str) -> Vec<String> {
     serde_json::from_str(&line[instruction.len() + 1..]).unwrap()
 }
 
-/// The mounts of docker/compose.yaml and the Kubernetes Deployment, under `root`, read-only.
-fn lay_out_mounts(root: &Path, pki: &Pki) {
-    for dir in ["tls", "secrets", "keys"] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
-    std::fs::copy(&pki.cert, root.join("tls/tls.crt")).unwrap();
-    std::fs::copy(&pki.key, root.join("tls/tls.key")).unwrap();
-    std::fs::write(root.join("secrets/secret-token"), format!("{TOKEN}\n")).unwrap();
-    register_secret(TOKEN);
-    std::fs::write(root.join("keys/keys.toml"), "").unwrap();
-    for dir in ["tls", "secrets", "keys"] {
-        for file in std::fs::read_dir(root.join(dir)).unwrap() {
-            let path = file.unwrap().path();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+const MOUNTED: [&str; 3] = ["tls", "secrets", "keys"];
+
+/// The mounts of docker/compose.yaml and the Kubernetes Deployment in a temporary directory,
+/// read-only; made writable again when dropped, so the directory can be removed.
+struct Mounts(tempfile::TempDir);
+
+impl Mounts {
+    fn lay_out(pki: &Pki) -> Mounts {
+        let mounts = Mounts(tempfile::tempdir().unwrap());
+        let root = mounts.path();
+        for dir in MOUNTED {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
         }
-        std::fs::set_permissions(root.join(dir), std::fs::Permissions::from_mode(0o555)).unwrap();
+        std::fs::copy(&pki.cert, root.join("tls/tls.crt")).unwrap();
+        std::fs::copy(&pki.key, root.join("tls/tls.key")).unwrap();
+        std::fs::write(root.join("secrets/secret-token"), format!("{TOKEN}\n")).unwrap();
+        register_secret(TOKEN);
+        std::fs::write(root.join("keys/keys.toml"), "").unwrap();
+        mounts.set_modes(0o444, 0o555).unwrap();
+        mounts
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn set_modes(&self, file: u32, dir: u32) -> std::io::Result<()> {
+        use std::fs::{set_permissions, Permissions};
+        for d in MOUNTED {
+            let d = self.path().join(d);
+            set_permissions(&d, Permissions::from_mode(0o755))?;
+            for entry in std::fs::read_dir(&d)? {
+                set_permissions(entry?.path(), Permissions::from_mode(file))?;
+            }
+            set_permissions(&d, Permissions::from_mode(dir))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        // Best effort: a failure here leaves a directory behind, never a second panic.
+        let _ = self.set_modes(0o644, 0o755);
     }
 }
 
@@ -80,8 +108,7 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
 fn the_image_command_serves_with_the_container_config_and_reports_healthy() {
     let pki = pki();
     let upstream = Upstream::start();
-    let mounts = tempfile::tempdir().unwrap();
-    lay_out_mounts(mounts.path(), &pki);
+    let mounts = Mounts::lay_out(&pki);
     let before = files_under(mounts.path());
     let (port, admin) = (free_port(), free_port());
     let config_dir = tempfile::tempdir().unwrap();
@@ -157,8 +184,7 @@ fn the_image_command_serves_with_the_container_config_and_reports_healthy() {
 #[test]
 fn every_kubernetes_overlay_config_passes_check() {
     let pki = pki();
-    let mounts = tempfile::tempdir().unwrap();
-    lay_out_mounts(mounts.path(), &pki);
+    let mounts = Mounts::lay_out(&pki);
     let overlays = repo("docker/kubernetes/overlays");
     let mut checked = 0;
     for entry in std::fs::read_dir(&overlays).unwrap() {

@@ -418,8 +418,9 @@ fn sigterm_drains_a_streaming_upload_and_exits_when_it_ends() {
         .expect("the process exited");
     let after = upload_ended.elapsed();
     assert!(exit.success(), "exit status {exit:?}");
+    // Not held for the 30 s grace period (a third of it is the bound on a loaded machine).
     assert!(
-        after < Duration::from_secs(1),
+        after < Duration::from_secs(10),
         "exited {after:?} after the last request ended"
     );
     let rec = upstream.requests().pop().unwrap();
@@ -459,7 +460,7 @@ fn sigterm_on_an_idle_proxy_exits_at_once() {
     assert!(exit.success(), "{exit:?}");
     // Far inside the 30 s grace: the idle connection was not waited for.
     assert!(
-        signalled.elapsed() < Duration::from_secs(5),
+        signalled.elapsed() < Duration::from_secs(10),
         "took {:?}",
         signalled.elapsed()
     );

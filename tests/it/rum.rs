@@ -374,6 +374,7 @@ fn event_rate_limit_per_client_ip_trips_and_recovers() {
             .start();
         let url = proxy.url("/intake/v2/rum/events");
         let c = proxy.client(false);
+        let recorded_before = upstream.requests().len();
         let held = runtime.block_on(async {
             let started = Instant::now();
             // Burst 3: the request's token and 2 events drain the bucket.
@@ -406,6 +407,22 @@ fn event_rate_limit_per_client_ip_trips_and_recovers() {
             "a stream refused mid-way is not reused, and the answer says so"
         );
         assert_eq!(third.status, 429, "a new IP does not get a fresh bucket");
+        // What reached the APM Server of the stream cut at its first batch: `accepted`.
+        let from_ip2: Vec<_> = upstream.requests()[recorded_before..]
+            .iter()
+            .filter(|r| {
+                (r.headers.get("x-forwarded-for"))
+                    .is_some_and(|v| v.to_str().unwrap().contains(ip2))
+            })
+            .map(events_received)
+            .collect();
+        assert!(from_ip2.len() <= 1, "{from_ip2:?}");
+        assert_eq!(
+            from_ip2.iter().sum::<usize>(),
+            accepted_in(&mid.body),
+            "events at the upstream vs {}",
+            mid.body
+        );
         break proxy;
     };
     let url = proxy.url("/intake/v2/rum/events");

@@ -53,6 +53,7 @@ fn reload_under_traffic_keeps_open_connections_and_falls_back_on_broken_files() 
     rt().block_on(async {
         // A kept-alive connection, and an upload in flight, both on certificate A.
         assert_eq!(status(&old_client, &url, true).await.unwrap(), 202);
+        let streamed = upstream.body_bytes();
         let upload = {
             let (client, url) = (old_client.clone(), url.clone());
             tokio::spawn(async move {
@@ -75,7 +76,12 @@ fn reload_under_traffic_keeps_open_connections_and_falls_back_on_broken_files() 
                     .map(|r| r.status().as_u16())
             })
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The upload's connection is open and flowing (its first line at the upstream)
+        // before the certificate changes.
+        eventually("the upload at the upstream", || async {
+            upstream.body_bytes() > streamed
+        })
+        .await;
         let (cert_b, key_b) = ca_b.issue("server", &["localhost"], false);
         replace(&pki.key, &key_b);
         replace(&pki.cert, &cert_b);
@@ -107,9 +113,12 @@ fn reload_under_traffic_keeps_open_connections_and_falls_back_on_broken_files() 
                 .unwrap(),
             202
         );
-        // Leave the broken file for many polls (200 ms each), then prove the poller still
-        // runs: a good certificate C written now is picked up by a later poll.
+        // The broken file stays for five polls (200 ms each; the scenario, not a wait for
+        // something): it is one failed reload, not one per poll. Then the poller is proven
+        // still running: a good certificate C written now is picked up by a later poll.
         tokio::time::sleep(Duration::from_secs(1)).await;
+        let failures = "apm_auth_proxy_reloads_total{file=\"certificates\",result=\"failure\"}";
+        assert_eq!(sample(&metric_samples(&proxy).await, failures), 1.0);
         let ca_c = Ca::new("CA C");
         let (cert_c, key_c) = ca_c.issue("server", &["localhost"], false);
         replace(&pki.key, &key_c);

@@ -16,15 +16,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_apm-auth-proxy");
 pub const API_KEYS: &str = "[auth.api_key]\nenabled = true\nkeys_file = \"keys.toml\"\n";
 
 /// A command that dies with the test: when the thread that started it ends (the test
-/// binary killed, a test that panicked before its cleanup), the kernel kills the child too.
+/// binary killed, a test that panicked before its cleanup), the kernel kills the child too
+/// (`setpriv --pdeathsig`, from util-linux, which `scripts/setup.sh test` installs).
 pub fn command_tied_to_test(program: &str) -> Command {
-    if Path::new("/usr/bin/setpriv").exists() {
-        let mut c = Command::new("/usr/bin/setpriv");
-        c.args(["--pdeathsig", "KILL", "--", program]);
-        c
-    } else {
-        Command::new(program)
-    }
+    const SETPRIV: &str = "/usr/bin/setpriv";
+    assert!(
+        Path::new(SETPRIV).exists(),
+        "{SETPRIV} (util-linux) is needed so no process outlives the tests: \
+         run scripts/setup.sh test"
+    );
+    let mut c = Command::new(SETPRIV);
+    c.args(["--pdeathsig", "KILL", "--", program]);
+    c
 }
 
 /// A command bounded in time (coreutils `timeout`): killed after `limit`.
@@ -70,23 +73,34 @@ fn listens_on(pid: u32, addr: std::net::SocketAddr) -> bool {
     })
 }
 
+/// A free loopback port for a listener the test does not bind itself (the proxy's).
+///
+/// Taken from below the kernel's ephemeral range (`ip_local_port_range`), where no `bind(0)`
+/// and no outgoing connection is ever given a port: between this probe and the proxy's bind
+/// nothing else in the test run can take it. Each port is handed out once per run, from a
+/// start that differs per process.
 pub fn free_port() -> u16 {
-    // Never the same port twice in this test run: between the probe and the proxy's bind the
-    // kernel may hand a just-released port to the next probe.
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..100 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
+    static NEXT: Mutex<Option<u16>> = Mutex::new(None);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOWEST: u16 = 10_000;
+    let span = ephemeral_start.saturating_sub(LOWEST).max(1000);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut port = next.unwrap_or(LOWEST + (std::process::id() % u32::from(span)) as u16);
+    for _ in 0..1000 {
+        if port < LOWEST || port >= LOWEST + span {
+            port = LOWEST;
+        }
+        let candidate = port;
+        port += 1;
+        if TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            *next = Some(port);
+            return candidate;
         }
     }
-    panic!("no fresh free port in 100 tries");
+    panic!("no free port below the ephemeral range in 1000 tries");
 }
 
 /// Every secret any test configured or created: no proxy's log may contain one.
@@ -269,7 +283,9 @@ impl<'a> ProxyBuilder<'a> {
             f(dir.path());
         }
         let mut dir = Some(dir);
-        // A free port can be taken between the probe and the bind: try another one.
+        // Started once. Only a listener address found taken (by something outside this test
+        // run) is tried again, on other ports; any other failure — a crash, a config error,
+        // not ready in time — fails the test at once with the proxy's log.
         for _attempt in 0..3 {
             let listen = self
                 .listen
@@ -306,18 +322,42 @@ impl<'a> ProxyBuilder<'a> {
                 child,
                 ca_pem: self.pki.ca_pem.clone(),
             };
-            if proxy.wait_ready(Duration::from_secs(20)) {
-                return proxy;
+            match proxy.wait_ready(Duration::from_secs(20)) {
+                Ready::Yes => return proxy,
+                Ready::AddressTaken if self.listen.is_none() => {
+                    let _ = proxy.child.wait();
+                    dir = Some(std::mem::replace(
+                        &mut proxy.dir,
+                        tempfile::tempdir().unwrap(),
+                    ));
+                }
+                failed => {
+                    let _ = proxy.child.kill();
+                    let _ = proxy.child.wait();
+                    let why = match failed {
+                        Ready::Exited(status) => format!("exited with {status}"),
+                        Ready::AddressTaken => "its fixed listen address is taken".into(),
+                        _ => "not listening after 20 s".into(),
+                    };
+                    // Panicking with `proxy` alive: its drop, during the unwind, skips the
+                    // secret scan of a log shown here.
+                    panic!("the proxy did not start: {why}\n{}", proxy.log_text());
+                }
             }
-            let _ = proxy.child.kill();
-            let _ = proxy.child.wait();
-            dir = Some(std::mem::replace(
-                &mut proxy.dir,
-                tempfile::tempdir().unwrap(),
-            ));
         }
-        panic!("the proxy did not start");
+        panic!("the proxy's listener addresses were taken three times");
     }
+}
+
+/// How [`Proxy::wait_ready`] ended.
+enum Ready {
+    Yes,
+    /// It exited because a listener address was in use.
+    AddressTaken,
+    /// It exited for another reason.
+    Exited(std::process::ExitStatus),
+    /// Still not listening when the time was up.
+    TimedOut,
 }
 
 /// The real proxy binary, running with a config written for the test.
@@ -339,24 +379,26 @@ impl Proxy {
         ProxyBuilder::new(pki, upstream)
     }
 
-    fn wait_ready(&mut self, limit: Duration) -> bool {
+    fn wait_ready(&mut self, limit: Duration) -> Ready {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                eprintln!("proxy exited with {status}:\n{}", self.log_text());
-                return false;
+                return if self.log_text().contains("cannot listen on") {
+                    Ready::AddressTaken
+                } else {
+                    Ready::Exited(status)
+                };
             }
-            // The port answers, and it is this proxy that holds it: not another test's proxy
-            // that took the same free port between the probe and the bind (this one then
-            // fails to bind, exits, and is started again on another port).
+            // The port answers, and it is this proxy that holds it (not a process outside
+            // the test run that listens there; this one then fails to bind and exits).
             if TcpStream::connect((self.host, self.port)).is_ok()
                 && listens_on(self.child.id(), (self.host, self.port).into())
             {
-                return true;
+                return Ready::Yes;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        false
+        Ready::TimedOut
     }
 
     pub fn url(&self, path: &str) -> String {
