@@ -62,7 +62,7 @@ def dockerfile() -> None:
         if needle not in where:
             problem("docker/Dockerfile", rule)
     ignore = (ROOT / ".dockerignore").read_text().split()
-    for needed in ("!Cargo.toml", "!Cargo.lock", "!vendor/", "!src/", "!docker/proxy.toml"):
+    for needed in ("!Cargo.toml", "!Cargo.lock", "!build.rs", "!vendor/", "!src/", "!docker/proxy.toml"):
         if needed not in ignore:
             problem(".dockerignore", f"the build context admits {needed[1:]}")
 

@@ -48,22 +48,39 @@ fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Res
         .unwrap_or_default()
 }
 
+/// The usage per credential, with times in RFC 3339 as `apikey list --json` gives them.
+fn usage_json(book: &UsageBook) -> Vec<serde_json::Value> {
+    let at = |secs: u64| {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    (book.snapshot().into_iter())
+        .map(|u| {
+            serde_json::json!({
+                "kind": u.kind,
+                "name": u.name,
+                "last_used": u.last_used.map(at),
+                "last_client_ip": u.last_client_ip,
+                "requests_accepted": u.requests_accepted,
+                "requests_refused": u.requests_refused,
+                "events_accepted": u.events_accepted,
+            })
+        })
+        .collect()
+}
+
 impl AdminApp {
     fn metrics(&self) -> Response<Vec<u8>> {
         let m = &self.metrics;
         m.in_flight.set(self.lifecycle.in_flight() as i64);
         if let Some(c) = &self.certificate {
-            m.certificate_expiry_seconds.set(c.seconds_until_expiry());
+            m.set_certificates(&c.not_after_by_name());
         }
         // The members as they are now: one that left DNS is no longer reported.
-        m.upstream_member_up.reset();
-        for pool in self.pools.all() {
-            for member in pool.members() {
-                m.upstream_member_up
-                    .with_label_values(&[&*pool.name, &member.addr.to_string()])
-                    .set(i64::from(member.up));
-            }
-        }
+        m.set_upstream_members(self.pools.all().iter().flat_map(|pool| {
+            (pool.members().into_iter())
+                .map(|member| (&*pool.name, member.addr.to_string(), member.up))
+        }));
         m.client_connections
             .set(i64::try_from(self.connections.open()).unwrap_or(i64::MAX));
         text(StatusCode::OK, "text/plain; version=0.0.4", m.encode())
@@ -90,7 +107,7 @@ impl ServeHttp for AdminApp {
             "/metrics" => self.metrics(),
             "/usage" => match &self.usage {
                 Some(book) => {
-                    let body = serde_json::json!({ "credentials": book.snapshot() });
+                    let body = serde_json::json!({ "credentials": usage_json(book) });
                     text(StatusCode::OK, "application/json", format!("{body}\n"))
                 }
                 None => text(

@@ -143,6 +143,8 @@ pub struct CertSet {
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     /// Earliest notAfter of all served certificates (Unix seconds).
     pub earliest_not_after: Option<i64>,
+    /// Each served certificate's notAfter, by the name it serves (`default` for the default).
+    pub served: Vec<(String, i64)>,
 }
 
 impl CertSet {
@@ -153,6 +155,10 @@ impl CertSet {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
             earliest_not_after,
+            served: earliest_not_after
+                .map(|t| ("default".to_string(), t))
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -163,11 +169,15 @@ impl CertSet {
         for entry in &settings.sni {
             let f = &entry.files;
             let k = Arc::new(load_certified_key(&f.certificate, &f.key)?);
-            set.earliest_not_after = match (set.earliest_not_after, not_after(&k)) {
+            let expires = not_after(&k);
+            set.earliest_not_after = match (set.earliest_not_after, expires) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
             for name in &entry.server_names {
+                if let Some(t) = expires {
+                    set.served.push((name.clone(), t));
+                }
                 match name.strip_prefix("*.") {
                     Some(suffix) => set.wildcard.insert(suffix.to_string(), k.clone()),
                     None => set.exact.insert(name.clone(), k.clone()),
@@ -227,6 +237,11 @@ impl CertResolver {
             Ordering::Relaxed,
         );
         self.current.store(Arc::new(set));
+    }
+
+    /// Each served certificate's notAfter (Unix seconds), by the name it serves.
+    pub fn not_after_by_name(&self) -> Vec<(String, i64)> {
+        self.current.load().served.clone()
     }
 
     /// Seconds until the first served certificate expires (negative once expired).

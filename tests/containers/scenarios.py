@@ -220,8 +220,11 @@ def check_security_context(container: str, what: str) -> None:
 
 def build_image(rust_image: str) -> None:
     pm.log(f"podman build -f docker/Dockerfile (RUST_IMAGE={rust_image}, RUNTIME_IMAGE={pm.DISTROLESS})")
+    revision = subprocess.run(["git", "-C", str(pm.ROOT), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True).stdout.strip() or "unknown"
     out = podman("build", "--format", "docker", "--pull=never", "-f", "docker/Dockerfile",
                  "--build-arg", f"RUST_IMAGE={rust_image}",
+                 "--build-arg", f"REVISION={revision}",
                  "--build-arg", f"RUNTIME_IMAGE={pm.DISTROLESS}",
                  "-t", IMAGE, str(pm.ROOT), check=False, timeout=3600)
     check("the image builds from docker/Dockerfile and the repository's context", out.returncode == 0,

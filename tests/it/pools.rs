@@ -202,7 +202,14 @@ fn dns_discovery_follows_the_records_while_traffic_flows() {
         let up = |ip: &Ipv4Addr| {
             format!("apm_auth_proxy_upstream_member_up{{member=\"{ip}:{port}\",pool=\"default\"}}")
         };
-        assert_eq!(sample(&metric_samples(&proxy).await, &up(&ips[0])), 1.0);
+        let sent = |ip: &Ipv4Addr| {
+            format!(
+                "apm_auth_proxy_upstream_requests_total{{member=\"{ip}:{port}\",pool=\"default\"}}"
+            )
+        };
+        let m = metric_samples(&proxy).await;
+        assert_eq!(sample(&m, &up(&ips[0])), 1.0);
+        assert!(sample(&m, &sent(&ips[0])) >= 1.0);
         // The records change while requests keep flowing: .4 joins, .2 leaves.
         dns.set(&ips[1..3]);
         eventually("traffic on the added member", || async {
@@ -223,7 +230,12 @@ fn dns_discovery_follows_the_records_while_traffic_flows() {
         // The metrics follow the members: the removed one is no longer reported.
         let m = metric_samples(&proxy).await;
         assert!(!m.contains_key(&up(&ips[0])), "{m:?}");
+        assert!(
+            !m.contains_key(&sent(&ips[0])),
+            "its request count goes too: {m:?}"
+        );
         assert_eq!(sample(&m, &up(&ips[2])), 1.0);
+        assert!(sample(&m, &sent(&ips[2])) >= 1.0);
     });
 }
 
