@@ -19,7 +19,9 @@ use super::names::{AnonymousPolicy, NameRules};
 use super::rejection::{Rejection, Reply};
 use super::routes::{self, Endpoint, EndpointKind};
 use super::settings::AdmissionSettings;
-use crate::auth::{authorize, Action, AuthOutcome, Authenticator, Identity, IdentityMap};
+use crate::auth::{
+    authorize, Action, AuthFailure, AuthOutcome, Authenticator, Identity, IdentityMap,
+};
 use crate::limits::{
     AuthThrottle, CredentialKey, CredentialRates, EventCharge, OpenRequests, RateLimiter, RateSpec,
     RateUnit, Slot,
@@ -375,12 +377,17 @@ impl Gate {
         // Who is calling: the credential, the certificate, both, or nobody (anonymous).
         // A wrong credential is never ignored, even when the certificate alone would do,
         // and never downgraded to anonymous.
-        let (credential, cert_identity) = match (
-            self.authenticator
-                .authenticate(route.authorization, caller.now),
-            certificate,
-        ) {
+        // A known key refused is named in the refusal (log, usage), never told apart in the
+        // answer.
+        let mut refused_key = None;
+        let outcome = (self.authenticator).authenticate(route.authorization, caller.now);
+        let (credential, cert_identity) = match (outcome, certificate) {
             (AuthOutcome::Failed(failure), _) => {
+                (Err(Rejection::AuthenticationFailed(failure)), None)
+            }
+            (AuthOutcome::KeyRefused(key), _) => {
+                refused_key = Some(key);
+                let failure = AuthFailure::InvalidCredentials;
                 (Err(Rejection::AuthenticationFailed(failure)), None)
             }
             (AuthOutcome::Missing, Some(c)) if !c.require_credential => {
@@ -412,7 +419,8 @@ impl Gate {
                 charge: Charge::Nothing,
             });
         };
-        let credential = credential.map_err(|rejection| Refusal::of(rejection, None))?;
+        let credential =
+            credential.map_err(|rejection| Refusal::of(rejection, refused_key.as_ref()))?;
         // Every identity involved must hold the privilege; a gRPC method that is not an OTLP
         // export, every privilege there is.
         let required = match kind {

@@ -82,6 +82,7 @@ mod tests {
         CredentialState {
             kind: CredentialKind::ApiKey,
             name: name.into(),
+            display_name: format!("{name}-name"),
             revoked,
             expires_at,
         }
@@ -122,6 +123,7 @@ mod tests {
         let state = |name: &str, expires: Option<SystemTime>, revoked| CredentialState {
             kind: CredentialKind::Token,
             name: name.into(),
+            display_name: name.into(),
             revoked,
             expires_at: expires,
         };

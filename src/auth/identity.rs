@@ -47,6 +47,17 @@ impl Identity {
         }
     }
 
+    /// The credential's human name: a token's or certificate identity's name, an API key's
+    /// `--name` (its id is in [`Identity::credential`]); `None` for anonymous callers.
+    pub fn display_name(&self) -> Option<&str> {
+        match self {
+            Identity::SecretToken { name, .. }
+            | Identity::ApiKey { name, .. }
+            | Identity::ClientCert { name, .. } => Some(name),
+            Identity::Anonymous => None,
+        }
+    }
+
     /// The upstream pool the credential is bound to, if any.
     pub fn upstream(&self) -> Option<&str> {
         match self {
@@ -93,6 +104,10 @@ pub enum AuthOutcome {
     /// No usable `Authorization` header (absent or malformed): anonymous in APM terms.
     Missing,
     Failed(AuthFailure),
+    /// A known API key presented with a wrong (or past its rotation grace), expired or revoked
+    /// secret: refused exactly as [`AuthFailure::InvalidCredentials`], but the key is named in
+    /// the log and its usage (the id is not a secret; unknown ids are never recorded).
+    KeyRefused(Identity),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -50,6 +50,8 @@ pub struct CredentialState {
     pub kind: CredentialKind,
     /// The token's name or the key's id.
     pub name: String,
+    /// Its human name: the token's name, the key's `--name`.
+    pub display_name: String,
     pub revoked: bool,
     pub expires_at: Option<SystemTime>,
 }
@@ -112,18 +114,25 @@ impl CredentialStore {
         let tokens = self.tokens.iter().map(|t| CredentialState {
             kind: CredentialKind::Token,
             name: t.name.to_string(),
+            display_name: t.name.to_string(),
             revoked: false,
             expires_at: t.expires_at,
         });
         let keys = self.keys.iter().map(|(id, k)| CredentialState {
             kind: CredentialKind::ApiKey,
             name: id.to_string(),
+            display_name: k.identity.display_name().unwrap_or_default().to_string(),
             revoked: k.revoked,
             expires_at: k.expires_at,
         });
         let mut all: Vec<CredentialState> = tokens.chain(keys).collect();
         all.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         all
+    }
+
+    /// Each API key bound to an upstream pool: (id, pool).
+    pub fn key_pools(&self) -> impl Iterator<Item = (&str, &str)> {
+        (self.keys.iter()).filter_map(|(id, k)| Some((&**id, k.identity.upstream()?)))
     }
 
     pub fn token_count(&self) -> usize {
@@ -202,7 +211,8 @@ impl CredentialStore {
             Some(e) if secret_ok && !e.revoked && e.expires_at.is_none_or(|exp| now < exp) => {
                 AuthOutcome::Authenticated(e.identity.clone())
             }
-            _ => AuthOutcome::Failed(AuthFailure::InvalidCredentials),
+            Some(e) => AuthOutcome::KeyRefused(e.identity.clone()),
+            None => AuthOutcome::Failed(AuthFailure::InvalidCredentials),
         }
     }
 }
@@ -348,21 +358,24 @@ mod tests {
                 "{good}"
             );
         }
-        for bad in [
-            "k1:wrong",
-            "unknown:s1",
-            "old:s2",
-            "rev:s3",
-            "k1:",
-            ":s1",
-            "done:s5-old",
-            "rot:s5-old",
+        // Refused alike; a known key named (for the log and its usage), an unknown id not.
+        for (bad, known) in [
+            ("k1:wrong", Some("k1")),
+            ("unknown:s1", None),
+            ("old:s2", Some("old")),
+            ("rev:s3", Some("rev")),
+            ("k1:", Some("k1")),
+            (":s1", None),
+            ("done:s5-old", Some("done")),
+            ("rot:s5-old", Some("rot")),
         ] {
-            assert_eq!(
-                s.authenticate(Some(&api(bad)), now),
-                AuthOutcome::Failed(AuthFailure::InvalidCredentials),
-                "{bad}"
-            );
+            match (s.authenticate(Some(&api(bad)), now), known) {
+                (AuthOutcome::KeyRefused(Identity::ApiKey { id, .. }), Some(k)) => {
+                    assert_eq!(&*id, k, "{bad}")
+                }
+                (AuthOutcome::Failed(AuthFailure::InvalidCredentials), None) => {}
+                (other, _) => panic!("{bad}: {other:?}"),
+            }
         }
         assert_eq!(
             s.authenticate(Some(&api("no-colon")), now),

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::connection::HeadRead;
 use crate::admission::{EndpointKind, Rejection, Reply};
@@ -23,6 +23,10 @@ pub struct RequestCtx {
     pub(super) client_ip: IpAddr,
     /// The TCP peer is a trusted proxy.
     pub(super) from_trusted_proxy: bool,
+    /// In every line about the request and sent upstream (`request_id`).
+    pub(super) request_id: String,
+    /// The TLS server name (SNI) the client asked for.
+    pub(super) server_name: Option<String>,
     /// The request as the gate let it through; `None` when the gate refused it.
     pub(super) admitted: Option<Admitted>,
     /// Whom the gate (or the pool choice) refused, when it knew (the access log names them).
@@ -68,7 +72,6 @@ pub(super) struct UpstreamAttempt {
     pub(super) member: Option<SocketAddr>,
     /// When the request head was sent upstream.
     pub(super) started: Option<Instant>,
-    pub(super) duration: Option<Duration>,
 }
 
 impl RequestCtx {
@@ -80,6 +83,8 @@ impl RequestCtx {
             started: Instant::now(),
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             from_trusted_proxy: false,
+            request_id: String::new(),
+            server_name: None,
             admitted: None,
             refused_identity: None,
             rejection: None,

@@ -7,6 +7,7 @@ mod connection;
 mod context;
 mod proxy;
 mod read_ahead;
+mod request_id;
 mod response;
 mod server_settings;
 mod upstream_headers;

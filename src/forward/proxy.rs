@@ -13,11 +13,12 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 
 use super::access_log;
 use super::context::{Admitted, BodyWork, RequestCtx};
 use super::read_ahead::{prepare_read_ahead, read_ahead, ReadAhead};
+use super::request_id::{self, RequestIds};
 use super::response::{self, rejection_for};
 use super::upstream_headers::{self, request_host};
 use crate::admission::{
@@ -57,6 +58,7 @@ pub struct ApmProxy {
     /// Where requests are recorded (`None` when the admin listener, which serves the
     /// metrics, is off: nothing is recorded for nobody).
     metrics: Option<Arc<Metrics>>,
+    request_ids: RequestIds,
     settings: ProxySettings,
 }
 
@@ -77,6 +79,7 @@ impl ApmProxy {
             lifecycle,
             usage,
             metrics,
+            request_ids: RequestIds::new(),
             settings,
         }
     }
@@ -109,11 +112,13 @@ impl ProxyHttp for ApmProxy {
         ctx.client_ip = self
             .client_ip
             .client_ip(peer, &session.req_header().headers);
+        ctx.request_id = self.request_ids.for_request(&session.req_header().headers);
 
         let connection = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|tls| tls.extension.get::<ConnectionInfo>());
+        ctx.server_name = connection.and_then(|c| c.server_name.clone());
         let caller = Caller {
             peer_cert: connection.and_then(|c| c.peer_certificate.as_ref()),
             ip: ctx.client_ip,
@@ -273,6 +278,7 @@ impl ProxyHttp for ApmProxy {
             // The answer is trimmed for anonymous callers, so it must come uncompressed.
             upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
         }
+        upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         ctx.upstream.started = Some(Instant::now());
         Ok(())
     }
@@ -283,7 +289,6 @@ impl ProxyHttp for ApmProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.upstream.duration = ctx.upstream.started.map(|t| t.elapsed());
         if self.lifecycle.is_draining() {
             // A request in flight when the drain began: its connection closes after it.
             session.set_keepalive(None);
@@ -349,17 +354,11 @@ impl ProxyHttp for ApmProxy {
         }
     }
 
-    /// A client that hangs up mid-request is routine for agents (they cut uploads at
-    /// `api_request_time`); it is in the access log, not worth an ERROR line each.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
-        *e.esource() == ErrorSource::Downstream
-            && matches!(
-                e.etype(),
-                ErrorType::ConnectionClosed
-                    | ErrorType::ReadError
-                    | ErrorType::WriteError
-                    | ErrorType::ReadTimedout
-            )
+    /// Pingora's own line for a failed request repeats the access line, with the query
+    /// string: never written. The access line carries the error (or, with the access log
+    /// off, one WARN line of the proxy's; see `logging`).
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _e: &Error) -> bool {
+        true
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -368,15 +367,19 @@ impl ProxyHttp for ApmProxy {
             client_ip: ctx.client_ip,
             identity: ctx.identity(),
             rejection: ctx.rejection.as_ref(),
-            upstream_duration: ctx.upstream.duration,
+            upstream_duration: ctx.upstream.started.map(|t| t.elapsed()),
             pool: &self.pools.get(ctx.upstream.pool).name,
             member: ctx.upstream.member,
+            request_id: &ctx.request_id,
+            server_name: ctx.server_name.as_deref(),
         };
         if let Some(metrics) = &self.metrics {
             access_log::record_metrics(metrics, session, &entry);
         }
-        if self.settings.access_log {
-            access_log::write(session, e, &entry);
+        match (self.settings.access_log, e) {
+            (true, _) => access_log::write(session, e, &entry),
+            (false, Some(e)) => access_log::write_failure(session, e, &entry),
+            (false, None) => {}
         }
         if let (Some(book), Some(who)) = (&self.usage, ctx.identity()) {
             let accepted = ctx.rejection.is_none();

@@ -78,15 +78,28 @@ impl<S> Filter<S> for ProxyLogFilter {
     }
 }
 
+/// The level filter: `level` as given, and unless it names Pingora's crates itself, their
+/// start-up chatter (INFO) and the load balancer's WARN lines (a `Debug` dump of a member,
+/// beside the proxy's own line for the same event) left out at the levels operators run.
+fn level_filter(level: &str) -> EnvFilter {
+    let quiet = ["error", "warn", "info"].contains(&level.trim().to_ascii_lowercase().as_str());
+    let directives = if quiet && !level.contains("pingora") {
+        format!("{level},pingora=warn,pingora_load_balancing=error")
+    } else {
+        level.to_string()
+    };
+    parse_filter(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
 /// Install the global subscriber. Safe to call once; later calls are ignored.
 pub fn init(config: &LogSettings) {
-    let filter = parse_filter(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = level_filter(&config.level);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     let layer = match config.format {
-        LogFormat::Json => fmt.event_format(ecs::Ecs).boxed(),
+        LogFormat::Json => fmt.event_format(ecs::Ecs::new()).boxed(),
         LogFormat::Text => fmt.boxed(),
     };
     let _ = tracing_subscriber::registry()

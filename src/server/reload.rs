@@ -132,13 +132,16 @@ impl Reloader {
     }
 }
 
+/// One audit line: the credential changed under `user.target.*` in ECS, with the id the
+/// access lines give it (`api_key:<id>`, `token:<name>`) and its human name.
 fn audit_line(change: Change, c: &CredentialState) {
     tracing::info!(
         target: "audit",
         action = change.label(),
         credential_kind = c.kind.as_str(),
-        credential = %c.name,
-        "credential {}", change.label()
+        target_credential = %format_args!("{}:{}", c.kind, c.name),
+        target_credential_name = ?c.display_name,
+        "credential {}: {}:{}", change.label(), c.kind, c.name
     );
 }
 

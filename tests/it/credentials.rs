@@ -90,11 +90,11 @@ fn usage_per_credential_is_counted_listed_and_survives_a_restart() {
         assert_eq!(token["requests_refused"], 0);
         assert_eq!(token["events_accepted"], 6);
         assert_eq!(token["last_client_ip"], "127.0.0.1");
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        assert!(now - token["last_used"].as_u64().unwrap() < 60, "{token}");
+        // An RFC 3339 time, as `apikey list --json` gives it.
+        let last_used = token["last_used"].as_str().unwrap();
+        let at = humantime::parse_rfc3339(last_used).unwrap();
+        let ago = SystemTime::now().duration_since(at).unwrap_or_default();
+        assert!(ago < Duration::from_secs(60), "{token}");
         let k = record(&usage, "api_key", &key_id);
         assert_eq!(k["requests_accepted"], 1, "{usage}");
         assert_eq!(k["requests_refused"], 1);
@@ -349,8 +349,21 @@ fn a_rotated_key_accepts_both_secrets_for_the_grace_period_then_only_the_new_one
     std::thread::sleep(
         Duration::from_secs(4).saturating_sub(rotated_at.elapsed()) + Duration::from_millis(300),
     );
+    // The old secret past its grace: refused, and counted to the key (its id is known), as
+    // the README says. (Its usage is saved at once on the admin listener's view.)
+    let refused = || {
+        rt().block_on(async {
+            let (_, body) = admin_get(&proxy, "/usage").await;
+            let usage: Value = serde_json::from_str(&body).unwrap();
+            record(&usage, "api_key", &id)["requests_refused"]
+                .as_u64()
+                .unwrap()
+        })
+    };
+    let before = refused();
     assert_eq!(status(&old), 401, "the old secret after its grace period");
     assert_eq!(status(&new), 202);
+    eventually_blocking("the refusal in the key's usage", || refused() == before + 1);
     let (code, out, _) = run_cli(&["apikey", "--config", config.to_str().unwrap(), "list"]);
     assert_eq!(code, 0);
     assert_eq!(

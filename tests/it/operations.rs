@@ -28,6 +28,32 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
         .start();
     let runtime = rt();
     runtime.block_on(async {
+        // Before any request: the process's own metrics, and every known counter at 0 so
+        // that `increase()` and alerts see its first event.
+        let m = metric_samples(&proxy).await;
+        for limit in [
+            "rate",
+            "credential_rate",
+            "concurrency",
+            "failed_auth",
+            "connections",
+            "connections_per_ip",
+            "header_timeout",
+        ] {
+            let key = format!("apm_auth_proxy_limited_total{{limit=\"{limit}\"}}");
+            assert_eq!(sample(&m, &key), 0.0, "{key}");
+        }
+        for file in ["certificates", "credentials"] {
+            for result in ["success", "failure"] {
+                let key = format!("apm_auth_proxy_reloads_total{{file=\"{file}\",result=\"{result}\"}}");
+                assert_eq!(sample(&m, &key), 0.0, "{key}");
+            }
+        }
+        assert!(sample(&m, "process_resident_memory_bytes") > 1e6);
+        assert!(sample(&m, "process_open_fds") >= 3.0);
+        assert!(sample(&m, "process_max_fds") >= 1024.0);
+        assert!(sample(&m, "process_start_time_seconds") > 1.7e9);
+        assert!(m.contains_key("process_cpu_seconds_total"));
         eventually("readiness once the upstream answered", || async {
             admin_get(&proxy, "/readyz").await == (200, "ready\n".to_string())
         })
@@ -59,22 +85,30 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
         assert_eq!(requests("/intake/v2/events", "forwarded", "", 202), 3.0);
         assert_eq!(requests("/intake/v2/events", "rejected", "invalid_credentials", 401), 2.0);
         assert_eq!(requests("other", "rejected", "not_found", 404), 1.0);
-        assert_eq!(
-            sample(&m, "apm_auth_proxy_authentications_total{credential=\"default\",method=\"token\"}"),
-            3.0
-        );
-        assert_eq!(sample(&m, "apm_auth_proxy_request_duration_seconds_count{endpoint=\"/intake/v2/events\"}"), 5.0);
-        assert_eq!(sample(&m, "apm_auth_proxy_upstream_duration_seconds_count"), 3.0);
+        // Per method only: one series per credential would grow for ever (`/usage` has them).
+        assert_eq!(sample(&m, "apm_auth_proxy_authentications_total{method=\"token\"}"), 3.0);
+        assert!(!m.keys().any(|k| k.contains("credential=")), "no per-credential series");
+        let duration = |outcome: &str| {
+            let key = format!("apm_auth_proxy_request_duration_seconds_count{{endpoint=\"/intake/v2/events\",outcome=\"{outcome}\"}}");
+            sample(&m, &key)
+        };
+        assert_eq!((duration("forwarded"), duration("rejected")), (3.0, 2.0));
+        // Refusals take well under a millisecond: the lowest bucket is 100 µs.
+        assert!(m.contains_key("apm_auth_proxy_request_duration_seconds_bucket{endpoint=\"/intake/v2/events\",outcome=\"rejected\",le=\"0.0001\"}"));
+        assert_eq!(sample(&m, "apm_auth_proxy_upstream_duration_seconds_count{pool=\"default\"}"), 3.0);
         assert!(sample(&m, "apm_auth_proxy_request_bytes_total") >= 9.0);
-        assert!(sample(&m, "apm_auth_proxy_certificate_expiry_seconds") > 3600.0);
+        // When the served certificate expires, as a Unix time (the test's: a year from now).
+        let not_after = sample(&m, "apm_auth_proxy_certificate_not_after_timestamp_seconds{server_name=\"default\"}");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!(not_after > now + 3600.0, "{not_after} vs now {now}");
         // The client's kept-alive connections (it may hold more than one: its pool opens
         // another when one is not back yet; exact counts are tested with one connection per
         // client in `connection_caps_count_only_the_proxy_s_own_connections`).
         assert!(sample(&m, "apm_auth_proxy_client_connections") >= 1.0);
-        assert_eq!(
-            sample(&m, &format!("apm_auth_proxy_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))),
-            1.0
-        );
+        let build = m.iter().find(|(k, _)| k.starts_with("apm_auth_proxy_build_info{")).unwrap();
+        assert!(build.0.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{build:?}");
+        assert!(build.0.contains("revision=\""), "{build:?}");
+        assert_eq!(*build.1, 1.0);
         drop(client);
     });
     // The upstream goes away: readiness says so, and requests are still sent to it (a lone
@@ -111,95 +145,173 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
     );
 }
 
+/// The JSON log as an operator reads it: ECS on every line, an APM Server error a failure,
+/// one credential named the same way in access and audit lines (also when its secret is
+/// wrong), the request id sent upstream, and no query string anywhere.
 #[test]
 fn ecs_logs_are_json_with_the_required_fields() {
     let pki = pki();
     let upstream = Upstream::start();
-    let mut key = String::new();
+    let mut key = (String::new(), String::new());
     let proxy = Proxy::builder(&pki, &upstream.url())
         .token(TOKEN)
         .api_keys()
         .config("[log]\nformat = \"json\"\n[auth]\nreload_interval = \"100ms\"\n")
-        .prepare(|dir| key = create_key(dir, "event:write", &[]).1)
+        .prepare(|dir| key = create_key(dir, "event:write", &[]))
         .start();
+    let (key_id, credential) = key;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // A key added while the proxy runs is an audit line; then it is used.
+    let (new_id, new_credential) = create_key(proxy.dir.path(), "event:write", &[]);
     rt().block_on(async {
         let client = proxy.client(false);
-        let auth = format!("ApiKey {key}");
+        let url = |q: &str| proxy.url(&format!("/intake/v2/events{q}"));
+        let auth = format!("ApiKey {credential}");
+        let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
         let headers = [
             ("Authorization", auth.as_str()),
             ("User-Agent", "elasticapm-go/2.6.0"),
+            ("traceparent", traceparent.as_str()),
         ];
+        let q = "?secretquery=q-marker-7f3a";
+        assert_eq!(post(&client, &url(q), &headers, "{}\n").await.status, 202);
+        // APM Server overloaded: its 503 passes through, and is a failure in the log.
+        let overloaded = [("Authorization", auth.as_str()), (STATUS, "503")];
         assert_eq!(
-            post(&client, &proxy.url("/intake/v2/events"), &headers, "{}\n")
-                .await
-                .status,
-            202
+            post(&client, &url(q), &overloaded, "{}\n").await.status,
+            503
         );
-        let headers = [("Authorization", "Bearer not-the-token")];
-        assert_eq!(
-            post(&client, &proxy.url("/intake/v2/events"), &headers, "x")
-                .await
-                .status,
-            401
+        let wrong = [("Authorization", "Bearer not-the-token")];
+        assert_eq!(post(&client, &url(q), &wrong, "x").await.status, 401);
+        // The known key with a wrong secret: the same 401, the key named in the log.
+        let forged = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{key_id}:not-its-secret"),
         );
+        let forged = format!("ApiKey {forged}");
+        register_presented(&forged);
+        let forged = [("Authorization", forged.as_str())];
+        assert_eq!(post(&client, &url(q), &forged, "x").await.status, 401);
+        let new_auth = format!("ApiKey {new_credential}");
+        let new_key = [("Authorization", new_auth.as_str())];
+        eventually("the new key loaded", || async {
+            post(&client, &url(""), &new_key, "{}\n").await.status == 202
+        })
+        .await;
     });
-    // A key added while the proxy runs is an audit line.
-    create_key(proxy.dir.path(), "event:write", &[]);
-    eventually_blocking("the audit line for the new key", || {
-        proxy.log_text().contains("apm_auth_proxy.audit")
-    });
-    eventually_blocking("two access lines", || {
-        proxy.log_text().matches("apm_auth_proxy.access").count() >= 2
+    eventually_blocking("five access lines", || {
+        proxy.log_text().matches("apm_auth_proxy.access").count() >= 5
     });
     let log = proxy.log_text();
+    assert!(
+        !log.contains("q-marker-7f3a"),
+        "a query string in the log:\n{log}"
+    );
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    assert!(lines.len() > 3);
     for line in &lines {
         for field in [
             "@timestamp",
             "ecs.version",
             "log.level",
+            "log.logger",
             "message",
             "event.dataset",
+            "service.name",
+            "service.version",
+            "host.name",
+            "process.pid",
         ] {
             assert!(line.get(field).is_some(), "{field} missing in {line}");
         }
+        assert_ne!(
+            line["log.logger"], "log",
+            "a bridged line keeps its logger: {line}"
+        );
     }
     let access: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l["event.dataset"] == "apm_auth_proxy.access")
         .collect();
-    let accepted = access
-        .iter()
-        .find(|l| l["http.response.status_code"] == 202)
-        .unwrap();
+    let status = |code: u64| {
+        access
+            .iter()
+            .filter(move |l| l["http.response.status_code"] == code)
+    };
+    let accepted = status(202).next().unwrap();
+    assert_eq!(accepted["message"], "POST /intake/v2/events 202");
     assert_eq!(accepted["http.request.method"], "POST");
     assert_eq!(accepted["url.path"], "/intake/v2/events");
+    assert_eq!(accepted["http.version"], "1.1");
+    assert_eq!(accepted["http.request.id"], trace);
+    assert_eq!(accepted["tls.client.server_name"], "localhost");
     assert_eq!(accepted["source.ip"], "127.0.0.1");
     assert_eq!(accepted["client.ip"], "127.0.0.1");
-    assert!(accepted["user.name"]
-        .as_str()
-        .unwrap()
-        .starts_with("api_key:"));
+    assert_eq!(accepted["user.id"], format!("api_key:{key_id}"));
+    assert_eq!(accepted["user.name"], "test");
     assert_eq!(accepted["event.outcome"], "success");
+    assert_eq!(accepted["event.kind"], "event");
+    assert_eq!(
+        accepted["event.type"],
+        serde_json::json!(["access", "allowed"])
+    );
     assert_eq!(accepted["tls.version"], "1.3");
     assert_eq!(accepted["user_agent.original"], "elasticapm-go/2.6.0");
     assert!(accepted["event.duration"].as_u64().unwrap() > 0);
-    assert!(accepted["http.request.bytes"].as_u64().is_some());
-    let refused = access
-        .iter()
-        .find(|l| l["http.response.status_code"] == 401)
-        .unwrap();
-    assert_eq!(refused["event.outcome"], "failure");
-    assert_eq!(refused["event.reason"], "invalid_credentials");
+    assert!(
+        accepted["apm_auth_proxy.upstream.duration"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(accepted["http.request.body.bytes"], 3);
+    let sent = upstream.requests();
+    assert_eq!(
+        sent[0]
+            .headers
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap()),
+        Some(trace),
+        "the request id travels upstream"
+    );
+    let overloaded = status(503).next().unwrap();
+    assert_eq!(overloaded["event.outcome"], "failure", "{overloaded}");
+    assert_eq!(overloaded["apm_auth_proxy.outcome"], "forwarded");
+    // The wrong token, the forged key, and the new key until it was loaded.
+    let refused: Vec<_> = status(401).collect();
+    assert!(refused.len() >= 2, "{refused:?}");
+    for r in &refused {
+        assert_eq!(r["event.outcome"], "failure");
+        assert_eq!(r["event.reason"], "invalid_credentials");
+        assert_eq!(r["event.type"], serde_json::json!(["access", "denied"]));
+    }
+    assert!(
+        refused[0].get("user.id").is_none(),
+        "an unknown token names nobody: {}",
+        refused[0]
+    );
+    assert_eq!(
+        refused[1]["user.id"],
+        format!("api_key:{key_id}"),
+        "a known key with a wrong secret is named"
+    );
+    // The audit line names the added key as its access lines do.
     let audit = lines
         .iter()
-        .find(|l| l["event.dataset"] == "apm_auth_proxy.audit")
+        .find(|l| l["event.dataset"] == "apm_auth_proxy.audit" && l["event.action"] == "added")
         .unwrap();
-    assert_eq!(audit["event.action"], "added");
+    assert_eq!(audit["user.target.id"], format!("api_key:{new_id}"));
+    assert_eq!(audit["user.target.name"], "test");
+    assert_eq!(audit["event.category"], serde_json::json!(["iam"]));
+    assert_eq!(audit["event.type"], serde_json::json!(["creation"]));
+    assert!(
+        access
+            .iter()
+            .any(|l| l["user.id"] == audit["user.target.id"]),
+        "access and audit lines join on the credential's id"
+    );
 }
 
 #[test]

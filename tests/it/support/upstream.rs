@@ -66,6 +66,10 @@ pub const GRPC_STATUS: &str = "x-stand-in-grpc-status";
 /// A request with this header is answered only after that many milliseconds.
 pub const DELAY_MS: &str = "x-stand-in-delay-ms";
 
+/// A request with this header is answered with that HTTP status (an overloaded APM Server's
+/// 503, say) and an APM-style error body.
+pub const STATUS: &str = "x-stand-in-status";
+
 /// The trailer every gRPC answer of the stand-in carries, to show trailers pass through.
 pub const GRPC_TRAILER: (&str, &str) = ("x-upstream-trailer", "kept");
 
@@ -274,6 +278,10 @@ async fn handle(req: Request<Incoming>, state: Arc<Shared>) -> Result<Response<B
         .headers
         .get(DELAY_MS)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let forced_status = parts
+        .headers
+        .get(STATUS)
+        .and_then(|v| v.to_str().ok()?.parse::<u16>().ok());
     state.records.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
         // As an HTTP/1.1 request target (HTTP/2 carries scheme and authority beside it).
@@ -296,6 +304,13 @@ async fn handle(req: Request<Incoming>, state: Arc<Shared>) -> Result<Response<B
     }
     if let Some(chunks) = stream_chunks {
         return Ok(Response::new(streamed(chunks, state)));
+    }
+    if let Some(status) = forced_status {
+        let body = Bytes::from_static(b"{\"error\":\"queue is full\"}\n");
+        return Ok(Response::builder()
+            .status(status)
+            .body(Full::new(body).boxed_unsync())
+            .unwrap());
     }
     let (status, body): (u16, &'static [u8]) = match path.as_str() {
         "/" => (
