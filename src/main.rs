@@ -1,8 +1,6 @@
-//! `apm-auth-proxy` binary: parse the command line and hand over to the library.
+//! `apm-auth-proxy` binary: hand over to the library.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    apm_auth_proxy::cli::execute(apm_auth_proxy::cli::Cli::parse())
+    apm_auth_proxy::cli::main()
 }

@@ -18,6 +18,7 @@ use crate::digest::{sha256, to_hex};
 use crate::migrate::{self, ImportOptions, Migration};
 use crate::server::{self, Mode};
 use crate::settings::Settings;
+use crate::upstream::{UpstreamSettings, DEFAULT_POOL};
 
 pub fn execute(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
@@ -53,6 +54,7 @@ fn import(args: &ImportArgs) -> Result<(), CliError> {
     let options = ImportOptions {
         upstream_address: args.upstream.clone(),
         upstream_token: args.upstream_token.then(random_token),
+        apm_server_version: args.apm_server_version,
     };
     let migration = migrate::import(&text, &options)
         .map_err(|e| CliError::Usage(format!("{}: {e}", args.file.display())))?;
@@ -73,6 +75,14 @@ fn import(args: &ImportArgs) -> Result<(), CliError> {
             std::fs::write(out, toml)
                 .map_err(|e| CliError::Io(format!("{}: {e}", out.display())))?;
             eprintln!("wrote {}", out.display());
+            if let Some(token) = &options.upstream_token {
+                let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
+                let path = dir
+                    .unwrap_or(Path::new("."))
+                    .join(migrate::UPSTREAM_TOKEN_FILE);
+                write_secret_file(&path, token, args.force)?;
+                eprintln!("wrote {} (mode 0600)", path.display());
+            }
         }
         None => print!("{toml}"),
     }
@@ -106,6 +116,26 @@ fn import_report(m: &Migration) -> String {
     r
 }
 
+/// A new file readable by its owner only, holding `secret` and a newline.
+fn write_secret_file(path: &Path, secret: &str, replace: bool) -> Result<(), CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() && !replace {
+        return Err(CliError::Usage(format!(
+            "{} exists: pass --force to replace it",
+            path.display()
+        )));
+    }
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(format!("{secret}\n").as_bytes()))
+        .map_err(|e| CliError::Io(format!("{}: {e}", path.display())))
+}
+
 fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(keys_file::random_bytes::<32>())
 }
@@ -113,10 +143,11 @@ fn random_token() -> String {
 fn generate_token() {
     let token = random_token();
     println!("{token}");
+    let digest = to_hex(&sha256(token.as_bytes()));
     eprintln!(
-        "sha256: {}  (store this in proxy.toml as `secret = {{ sha256 = \"…\" }}` to keep \
-         the token itself off the disk)",
-        to_hex(&sha256(token.as_bytes()))
+        "sha256: {digest}\nTo keep the token itself off the disk, put its digest in proxy.toml:\n  \
+         [auth]\n  secret_token = {{ sha256 = \"{digest}\" }}\n\
+         (or `secret = {{ sha256 = \"{digest}\" }}` in an [[auth.secret_tokens]] entry)"
     );
 }
 
@@ -125,8 +156,16 @@ fn health(path: &Path, admin: Option<&str>, probe: &str) -> Result<(), CliError>
     let addr = match admin {
         Some(url) => admin_address(url)?,
         None => {
-            let settings = AdminSettings::try_from(&ConfigFile::load(path)?.admin)
-                .map_err(ConfigError::from)?;
+            // Without a config file, the admin listener's default address.
+            let file = match ConfigFile::load(path) {
+                Err(ConfigError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    ConfigFile::parse("").map_err(CliError::Usage)?
+                }
+                loaded => loaded?,
+            };
+            let settings = AdminSettings::try_from(&file.admin).map_err(ConfigError::from)?;
             let listen = settings.listen.ok_or_else(|| {
                 CliError::Usage("the admin listener is off (admin.enabled = false)".into())
             })?;
@@ -248,8 +287,30 @@ fn apikey(path: &Path, cmd: ApikeyCommand) -> Result<(), CliError> {
             path.display()
         );
     }
+    // When a running proxy sees the change.
+    let applied = match file.auth.reload_interval.0 {
+        d if d.is_zero() => {
+            "send SIGHUP to a running proxy to apply it (auth.reload_interval = \"0s\": no polling)"
+                .to_string()
+        }
+        d => format!(
+            "a running proxy applies it within auth.reload_interval ({}), or at once on SIGHUP",
+            humantime::format_duration(d)
+        ),
+    };
     match cmd {
-        ApikeyCommand::Create(args) => create_key(&keys_path, &mut keys, args),
+        ApikeyCommand::Create(args) => {
+            if let Some(pool) = args.upstream.as_deref() {
+                let upstream = UpstreamSettings::try_from(&file).map_err(ConfigError::from)?;
+                if !upstream.has_pool(pool) {
+                    return Err(CliError::Usage(format!(
+                        "--upstream {pool:?}: no such pool in {} (the default pool is {DEFAULT_POOL:?}; others are [[upstreams]] names)",
+                        path.display()
+                    )));
+                }
+            }
+            create_key(&keys_path, &mut keys, args, &applied)
+        }
         ApikeyCommand::List { json } => listing::list_keys(&file, &keys_path, &keys, json),
         ApikeyCommand::Rotate { id, grace, json } => {
             let Some(record) = keys.keys.iter_mut().find(|k| k.id == id) else {
@@ -280,7 +341,7 @@ fn apikey(path: &Path, cmd: ApikeyCommand) -> Result<(), CliError> {
             }
             keys.save(&keys_path)
                 .map_err(|e| CliError::Io(e.to_string()))?;
-            println!("revoked {id}; send SIGHUP to a running proxy (or restart it) to apply");
+            println!("revoked {id}; {applied}");
             Ok(())
         }
     }
@@ -308,7 +369,12 @@ fn print_rotated(id: &str, secret: &str, credential: &str, old_until: Option<&st
     }
 }
 
-fn create_key(keys_path: &Path, file: &mut KeysFile, args: CreateKeyArgs) -> Result<(), CliError> {
+fn create_key(
+    keys_path: &Path,
+    file: &mut KeysFile,
+    args: CreateKeyArgs,
+    applied: &str,
+) -> Result<(), CliError> {
     let services: Vec<String> = args
         .services
         .iter()
@@ -357,7 +423,7 @@ fn create_key(keys_path: &Path, file: &mut KeysFile, args: CreateKeyArgs) -> Res
             key.credential
         );
         eprintln!(
-            "\nstored a SHA-256 digest in {}; send SIGHUP to a running proxy to load it",
+            "\nstored a SHA-256 digest in {}; {applied}",
             keys_path.display()
         );
     }

@@ -29,9 +29,9 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Config(_) | CliError::Usage(_) => Self::EXIT_CONFIG,
-            CliError::Startup(StartupError::Listen { .. } | StartupError::Pingora(_)) => {
-                Self::EXIT_RUNTIME
-            }
+            CliError::Startup(
+                StartupError::Listen { .. } | StartupError::Pingora(_) | StartupError::Metrics(_),
+            ) => Self::EXIT_RUNTIME,
             CliError::Startup(_) => Self::EXIT_CONFIG,
             CliError::Io(_) => Self::EXIT_IO,
             CliError::Runtime(_) => Self::EXIT_RUNTIME,

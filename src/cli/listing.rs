@@ -65,6 +65,34 @@ fn usage_json(u: Option<&UsageRecord>) -> serde_json::Value {
     })
 }
 
+/// Columns as wide as their widest cell; the last two (counts) aligned right.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let numeric = headers.len().saturating_sub(2);
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, w))| match i >= numeric {
+                true => format!("{cell:>w$}"),
+                false => format!("{cell:<w$}"),
+            })
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(headers.to_vec());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
 pub fn list_keys(
     file: &ConfigFile,
     keys_path: &Path,
@@ -96,24 +124,30 @@ pub fn list_keys(
         println!("{}", serde_json::Value::from(list));
         return Ok(());
     }
-    println!(
-        "{:<22} {:<16} {:<40} {:<21} {:<13} {:<36} {:>9} {:>8}",
-        "ID", "NAME", "PRIVILEGES", "EXPIRES", "STATUS", "LAST USED", "REQUESTS", "REFUSED"
-    );
-    for k in &keys.keys {
+    let rows = keys.keys.iter().map(|k| {
         let u = find(&usage, CredentialKind::ApiKey, &k.id);
-        println!(
-            "{:<22} {:<16} {:<40} {:<21} {:<13} {:<36} {:>9} {:>8}",
-            k.id,
-            k.name,
+        vec![
+            k.id.clone(),
+            k.name.clone(),
             k.privileges.join(","),
-            k.expires.as_deref().unwrap_or("never"),
-            status(k.expires.as_deref(), k.revoked.is_some(), now),
+            k.expires.clone().unwrap_or_else(|| "never".into()),
+            status(k.expires.as_deref(), k.revoked.is_some(), now).into(),
             last_used(u, now),
-            u.map_or(0, |u| u.requests_accepted),
-            u.map_or(0, |u| u.requests_refused),
-        );
-    }
+            u.map_or(0, |u| u.requests_accepted).to_string(),
+            u.map_or(0, |u| u.requests_refused).to_string(),
+        ]
+    });
+    let headers = [
+        "ID",
+        "NAME",
+        "PRIVILEGES",
+        "EXPIRES",
+        "STATUS",
+        "LAST USED",
+        "REQUESTS",
+        "REFUSED",
+    ];
+    print!("{}", table(&headers, rows.collect()));
     println!("{} API key(s) in {}", keys.keys.len(), keys_path.display());
     Ok(())
 }
@@ -145,22 +179,26 @@ pub fn list_tokens(file: &ConfigFile, as_json: bool) -> Result<(), CliError> {
         println!("{}", serde_json::Value::from(list));
         return Ok(());
     }
-    println!(
-        "{:<20} {:<21} {:<13} {:<36} {:>9} {:>8}",
-        "NAME", "EXPIRES", "STATUS", "LAST USED", "REQUESTS", "REFUSED"
-    );
-    for (name, expires, _) in &tokens {
+    let rows = tokens.iter().map(|(name, expires, _)| {
         let u = find(&usage, CredentialKind::Token, name);
-        println!(
-            "{:<20} {:<21} {:<13} {:<36} {:>9} {:>8}",
-            name,
-            expires.unwrap_or("never"),
-            status(*expires, false, now),
+        vec![
+            name.to_string(),
+            expires.unwrap_or("never").to_string(),
+            status(*expires, false, now).into(),
             last_used(u, now),
-            u.map_or(0, |u| u.requests_accepted),
-            u.map_or(0, |u| u.requests_refused),
-        );
-    }
+            u.map_or(0, |u| u.requests_accepted).to_string(),
+            u.map_or(0, |u| u.requests_refused).to_string(),
+        ]
+    });
+    let headers = [
+        "NAME",
+        "EXPIRES",
+        "STATUS",
+        "LAST USED",
+        "REQUESTS",
+        "REFUSED",
+    ];
+    print!("{}", table(&headers, rows.collect()));
     println!("{} secret token(s)", tokens.len());
     Ok(())
 }
@@ -191,5 +229,17 @@ mod tests {
             events_accepted: 0,
         };
         assert_eq!(last_used(Some(&u), now), "2027-01-15T05:00:00Z (3h ago)");
+    }
+
+    #[test]
+    fn columns_fit_their_widest_cell() {
+        let id = "a".repeat(24);
+        let text = table(
+            &["ID", "NAME", "REQUESTS", "REFUSED"],
+            vec![vec![id.clone(), "shop".into(), "12345".into(), "0".into()]],
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], format!("{:<24}  NAME  REQUESTS  REFUSED", "ID"));
+        assert_eq!(lines[1], format!("{id}  shop     12345        0"));
     }
 }

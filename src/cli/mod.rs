@@ -91,7 +91,8 @@ pub enum ApikeyCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a key by id. A running proxy applies it on SIGHUP.
+    /// Revoke a key by id. A running proxy applies it within `auth.reload_interval`, or at
+    /// once on SIGHUP.
     Revoke {
         /// The key id printed by `apikey create` or `apikey list`.
         #[arg(allow_hyphen_values = true)]
@@ -114,8 +115,9 @@ pub struct CreateKeyArgs {
     /// Lifetime such as `90d` or `12h`; the key never expires when omitted.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub expires_in: Option<std::time::Duration>,
-    /// Comma-separated service names the key may send data for (stored; enforced by the
-    /// service-bound key feature).
+    /// Comma-separated service names the key may send data for: events and agent-config
+    /// queries for any other service are refused (403), and endpoints whose bodies the proxy
+    /// does not read are closed to the key. Default: every service.
     #[arg(long, value_delimiter = ',')]
     pub services: Vec<String>,
     /// The upstream pool (`[[upstreams]] name`) this key may reach, and no other.
@@ -145,9 +147,24 @@ pub struct ImportArgs {
     #[arg(long, default_value = "127.0.0.1:8201")]
     pub upstream: String,
     /// Generate an internal token that the proxy sends upstream and APM Server requires, so
-    /// that only the proxy can write to it.
-    #[arg(long)]
+    /// that only the proxy can write to it. Written to `upstream-token` (mode 0600) beside
+    /// `--out`, which it needs; the proxy.toml names the file.
+    #[arg(long, requires = "out")]
     pub upstream_token: bool,
+    /// The APM Server's version (`7.10`, `8.19`…): which key its token setting has (before
+    /// 7.14 `apm-server.secret_token`). Default: judged by the file's keys.
+    #[arg(long, value_parser = parse_version)]
+    pub apm_server_version: Option<(u32, u32)>,
+}
+
+/// `major.minor[.patch]` as (major, minor).
+fn parse_version(text: &str) -> Result<(u32, u32), String> {
+    let mut parts = text.trim().split('.');
+    let number = |p: Option<&str>| p.and_then(|p| p.parse::<u32>().ok());
+    match (number(parts.next()), number(parts.next())) {
+        (Some(major), Some(minor)) => Ok((major, minor)),
+        _ => Err(format!("{text:?} is not a version such as 8.19")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +183,23 @@ pub enum TokenCommand {
 
 pub use commands::execute;
 pub use error::CliError;
+
+/// The binary's `main`: parse the arguments and run the command. A command line clap refuses
+/// exits 64 like every other bad value (`--help` and `--version` exit 0).
+pub fn main() -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    match <Cli as clap::Parser>::try_parse() {
+        Ok(cli) => execute(cli),
+        Err(e) => {
+            let _ = e.print();
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => CliError::EXIT_CONFIG,
+            };
+            std::process::ExitCode::from(code)
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -112,12 +112,39 @@ pub fn translate(
         }
     }
     if let Some(token) = &options.upstream_token {
-        set(&mut out, "upstream.secret_token", token.clone().into());
+        let mut file = Table::new();
+        file.insert("file".into(), super::UPSTREAM_TOKEN_FILE.into());
+        set(&mut out, "upstream.secret_token", Toml::Table(file));
+        // The key the server reads: by its version when given, else by the file's own style
+        // (a file with the pre-7.14 `secret_token` and no `auth.*` key is an older server's).
+        let legacy = match options.apm_server_version {
+            Some(version) => version < (7, 14),
+            None => {
+                apm.0.contains_key("secret_token") && !apm.0.keys().any(|k| k.starts_with("auth."))
+            }
+        };
+        let key = if legacy {
+            "secret_token"
+        } else {
+            "auth.secret_token"
+        };
         m.change(
-            "auth.secret_token",
+            key,
             Some(quoted(token)),
             "the internal token only the proxy sends (replaces the agents' token)",
         );
+        if options.apm_server_version.is_none() {
+            m.notes.push(format!(
+                "the internal token is set as apm-server.{key} (APM Server {}); pass \
+                 --apm-server-version to be sure: before 7.14 the key is apm-server.secret_token, \
+                 from 7.14 apm-server.auth.secret_token",
+                if legacy {
+                    "before 7.14, judging by this file's keys"
+                } else {
+                    "7.14 or later"
+                }
+            ));
+        }
     }
     for (key, value) in &apm.0 {
         let api_key = key.starts_with("api_key.") || key.starts_with("auth.api_key.");
@@ -387,6 +414,7 @@ mod tests {
         ImportOptions {
             upstream_address: "127.0.0.1:8201".into(),
             upstream_token: None,
+            apm_server_version: None,
         }
     }
 
@@ -527,6 +555,7 @@ mod tests {
         let yaml = include_str!("../../tests/fixtures/apm-server/8.19.yml");
         let with_token = ImportOptions {
             upstream_token: Some("internal".into()),
+            apm_server_version: Some((8, 19)),
             ..options()
         };
         let m = import(yaml, &with_token).unwrap();
@@ -536,7 +565,12 @@ mod tests {
             at(&t, "auth.secret_token").as_str(),
             Some("eight-nineteen-token")
         );
-        assert_eq!(at(&t, "upstream.secret_token").as_str(), Some("internal"));
+        assert_eq!(
+            at(&t, "upstream.secret_token.file").as_str(),
+            Some(crate::migrate::UPSTREAM_TOKEN_FILE),
+            "the token itself is never written into proxy.toml"
+        );
+        assert!(!m.proxy_toml.contains("internal"));
         assert_eq!(at(&t, "ssl.enabled").as_bool(), Some(false));
         assert_eq!(at(&t, "rum.enabled").as_bool(), Some(false));
         assert_eq!(at(&t, "server.write_timeout").as_str(), Some("10s"));
@@ -548,6 +582,31 @@ mod tests {
             .unwrap();
         assert_eq!(token_change.value.as_deref(), Some("\"internal\""));
         assert!(m.notes.iter().any(|n| n.contains("outside apm-server.*")));
+    }
+
+    #[test]
+    fn the_internal_token_is_advised_under_the_key_the_server_version_reads() {
+        let yaml = include_str!("../../tests/fixtures/apm-server/8.19.yml");
+        let token_key = |version| {
+            let o = ImportOptions {
+                upstream_token: Some("internal".into()),
+                apm_server_version: version,
+                ..options()
+            };
+            let m = import(yaml, &o).unwrap();
+            let c = m
+                .apm_server_changes
+                .iter()
+                .find(|c| c.value.as_deref() == Some("\"internal\""));
+            c.unwrap().key.clone()
+        };
+        assert_eq!(token_key(Some((7, 10))), "apm-server.secret_token");
+        assert_eq!(token_key(Some((7, 14))), "apm-server.auth.secret_token");
+        assert_eq!(
+            token_key(None),
+            "apm-server.auth.secret_token",
+            "8.x keys in the file"
+        );
     }
 
     #[test]

@@ -84,31 +84,50 @@ pub enum Mode {
 }
 
 pub fn prepare(settings: Settings, mode: Mode) -> Result<Prepared, StartupError> {
+    // Every stage runs, so `check` reports the certificates', the credentials' and the
+    // pools' problems together.
+    let mut problems = Problems::default();
     let mut dev_certificate = false;
     let mut certificate = None;
     let mut client_verifier = None;
     if let Some(tls_settings) = &settings.tls {
         dev_certificate = tls_settings.would_generate_dev_certificate();
-        certificate = tls::CertSet::prepare(tls_settings, mode == Mode::Run)?
+        let ssl = |e: TlsError| Problem::new("ssl", e.to_string());
+        certificate = problems
+            .take(tls::CertSet::prepare(tls_settings, mode == Mode::Run).map_err(ssl))
+            .flatten()
             .map(|set| Arc::new(CertResolver::new(set)));
-        client_verifier = tls::client_verifier(
-            tls_settings.client_authentication,
-            &tls_settings.certificate_authorities,
-            tls::crypto_provider(),
-        )?;
+        client_verifier = problems
+            .take(
+                tls::client_verifier(
+                    tls_settings.client_authentication,
+                    &tls_settings.certificate_authorities,
+                    tls::crypto_provider(),
+                )
+                .map_err(ssl),
+            )
+            .flatten();
     }
-    let credentials = CredentialStore::load(&settings.auth)?;
-    let upstream_authorizations = settings
-        .upstream
-        .pools
-        .iter()
-        .map(upstream_authorization)
-        .collect::<Result<Vec<_>, _>>()?;
+    let credentials = problems.take(CredentialStore::load(&settings.auth));
+    if let Some(store) = &credentials {
+        for (id, pool) in store.key_pools() {
+            if !settings.upstream.has_pool(pool) {
+                problems.add(
+                    "auth.api_key.keys_file",
+                    format!("key {id:?} names the upstream pool {pool:?}, which is not configured"),
+                );
+            }
+        }
+    }
+    let upstream_authorizations: Vec<_> = (settings.upstream.pools.iter())
+        .map(|pool| problems.take(upstream_authorization(pool)).flatten())
+        .collect();
+    let credentials = problems.finish(|| credentials)?;
     Ok(Prepared {
         settings,
         certificate,
         client_verifier,
-        credentials,
+        credentials: credentials.unwrap_or_default(),
         upstream_authorizations,
         dev_certificate,
     })

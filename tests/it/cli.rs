@@ -352,3 +352,173 @@ fn import_writes_a_proxy_toml_that_passes_check_for_each_major_version() {
         assert_eq!(run_cli(&["import", yml, "--out", out_path, "--force"]).0, 0);
     }
 }
+
+/// One rule for the command line: whatever is wrong with it exits 64 (EX_USAGE), whether
+/// clap or the command finds it; `--help` exits 0.
+#[test]
+fn command_line_mistakes_exit_64_and_help_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("proxy.toml");
+    std::fs::write(&cfg, API_KEYS).unwrap();
+    let c = cfg.to_str().unwrap();
+    for args in [
+        &[
+            "apikey",
+            "--config",
+            c,
+            "create",
+            "--name",
+            "x",
+            "--expires-in",
+            "90x",
+        ][..],
+        &[
+            "apikey",
+            "--config",
+            c,
+            "create",
+            "--name",
+            "x",
+            "--rate-limit",
+            "lots",
+        ],
+        &[
+            "apikey",
+            "--config",
+            c,
+            "create",
+            "--name",
+            "x",
+            "--privileges",
+            "bogus",
+        ],
+        &["apikey", "--config", c, "rotate", "some-id"],
+        &["no-such-command"],
+        &["import", "apm-server.yml", "--upstream-token"],
+    ] {
+        let (code, _, err) = run_cli(args);
+        assert_eq!(code, 64, "{args:?}: {err}");
+        assert!(!err.trim().is_empty(), "{args:?}: says what is wrong");
+    }
+    let (code, out, _) = run_cli(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Usage:"), "{out}");
+}
+
+/// `health` without a config file asks the admin listener's default address: exit 1 (or 0
+/// if a proxy answers there), never a configuration error.
+#[test]
+fn health_without_a_config_asks_the_default_admin_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("proxy.toml");
+    let (code, out, err) = run_cli(&["health", "--config", missing.to_str().unwrap()]);
+    match code {
+        1 => assert!(err.contains("127.0.0.1:8300"), "{err}"),
+        0 => assert!(out.contains("ready"), "{out}"),
+        other => panic!("exit {other}: {err}"),
+    }
+}
+
+/// A key for a pool that does not exist is refused when it is made, and `check` refuses a
+/// keys file naming one, with every other problem of the file found in the same run.
+#[test]
+fn unknown_upstream_pools_are_refused_by_apikey_create_and_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("proxy.toml");
+    let config = format!(
+        "[ssl]\nenabled = false\n[auth]\nsecret_token = \"t-1234567890\"\n{API_KEYS}\
+         [upstream]\nurl = \"http://127.0.0.1:8201\"\n"
+    );
+    std::fs::write(&cfg, &config).unwrap();
+    let c = cfg.to_str().unwrap();
+    let create = |pool: &str| {
+        run_cli(&[
+            "apikey",
+            "--config",
+            c,
+            "create",
+            "--name",
+            "x",
+            "--upstream",
+            pool,
+        ])
+    };
+    let (code, _, err) = create("team-a");
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--upstream \"team-a\": no such pool"), "{err}");
+    let (code, _, err) = create("default");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "a running proxy applies it within auth.reload_interval (5s), or at once on SIGHUP"
+        ),
+        "{err}"
+    );
+    // The pool goes away from the config: `check` names the key, and the missing
+    // certificate of the same file in the same run.
+    let keys = std::fs::read_to_string(dir.path().join("keys.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("keys.toml"),
+        keys.replace("\"default\"", "\"gone\""),
+    )
+    .unwrap();
+    let (code, output) = check_with(
+        dir.path(),
+        &config.replace(
+            "[ssl]\nenabled = false\n",
+            "[ssl]\ncertificate = \"nope.crt\"\nkey = \"nope.key\"\n",
+        ),
+    );
+    assert_eq!(code, 64, "{output}");
+    assert!(
+        output.contains("names the upstream pool \"gone\", which is not configured"),
+        "{output}"
+    );
+    assert!(
+        output.contains("nope.crt"),
+        "both problems in one run: {output}"
+    );
+}
+
+/// `import --upstream-token` never writes the token into proxy.toml: it goes to a 0600 file
+/// beside it, which the proxy.toml names, and `check` passes without an inline warning.
+#[test]
+fn import_keeps_the_upstream_token_in_a_private_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/apm-server");
+    let dir = tempfile::tempdir().unwrap();
+    let yml = dir.path().join("apm-server.yml");
+    std::fs::copy(format!("{fixtures}/8.19.yml"), &yml).unwrap();
+    let out = dir.path().join("proxy.toml");
+    let (yml, out_path) = (yml.to_str().unwrap(), out.to_str().unwrap());
+    let (code, _, report) = run_cli(&[
+        "import",
+        yml,
+        "--out",
+        out_path,
+        "--upstream-token",
+        "--apm-server-version",
+        "7.10",
+    ]);
+    assert_eq!(code, 0, "{report}");
+    let token_file = dir.path().join("upstream-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let token = token.trim();
+    register_secret(token);
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let toml = std::fs::read_to_string(&out).unwrap();
+    assert!(!toml.contains(token), "{toml}");
+    assert!(toml.contains("upstream-token"), "{toml}");
+    // A 7.10 server reads the token as apm-server.secret_token.
+    assert!(
+        report.contains(&format!("set    apm-server.secret_token: \"{token}\"")),
+        "{report}"
+    );
+    let (code, _, err) = run_cli(&["check", "--config", out_path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("upstream.secret_token is written inline"),
+        "{err}"
+    );
+}

@@ -478,10 +478,18 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
 }
 
 /// Create an API key with the real CLI in `dir` (keys file `dir/keys.toml`); returns
-/// (id, base64 credential).
+/// (id, base64 credential). The CLI's config names the pool an `--upstream` asks for (the
+/// CLI refuses a pool its config does not have).
 pub fn create_key(dir: &Path, privileges: &str, extra: &[&str]) -> (String, String) {
     let cfg = dir.join("keys-cli.toml");
-    std::fs::write(&cfg, API_KEYS).unwrap();
+    let mut config = API_KEYS.to_string();
+    if let Some(i) = extra.iter().position(|a| *a == "--upstream") {
+        let pool = extra[i + 1];
+        config.push_str(&format!(
+            "[[upstreams]]\nname = {pool:?}\nurl = \"http://127.0.0.1:9\"\n"
+        ));
+    }
+    std::fs::write(&cfg, config).unwrap();
     let mut args = vec![
         "apikey",
         "--config",
