@@ -46,9 +46,11 @@ pub struct RequestRecord<'a> {
     /// `token`, `api_key`, `client_cert`, `anonymous` or `none`.
     pub auth_method: &'static str,
     pub duration: Duration,
-    /// The pool it was sent to, and the time from its head sent upstream to the end of the
-    /// upstream's answer; `None` when it was not sent.
-    pub upstream: Option<(&'a str, Duration)>,
+    /// The upstream pool chosen for it.
+    pub pool: &'a str,
+    /// The time from its head sent upstream to the end of the upstream's answer; `None`
+    /// when it was not sent.
+    pub upstream_duration: Option<Duration>,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -67,6 +69,15 @@ pub const LIMITS: [&str; 7] = [
 /// What `reloads_total` counts (its `file` label), each present from the start at 0.
 pub const RELOADED: [&str; 2] = ["certificates", "credentials"];
 
+/// Every value of `upstream_errors_total`'s `reason` label (the rejections' labels), present
+/// at 0 for each pool from the start.
+pub const UPSTREAM_ERRORS: [&str; 4] = [
+    "upstream_unreachable",
+    "upstream_closed",
+    "upstream_timeout",
+    "no_healthy_upstream",
+];
+
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -78,6 +89,7 @@ pub struct Metrics {
     bytes_out: IntCounter,
     reloads: IntCounterVec,
     upstream_requests: IntCounterVec,
+    upstream_errors: IntCounterVec,
     /// Set at scrape time: 1 for a member taking requests, 0 for one that is not.
     upstream_member_up: IntGaugeVec,
     tls_handshake_failures: IntCounter,
@@ -195,6 +207,11 @@ impl Metrics {
                 "Requests sent to each upstream member, by pool (members gone from the pool are removed).",
                 &["pool", "member"],
             )?,
+            upstream_errors: counter_vec(
+                "upstream_errors_total",
+                "Requests the upstream failed, by pool and reason: unreachable, closed the connection, timed out, no member answering.",
+                &["pool", "reason"],
+            )?,
             upstream_member_up: gauge_vec(
                 "upstream_member_up",
                 "1 while an upstream member takes requests (healthy, not ejected).",
@@ -237,13 +254,27 @@ impl Metrics {
         self.request_duration
             .with_label_values(&[r.endpoint, outcome])
             .observe(r.duration.as_secs_f64());
-        if let Some((pool, took)) = r.upstream {
+        if let Some(took) = r.upstream_duration {
             self.upstream_duration
-                .with_label_values(&[pool])
+                .with_label_values(&[r.pool])
                 .observe(took.as_secs_f64());
+        }
+        if r.outcome == Outcome::UpstreamError {
+            self.upstream_errors
+                .with_label_values(&[r.pool, r.reason])
+                .inc();
         }
         self.bytes_in.inc_by(r.bytes_in);
         self.bytes_out.inc_by(r.bytes_out);
+    }
+
+    /// The pools there are: their error counters start at 0.
+    pub fn init_pools<'a>(&self, pools: impl IntoIterator<Item = &'a str>) {
+        for pool in pools {
+            for reason in UPSTREAM_ERRORS {
+                self.upstream_errors.with_label_values(&[pool, reason]);
+            }
+        }
     }
 
     pub fn upstream_request(&self, pool: &str, member: std::net::SocketAddr) {
@@ -343,7 +374,8 @@ mod tests {
             limit: Some("rate"),
             auth_method: "anonymous",
             duration: Duration::from_millis(3),
-            upstream: None,
+            pool: "default",
+            upstream_duration: None,
             bytes_in: 10,
             bytes_out: 20,
         });
@@ -383,6 +415,17 @@ mod tests {
             Rejection::AuthThrottled,
         ] {
             assert!(LIMITS.contains(&r.limit().unwrap()), "{r:?}");
+        }
+        for r in [
+            Rejection::UpstreamUnreachable,
+            Rejection::UpstreamClosed,
+            Rejection::UpstreamTimeout,
+            Rejection::NoHealthyUpstream,
+        ] {
+            assert!(
+                r.is_upstream_failure() && UPSTREAM_ERRORS.contains(&r.label()),
+                "{r:?}"
+            );
         }
     }
 

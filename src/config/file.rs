@@ -200,6 +200,17 @@ pub enum ClientAuthentication {
     Required,
 }
 
+impl ClientAuthentication {
+    /// As written in `ssl.client_authentication`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuthentication::None => "none",
+            ClientAuthentication::Optional => "optional",
+            ClientAuthentication::Required => "required",
+        }
+    }
+}
+
 /// A client certificate that maps to a name and privileges. Exactly one matcher is set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -65,7 +65,8 @@ pub fn record_metrics(metrics: &Metrics, session: &Session, entry: &Entry<'_>) {
         limit: entry.rejection.and_then(Rejection::limit),
         auth_method: method,
         duration: entry.started.elapsed(),
-        upstream: entry.upstream_duration.map(|d| (entry.pool, d)),
+        pool: entry.pool,
+        upstream_duration: entry.upstream_duration,
         bytes_in: session.body_bytes_read() as u64,
         bytes_out: session.body_bytes_sent() as u64,
     });

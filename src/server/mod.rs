@@ -189,10 +189,11 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         secret_tokens = p.credentials.token_count(),
         api_keys = p.credentials.api_key_count(),
         api_keys_enabled = s.auth.keys_file.is_some(),
-        client_authentication = ?s
+        client_authentication = s
             .tls
             .as_ref()
-            .map_or(ClientAuthentication::None, |t| t.client_authentication),
+            .map_or(ClientAuthentication::None, |t| t.client_authentication)
+            .as_str(),
         "apm-auth-proxy starting"
     );
 
@@ -210,6 +211,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     server.bootstrap();
     let lifecycle = Arc::new(Lifecycle::default());
     let metrics = Arc::new(Metrics::new()?);
+    metrics.init_pools(s.upstream.pools.iter().map(|p| p.name.as_str()));
     let (pools, pool_services) =
         Pools::start(&s.upstream, p.upstream_authorizations.clone(), &mut server)
             .map_err(|e| StartupError::Pingora(e.to_string()))?;

@@ -49,6 +49,9 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
                 assert_eq!(sample(&m, &key), 0.0, "{key}");
             }
         }
+        let unreachable_errors =
+            "apm_auth_proxy_upstream_errors_total{pool=\"default\",reason=\"upstream_unreachable\"}";
+        assert_eq!(sample(&m, unreachable_errors), 0.0);
         assert!(sample(&m, "process_resident_memory_bytes") > 1e6);
         assert!(sample(&m, "process_open_fds") >= 3.0);
         assert!(sample(&m, "process_max_fds") >= 1024.0);
@@ -125,6 +128,8 @@ fn metrics_count_what_was_sent_and_readiness_follows_the_upstream() {
         let unreachable = "apm_auth_proxy_requests_total{endpoint=\"/intake/v2/events\",outcome=\"upstream_error\",reason=\"upstream_unreachable\",status=\"502\"}";
         let m = samples_with(&proxy, unreachable, 1.0).await;
         assert_eq!(sample(&m, unreachable), 1.0);
+        let errors = "apm_auth_proxy_upstream_errors_total{pool=\"default\",reason=\"upstream_unreachable\"}";
+        assert_eq!(sample(&m, errors), 1.0, "the same error by pool, counted from 0");
         assert_eq!(
             sample(&m, &format!("apm_auth_proxy_upstream_member_up{{member=\"{addr}\",pool=\"default\"}}")),
             0.0
