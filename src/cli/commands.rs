@@ -328,6 +328,9 @@ fn apikey(path: &Path, cmd: ApikeyCommand) -> Result<(), CliError> {
             keys.save(&keys_path)
                 .map_err(|e| CliError::Io(e.to_string()))?;
             print_rotated(&id, &secret, &credential, until.as_deref(), json);
+            if !json {
+                eprintln!("\n{applied}");
+            }
             Ok(())
         }
         ApikeyCommand::Revoke { id } => {

@@ -244,12 +244,26 @@ fn expired_and_revoked_keys_are_refused_and_sighup_applies_revocation() {
         let a = intake(&client, &url, Some(&live_auth), None).await;
         assert_eq!(a.status, 202, "no reload before the signal");
     });
+    // A token added to proxy.toml itself: SIGHUP does not re-read that file (README).
+    let late = "late-token-4e5f6a7b";
+    register_secret(late);
+    let config = proxy.dir.path().join("proxy.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[[auth.secret_tokens]]\nname = \"late\"\nsecret = \"{late}\"\n"
+    ));
+    std::fs::write(&config, text).unwrap();
     proxy.signal("HUP");
     rt().block_on(eventually(
         "the revocation applied after SIGHUP",
         || async { intake(&client, &url, Some(&live_auth), None).await.status == 401 },
     ));
     assert!(proxy.log_text().contains("credentials reloaded"));
+    let late = format!("Bearer {late}");
+    rt().block_on(async {
+        let a = intake(&client, &url, Some(&late), None).await;
+        assert_eq!(a.status, 401, "proxy.toml is read at start only");
+    });
 }
 
 #[test]
