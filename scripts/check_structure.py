@@ -60,20 +60,30 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def folder_graphs() -> dict[str, dict[str, set[str]]]:
-    """Per folder of src/, which of its files use which sibling (`mod.rs` is the folder
-    itself, not a sibling)."""
+    """Per folder of src/ (nested folders too), which of its parts use which sibling. A part
+    is a file (`mod.rs` is the folder itself, not a part) or a sub-folder, whose files'
+    references are its own; a reference is `super::x` from a file of the folder,
+    `super::super::x` from a file of a sub-folder, or `crate::<folder path>::x`."""
     graphs: dict[str, dict[str, set[str]]] = {}
-    for folder in sorted(d for d in SRC.iterdir() if d.is_dir()):
-        files = {f.stem: f for f in folder.glob("*.rs") if f.name != "mod.rs"}
+    for folder in sorted(d for d in SRC.rglob("*") if d.is_dir()):
+        rel = folder.relative_to(SRC).as_posix()
+        crate_path = rel.replace("/", "::")
+        files = {f.stem: [f] for f in folder.glob("*.rs") if f.name != "mod.rs"}
+        subs = {d.name: sorted(d.rglob("*.rs")) for d in folder.iterdir() if d.is_dir()}
+        parts = {**files, **subs}
         graph: dict[str, set[str]] = {}
-        for name, path in files.items():
-            code = non_test_code(path.read_text())
-            refs = set(re.findall(r"\bsuper::([a-z_][a-z0-9_]*)", code))
-            refs |= set(re.findall(rf"\bcrate::{folder.name}::([a-z_][a-z0-9_]*)", code))
-            for group in re.findall(r"\bsuper::\{([^}]*)\}", code, flags=re.S):
-                refs.update(re.findall(r"(?:^|,)\s*([a-z_][a-z0-9_]*)", group))
-            graph[name] = {r for r in refs if r in files and r != name}
-        graphs[folder.name] = graph
+        for name, paths in parts.items():
+            refs: set[str] = set()
+            for path in paths:
+                code = non_test_code(path.read_text())
+                depth = len(path.relative_to(folder).parts)  # 1: a file of the folder
+                prefix = r"\b" + "super::" * depth
+                refs |= set(re.findall(prefix + r"([a-z_][a-z0-9_]*)", code))
+                refs |= set(re.findall(rf"\bcrate::{crate_path}::([a-z_][a-z0-9_]*)", code))
+                for group in re.findall(prefix + r"\{([^}]*)\}", code, flags=re.S):
+                    refs.update(re.findall(r"(?:^|,)\s*([a-z_][a-z0-9_]*)", group))
+            graph[name] = {r for r in refs if r in parts and r != name}
+        graphs[rel] = graph
     return graphs
 
 

@@ -9,10 +9,12 @@ pub enum CredentialKind {
     Token,
     ApiKey,
     ClientCert,
+    /// A signed token of an `[[auth.jwt]]` issuer, named `<issuer name>/<subject>`.
+    Jwt,
 }
 
 impl CredentialKind {
-    pub const ALL: [CredentialKind; 3] = [Self::Token, Self::ApiKey, Self::ClientCert];
+    pub const ALL: [CredentialKind; 4] = [Self::Token, Self::ApiKey, Self::ClientCert, Self::Jwt];
 
     /// As in `proxy.toml`-facing text, JSON and metrics labels.
     pub fn as_str(self) -> &'static str {
@@ -20,6 +22,7 @@ impl CredentialKind {
             CredentialKind::Token => "token",
             CredentialKind::ApiKey => "api_key",
             CredentialKind::ClientCert => "client_cert",
+            CredentialKind::Jwt => "jwt",
         }
     }
 
@@ -29,6 +32,7 @@ impl CredentialKind {
             CredentialKind::Token => "secret token",
             CredentialKind::ApiKey => "API key",
             CredentialKind::ClientCert => "client certificate",
+            CredentialKind::Jwt => "JWT",
         }
     }
 }

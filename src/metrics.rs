@@ -90,6 +90,8 @@ pub struct Metrics {
     reloads: IntCounterVec,
     upstream_requests: IntCounterVec,
     upstream_errors: IntCounterVec,
+    jwks_fetches: IntCounterVec,
+    jwks_keys: IntGaugeVec,
     /// Set at scrape time: 1 for a member taking requests, 0 for one that is not.
     upstream_member_up: IntGaugeVec,
     tls_handshake_failures: IntCounter,
@@ -212,6 +214,16 @@ impl Metrics {
                 "Requests the upstream failed, by pool and reason: unreachable, closed the connection, timed out, no member answering.",
                 &["pool", "reason"],
             )?,
+            jwks_fetches: counter_vec(
+                "jwks_fetches_total",
+                "Fetches of a JWT issuer's keys, by issuer and result (a failure keeps the last good set).",
+                &["issuer", "result"],
+            )?,
+            jwks_keys: gauge_vec(
+                "jwks_keys",
+                "Usable signing keys of each JWT issuer, as last fetched.",
+                &["issuer"],
+            )?,
             upstream_member_up: gauge_vec(
                 "upstream_member_up",
                 "1 while an upstream member takes requests (healthy, not ejected).",
@@ -266,6 +278,27 @@ impl Metrics {
         }
         self.bytes_in.inc_by(r.bytes_in);
         self.bytes_out.inc_by(r.bytes_out);
+    }
+
+    /// The JWT issuers there are: their fetch counters start at 0.
+    pub fn init_issuers<'a>(&self, issuers: impl IntoIterator<Item = &'a str>) {
+        for issuer in issuers {
+            for result in ["success", "failure"] {
+                self.jwks_fetches.with_label_values(&[issuer, result]);
+            }
+            self.jwks_keys.with_label_values(&[issuer]).set(0);
+        }
+    }
+
+    /// A fetch of `issuer`'s keys, and how many usable keys it gave.
+    pub fn jwks_fetched(&self, issuer: &str, ok: bool, keys: usize) {
+        let result = if ok { "success" } else { "failure" };
+        self.jwks_fetches.with_label_values(&[issuer, result]).inc();
+        if ok {
+            self.jwks_keys
+                .with_label_values(&[issuer])
+                .set(i64::try_from(keys).unwrap_or(i64::MAX));
+        }
     }
 
     /// The pools there are: their error counters start at 0.

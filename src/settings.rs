@@ -62,6 +62,14 @@ impl TryFrom<&ConfigFile> for Settings {
                     );
                 }
             }
+            for (i, j) in file.auth.jwt.iter().enumerate() {
+                if let Some(pool) = j.upstream.as_deref().filter(|p| !u.has_pool(p)) {
+                    problems.add(
+                        format!("auth.jwt[{i}].upstream"),
+                        format!("no pool named {pool:?}"),
+                    );
+                }
+            }
         }
         let log = problems.take(LogSettings::try_from(&file.log));
         let admin = problems.take(AdminSettings::try_from(&file.admin));

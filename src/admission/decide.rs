@@ -449,7 +449,9 @@ impl Gate {
         }
         let rules = match &identity {
             Identity::Anonymous => anonymous.map(|a| NameRules::Anonymous(a.clone())),
-            Identity::ApiKey { services, .. } if !services.is_empty() => {
+            Identity::ApiKey { services, .. } | Identity::Jwt { services, .. }
+                if !services.is_empty() =>
+            {
                 Some(NameRules::BoundKey(services.clone()))
             }
             _ => None,

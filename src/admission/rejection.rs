@@ -151,6 +151,11 @@ impl Rejection {
                     action.name()
                 )
                 .into(),
+                CallerKind::Jwt => format!(
+                    "unauthorized: token not permitted action \"{}\"",
+                    action.name()
+                )
+                .into(),
             }),
             NameNotPermitted(refused) => Some(refused.to_string().into()),
             KeyRestrictedEndpoint => fixed(
@@ -265,6 +270,7 @@ impl Rejection {
             AuthenticationFailed(f) => match f {
                 AuthFailure::UnknownScheme(_) => "unknown_scheme",
                 AuthFailure::InvalidCredentials => "invalid_credentials",
+                AuthFailure::Jwt(refusal) => refusal.label(),
                 AuthFailure::BadApiKeyEncoding { .. } => "bad_api_key_encoding",
                 AuthFailure::BadApiKeyFormat => "bad_api_key_format",
             },
@@ -305,7 +311,7 @@ fn auth_failure_message(failure: &AuthFailure) -> Cow<'static, str> {
             format!("authentication failed: unknown Authentication header {scheme}: {EXPECTED}")
                 .into()
         }
-        AuthFailure::InvalidCredentials => "authentication failed".into(),
+        AuthFailure::InvalidCredentials | AuthFailure::Jwt(_) => "authentication failed".into(),
         AuthFailure::BadApiKeyEncoding { go_offset } => format!(
             "authentication failed: improperly encoded ApiKey credentials: expected \
              base64(ID:APIKey): illegal base64 data at input byte {go_offset}"

@@ -87,6 +87,19 @@ pub fn parse_trusted_proxies(list: &[String]) -> Result<Vec<IpNet>, Problems> {
     problems.finish(|| nets)
 }
 
+/// The headers a RUM preflight allows: `rum.allow_headers`, and `Authorization` when JWT
+/// issuers are configured (a logged-in user's browser sends its token).
+fn cors_headers(file: &ConfigFile) -> Vec<String> {
+    let mut headers = file.rum.allow_headers.clone();
+    let listed = headers
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case("authorization"));
+    if !file.auth.jwt.is_empty() && !listed {
+        headers.push("Authorization".into());
+    }
+    headers
+}
+
 impl TryFrom<&ConfigFile> for AdmissionSettings {
     type Error = Problems;
 
@@ -175,7 +188,7 @@ impl TryFrom<&ConfigFile> for AdmissionSettings {
         problems.finish(|| AdmissionSettings {
             max_header_size,
             client_ip: ClientIpPolicy::new(trusted),
-            cors: CorsPolicy::new(file.rum.allow_origins.clone(), &file.rum.allow_headers),
+            cors: CorsPolicy::new(file.rum.allow_origins.clone(), &cors_headers(file)),
             anonymous,
             failed_attempts,
             body: BodyLimits {

@@ -31,6 +31,18 @@ pub enum Identity {
         name: Arc<str>,
         privileges: Privileges,
     },
+    /// A verified token of an `[[auth.jwt]]` issuer.
+    Jwt {
+        /// `<issuer name>/<subject>`: its name in usage, logs and rate-limit buckets.
+        name: Arc<str>,
+        /// The claim the issuer names callers by (`sub` by default).
+        subject: Arc<str>,
+        privileges: Privileges,
+        /// The services it may send data for (empty: any), as a service-bound key's.
+        services: Arc<[String]>,
+        upstream: Option<Arc<str>>,
+        rate_limit: Option<RateSpec>,
+    },
     /// No credential, on an endpoint open to anonymous callers (`auth.anonymous`).
     Anonymous,
 }
@@ -43,6 +55,7 @@ impl Identity {
             Identity::SecretToken { name, .. } => Some((CredentialKind::Token, name)),
             Identity::ApiKey { id, .. } => Some((CredentialKind::ApiKey, id)),
             Identity::ClientCert { name, .. } => Some((CredentialKind::ClientCert, name)),
+            Identity::Jwt { name, .. } => Some((CredentialKind::Jwt, name)),
             Identity::Anonymous => None,
         }
     }
@@ -54,16 +67,25 @@ impl Identity {
             Identity::SecretToken { name, .. }
             | Identity::ApiKey { name, .. }
             | Identity::ClientCert { name, .. } => Some(name),
+            Identity::Jwt { subject, .. } => Some(subject),
             Identity::Anonymous => None,
+        }
+    }
+
+    /// The services a credential bound to services may send data for (empty: not bound).
+    pub fn services(&self) -> &[String] {
+        match self {
+            Identity::ApiKey { services, .. } | Identity::Jwt { services, .. } => services,
+            _ => &[],
         }
     }
 
     /// The upstream pool the credential is bound to, if any.
     pub fn upstream(&self) -> Option<&str> {
         match self {
-            Identity::SecretToken { upstream, .. } | Identity::ApiKey { upstream, .. } => {
-                upstream.as_deref()
-            }
+            Identity::SecretToken { upstream, .. }
+            | Identity::ApiKey { upstream, .. }
+            | Identity::Jwt { upstream, .. } => upstream.as_deref(),
             _ => None,
         }
     }
@@ -81,6 +103,11 @@ impl Identity {
                 rate_limit: Some(spec),
                 ..
             } => Some(((CredentialKind::ApiKey, id.clone()), *spec)),
+            Identity::Jwt {
+                name,
+                rate_limit: Some(spec),
+                ..
+            } => Some(((CredentialKind::Jwt, name.clone()), *spec)),
             _ => None,
         }
     }
@@ -89,9 +116,9 @@ impl Identity {
         match self {
             // A secret token grants every action, as in APM Server.
             Identity::SecretToken { .. } => Privileges::ALL,
-            Identity::ApiKey { privileges, .. } | Identity::ClientCert { privileges, .. } => {
-                *privileges
-            }
+            Identity::ApiKey { privileges, .. }
+            | Identity::ClientCert { privileges, .. }
+            | Identity::Jwt { privileges, .. } => *privileges,
             Identity::Anonymous => Privileges::ANONYMOUS,
         }
     }
@@ -120,6 +147,57 @@ pub enum AuthFailure {
         go_offset: usize,
     },
     BadApiKeyFormat,
+    /// A JWT refused by the issuers (the same 401 as a wrong token; the reason is logged).
+    Jwt(JwtRefusal),
+}
+
+/// Why a token was refused: one 401 for all of them (the client learns nothing), the reason
+/// in the log and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtRefusal {
+    TooLarge,
+    Malformed,
+    /// `none`, HMAC, or an algorithm the issuer does not accept.
+    Algorithm,
+    /// A `crit` header: an extension the proxy would have to understand.
+    Critical,
+    UnknownIssuer,
+    /// The issuer's keys were never fetched.
+    NoKeys,
+    /// No key with the token's `kid` (the keys are fetched again soon).
+    UnknownKey,
+    Signature,
+    Expired,
+    NotYetValid,
+    Audience,
+    MissingExpiry,
+    /// Valid for longer than the issuer's `max_lifetime`.
+    Lifetime,
+    /// A required claim missing or different, or a claim the mapping needs missing.
+    Claim,
+}
+
+impl JwtRefusal {
+    /// The rejection's label (`requests_total{reason}`, `event.reason`).
+    pub fn label(self) -> &'static str {
+        use JwtRefusal::*;
+        match self {
+            TooLarge => "jwt_too_large",
+            Malformed => "jwt_malformed",
+            Algorithm => "jwt_algorithm",
+            Critical => "jwt_critical_header",
+            UnknownIssuer => "jwt_unknown_issuer",
+            NoKeys => "jwt_no_keys",
+            UnknownKey => "jwt_unknown_key",
+            Signature => "jwt_signature",
+            Expired => "jwt_expired",
+            NotYetValid => "jwt_not_yet_valid",
+            Audience => "jwt_audience",
+            MissingExpiry => "jwt_missing_exp",
+            Lifetime => "jwt_lifetime",
+            Claim => "jwt_claim",
+        }
+    }
 }
 
 /// An identity that lacks the privilege for an action (APM Server's 403).
@@ -134,6 +212,7 @@ pub struct ActionRefused {
 pub enum CallerKind {
     ApiKey,
     ClientCert,
+    Jwt,
     Anonymous,
 }
 
@@ -144,6 +223,7 @@ pub fn authorize(identity: &Identity, action: Action) -> Result<(), ActionRefuse
     }
     let caller = match identity {
         Identity::ClientCert { .. } => CallerKind::ClientCert,
+        Identity::Jwt { .. } => CallerKind::Jwt,
         Identity::Anonymous => CallerKind::Anonymous,
         _ => CallerKind::ApiKey,
     };

@@ -9,14 +9,17 @@ mod client_cert;
 pub(crate) mod go_base64;
 pub(crate) mod header;
 mod identity;
+pub mod jwt;
 pub mod keys_file;
-mod privileges;
+pub(crate) mod privileges;
 mod secret;
 mod settings;
 mod store;
 
 pub use client_cert::{IdentityMap, MappedIdentity};
-pub use identity::{authorize, ActionRefused, AuthFailure, AuthOutcome, CallerKind, Identity};
+pub use identity::{
+    authorize, ActionRefused, AuthFailure, AuthOutcome, CallerKind, Identity, JwtRefusal,
+};
 pub use privileges::{Action, Privileges, UnknownPrivilege};
 pub use secret::Secret;
 pub use settings::{AuthSettings, TokenSettings};

@@ -58,6 +58,22 @@ impl Privileges {
         })
     }
 
+    /// The privileges both sets hold.
+    pub fn intersect(self, other: Privileges) -> Privileges {
+        Privileges(self.0 & other.0)
+    }
+
+    /// The known privileges among `names`; unknown names are left out (a token's `scope`
+    /// carries other applications' scopes too).
+    pub fn known_in<'a>(names: impl IntoIterator<Item = &'a str>) -> Privileges {
+        names.into_iter().fold(Privileges(0), |acc, name| {
+            match Action::ALL.iter().find(|a| a.name() == name) {
+                Some(a) => Privileges(acc.0 | a.bit()),
+                None => acc,
+            }
+        })
+    }
+
     pub fn names(self) -> Vec<&'static str> {
         Action::ALL
             .iter()

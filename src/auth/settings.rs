@@ -16,6 +16,8 @@ pub struct AuthSettings {
     pub keys_file: Option<PathBuf>,
     /// How often the keys file and secret files are checked; `None`: on SIGHUP only.
     pub reload_interval: Option<std::time::Duration>,
+    /// `[[auth.jwt]]` issuers.
+    pub jwt: Vec<super::jwt::IssuerSettings>,
 }
 
 impl AuthSettings {
@@ -113,10 +115,14 @@ impl TryFrom<&AuthConfig> for AuthSettings {
         }
         let keys_file = auth.api_key.enabled.then(|| auth.api_key.keys_file.clone());
         let reload_interval = Some(auth.reload_interval.0).filter(|d| !d.is_zero());
+        let jwt = problems
+            .take(super::jwt::issuers(&auth.jwt))
+            .unwrap_or_default();
         problems.finish(|| AuthSettings {
             tokens,
             keys_file,
             reload_interval,
+            jwt,
         })
     }
 }

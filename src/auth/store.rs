@@ -10,6 +10,7 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::header::{self, Presented};
 use super::identity::{AuthFailure, AuthOutcome, Identity};
+use super::jwt::{looks_like_jwt, JwtVerifier};
 use super::settings::AuthSettings;
 use super::{go_base64, keys_file};
 use crate::config::{Problem, Problems};
@@ -218,15 +219,21 @@ impl CredentialStore {
 }
 
 /// The credential store behind a swappable handle: requests read it lock-free, a reload
-/// replaces it whole.
+/// replaces it whole. JWTs go to the issuers, when there are any.
 pub struct Authenticator {
     store: ArcSwap<CredentialStore>,
+    jwt: Option<Arc<JwtVerifier>>,
 }
 
 impl Authenticator {
     pub fn new(store: CredentialStore) -> Self {
+        Authenticator::with_jwt(store, None)
+    }
+
+    pub fn with_jwt(store: CredentialStore, jwt: Option<Arc<JwtVerifier>>) -> Self {
         Authenticator {
             store: ArcSwap::from_pointee(store),
+            jwt,
         }
     }
 
@@ -235,6 +242,16 @@ impl Authenticator {
     }
 
     pub fn authenticate(&self, header: Option<&[u8]>, now: SystemTime) -> AuthOutcome {
+        // A Bearer value shaped like a JWT goes to the issuers, anything else to the secret
+        // tokens: never both.
+        if let (Some(jwt), Presented::Bearer(token)) = (&self.jwt, header::parse(header)) {
+            if looks_like_jwt(token) {
+                return match jwt.verify(token, now) {
+                    Ok(identity) => AuthOutcome::Authenticated(identity),
+                    Err(refusal) => AuthOutcome::Failed(AuthFailure::Jwt(refusal)),
+                };
+            }
+        }
         self.store.load().authenticate(header, now)
     }
 }

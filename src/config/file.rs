@@ -239,6 +239,8 @@ pub struct AuthConfig {
     pub failed_attempts: FailedAttemptsConfig,
     /// How often the keys file and secret files are checked for changes ("0s": SIGHUP only).
     pub reload_interval: HumanDuration,
+    /// Identity providers whose signed tokens (JWT) are credentials.
+    pub jwt: Vec<super::jwt::JwtIssuerConfig>,
 }
 
 impl Default for AuthConfig {
@@ -250,6 +252,7 @@ impl Default for AuthConfig {
             anonymous: AnonymousConfig::default(),
             failed_attempts: FailedAttemptsConfig::default(),
             reload_interval: HumanDuration(Duration::from_secs(5)),
+            jwt: Vec::new(),
         }
     }
 }

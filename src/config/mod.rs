@@ -4,12 +4,14 @@
 
 mod error;
 mod file;
+mod jwt;
 mod values;
 
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Problem, Problems};
 pub use file::*;
+pub use jwt::JwtIssuerConfig;
 pub use values::{HumanDuration, SecretRef, SecretSource};
 
 impl ConfigFile {
@@ -53,6 +55,11 @@ impl ConfigFile {
         }
         ssl.certificate_authorities.iter_mut().for_each(anchor);
         anchor(&mut self.auth.api_key.keys_file);
+        for jwt in &mut self.auth.jwt {
+            jwt.jwks_file.iter_mut().for_each(anchor);
+            jwt.ca_file.iter_mut().for_each(anchor);
+            jwt.fetch_token_file.iter_mut().for_each(anchor);
+        }
         self.usage.file.iter_mut().for_each(anchor);
         let secrets = self
             .auth

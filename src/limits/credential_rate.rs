@@ -4,7 +4,6 @@
 //! a token per request at admission (429), and with an events limit each batch of ten
 //! events as the body streams, waiting up to a second for tokens (then 429 mid-stream).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -81,10 +80,23 @@ impl fmt::Display for RateSpec {
 /// A credential, as the buckets know it: its kind and name (or key id).
 pub type CredentialKey = (CredentialKind, Arc<str>);
 
+/// Buckets kept at most: configured credentials are few, but JWT identities come from the
+/// identity provider; the least recently used bucket goes first (it refills to full anyway
+/// when idle for its burst's worth of time).
+const MAX_BUCKETS: usize = 65_536;
+
 /// One bucket per limited credential.
-#[derive(Default)]
 pub struct CredentialRates {
-    buckets: Mutex<HashMap<CredentialKey, (RateSpec, Bucket)>>,
+    buckets: Mutex<lru::LruCache<CredentialKey, (RateSpec, Bucket)>>,
+}
+
+impl Default for CredentialRates {
+    fn default() -> Self {
+        let cap = std::num::NonZeroUsize::new(MAX_BUCKETS).unwrap_or(std::num::NonZeroUsize::MIN);
+        CredentialRates {
+            buckets: Mutex::new(lru::LruCache::new(cap)),
+        }
+    }
 }
 
 impl CredentialRates {
@@ -109,8 +121,8 @@ impl CredentialRates {
         let (rate, burst) = (f64::from(spec.per_second), f64::from(spec.burst));
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         // The key is cloned only for a credential's first request.
-        if !buckets.contains_key(who) {
-            buckets.insert(who.clone(), (spec, Bucket::full(burst, now)));
+        if !buckets.contains(who) {
+            buckets.put(who.clone(), (spec, Bucket::full(burst, now)));
         }
         let Some(entry) = buckets.get_mut(who) else {
             return Grant::Refused;

@@ -2,6 +2,7 @@
 //! behind the drain, the admin listener, the upstream check, and the background reloader.
 
 mod drain;
+mod jwks;
 mod open_files;
 mod reload;
 mod usage_saver;
@@ -19,6 +20,7 @@ use rustls::server::danger::ClientCertVerifier;
 
 use crate::admin::AdminApp;
 use crate::admission::Gate;
+use crate::auth::jwt::JwtVerifier;
 use crate::auth::{Authenticator, CredentialStore};
 use crate::config::{ClientAuthentication, ConfigError, Problem, Problems};
 use crate::forward::{ApmProxy, ConnectionTimes, Connections, ProxySettings};
@@ -210,6 +212,8 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
     let lifecycle = Arc::new(Lifecycle::default());
+    // JWT issuers: verified on the request path, their keys kept current in the background.
+    let jwt = (!s.auth.jwt.is_empty()).then(|| Arc::new(JwtVerifier::new(s.auth.jwt.clone())));
     let metrics = Arc::new(Metrics::new()?);
     metrics.init_pools(s.upstream.pools.iter().map(|p| p.name.as_str()));
     let (pools, pool_services) =
@@ -217,8 +221,13 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
             .map_err(|e| StartupError::Pingora(e.to_string()))?;
     let pools = Arc::new(pools);
     {
-        let pools = pools.clone();
-        lifecycle.set_upstream_probe(Box::new(move || pools.answering()));
+        // Starting until every pool was checked and every JWT issuer's keys were fetched once
+        // (or the fetch failed: a broken identity provider does not make the proxy unready).
+        let (pools, jwt) = (pools.clone(), jwt.clone());
+        lifecycle.set_upstream_probe(Box::new(move || {
+            let keys_tried = jwt.as_ref().is_none_or(|v| v.started());
+            pools.answering().filter(|_| keys_tried)
+        }));
     }
 
     let proxy_settings = ProxySettings {
@@ -236,7 +245,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         body_limits: s.admission.body,
     };
     let reloader_store_view = p.credentials.describe();
-    let authenticator = Arc::new(Authenticator::new(p.credentials));
+    let authenticator = Arc::new(Authenticator::with_jwt(p.credentials, jwt.clone()));
     let gate = Gate::new(&s.admission, authenticator.clone(), s.identities.clone());
     let usage = s.usage.file.as_ref().map(|path| {
         let history = state_file::load(path).unwrap_or_else(|e| {
@@ -313,9 +322,17 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         reloader_store_view,
         certificates,
         s.tls.as_ref().and_then(|t| t.reload_interval),
-        metrics,
+        metrics.clone(),
     );
     server.add_service(background_service("reloader", reloader));
+    if let Some(verifier) = jwt {
+        metrics.init_issuers(s.auth.jwt.iter().map(|i| i.name.as_str()));
+        let refresher = jwks::JwksRefresher {
+            verifier,
+            metrics: metrics.clone(),
+        };
+        server.add_service(background_service("jwks", refresher));
+    }
     let saver = usage
         .zip(s.usage.file.clone())
         .map(|(book, path)| Arc::new(UsageSaver::new(book, path, s.usage.flush_interval)));

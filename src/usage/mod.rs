@@ -41,6 +41,9 @@ pub struct UsageRecord {
     pub events_accepted: u64,
 }
 
+/// JWT identities tracked at most (the first ones seen; each is a few hundred bytes).
+pub const MAX_JWT_IDENTITIES: usize = 10_000;
+
 /// One credential's live counters.
 #[derive(Default)]
 struct Tally {
@@ -55,7 +58,7 @@ struct Tally {
 #[derive(Default)]
 pub struct UsageBook {
     /// By kind, then by name: a lookup borrows the identity's name, no allocation.
-    kinds: [RwLock<HashMap<Arc<str>, Arc<Tally>>>; 3],
+    kinds: [RwLock<HashMap<Arc<str>, Arc<Tally>>>; CredentialKind::ALL.len()],
     changed: AtomicBool,
 }
 
@@ -104,8 +107,13 @@ impl UsageBook {
             .and_then(|m| m.get(&**name).map(|t| count(t)));
         if known.is_none() {
             // First use since the start (and not in the history): one write lock per credential.
+            // JWT identities come from the identity provider, not from this config: at most
+            // MAX_JWT_IDENTITIES of them are tracked (a RUM app's logged-in users are many).
             if let Ok(mut m) = map.write() {
-                count(m.entry(name.clone()).or_default());
+                let full = kind == CredentialKind::Jwt && m.len() >= MAX_JWT_IDENTITIES;
+                if !full || m.contains_key(&**name) {
+                    count(m.entry(name.clone()).or_default());
+                }
             }
         }
         self.changed.store(true, Ordering::Relaxed);
