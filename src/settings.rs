@@ -88,12 +88,14 @@ impl TryFrom<&ConfigFile> for Settings {
         let no_credential = file.auth.secret_token.is_none()
             && file.auth.secret_tokens.is_empty()
             && !file.auth.api_key.enabled
+            && file.auth.jwt.is_empty()
             && file.ssl.client_identities.is_empty();
         if no_credential {
             problems.add(
                 "auth",
                 "no credential is configured: set auth.secret_token, auth.secret_tokens, \
-                 auth.api_key.enabled = true or ssl.client_identities (the proxy never runs open)",
+                 auth.api_key.enabled = true, [[auth.jwt]] or ssl.client_identities (the proxy \
+                 never runs open)",
             );
         }
         if !file.ssl.client_identities.is_empty()

@@ -13,6 +13,7 @@ mod deploy;
 mod faults;
 mod forwarding;
 mod grpc;
+mod jwt;
 mod operations;
 mod pools;
 mod rum;
