@@ -178,6 +178,29 @@ pub enum JwtRefusal {
 }
 
 impl JwtRefusal {
+    /// For people (`jwt verify`), never for the client.
+    pub fn explain(self) -> &'static str {
+        use JwtRefusal::*;
+        match self {
+            TooLarge => "the token is larger than 16 KiB",
+            Malformed => "not a JWT (three base64url parts of JSON and a signature)",
+            Algorithm => "its algorithm is none, HMAC, or not among the issuer's algorithms",
+            Critical => "it has a crit header, an extension the proxy does not understand",
+            UnknownIssuer => "its iss is no configured issuer",
+            NoKeys => "the issuer's keys were never fetched",
+            UnknownKey => "no key of the issuer has its kid (the keys are fetched again soon)",
+            Signature => "the signature does not verify with the issuer's key",
+            Expired => "it has expired (exp, with the leeway)",
+            NotYetValid => "it is not valid yet (nbf, with the leeway)",
+            Audience => "its aud holds none of the issuer's audiences",
+            MissingExpiry => "it has no exp",
+            Lifetime => "it is valid for longer than the issuer's max_lifetime",
+            Claim => {
+                "a required claim is missing or different, or a claim the mapping needs is missing"
+            }
+        }
+    }
+
     /// The rejection's label (`requests_total{reason}`, `event.reason`).
     pub fn label(self) -> &'static str {
         use JwtRefusal::*;

@@ -9,7 +9,7 @@ use base64::Engine;
 
 use super::error::CliError;
 use super::listing;
-use super::{ApikeyCommand, Cli, Command, CreateKeyArgs, ImportArgs, TokenCommand};
+use super::{ApikeyCommand, Cli, Command, CreateKeyArgs, ImportArgs, JwtCommand, TokenCommand};
 use crate::admin::AdminSettings;
 use crate::auth::audit;
 use crate::auth::keys_file::{self, KeysFile};
@@ -32,6 +32,9 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Token(TokenCommand::List { json }) => ConfigFile::load(&cli.config)
             .map_err(CliError::from)
             .and_then(|file| listing::list_tokens(&file, json)),
+        Command::Jwt(JwtCommand::Verify { token }) => ConfigFile::load(&cli.config)
+            .map_err(CliError::from)
+            .and_then(|file| super::jwt::verify(&file, &token)),
         Command::Health { admin, live } => {
             let path = if live { "/livez" } else { "/readyz" };
             health(&cli.config, admin.as_deref(), path)

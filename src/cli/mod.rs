@@ -3,6 +3,7 @@
 
 mod commands;
 mod error;
+mod jwt;
 mod listing;
 
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Secret-token helpers.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// JWT helpers: which `[[auth.jwt]]` issuer accepts a token, as whom, or why not.
+    #[command(subcommand)]
+    Jwt(JwtCommand),
     /// Translate an existing apm-server.yml (6.x – 9.x key names) into a proxy.toml, and
     /// print the changes to make to the apm-server.yml so APM Server runs behind the proxy,
     /// and every setting that could not be translated.
@@ -165,6 +169,17 @@ fn parse_version(text: &str) -> Result<(u32, u32), String> {
         (Some(major), Some(minor)) => Ok((major, minor)),
         _ => Err(format!("{text:?} is not a version such as 8.19")),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JwtCommand {
+    /// Check a token as the proxy would (fetching the issuers' keys now): the issuer, the
+    /// identity, its privileges, services and pool; or exactly why it is refused. Exit 0 when
+    /// accepted, 1 when refused.
+    Verify {
+        /// The token (`eyJ…`), or `-` to read it from standard input.
+        token: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,7 @@ use crate::support::*;
 
 // --- the Python agent: a transaction, a span and an error, with no Authorization upstream ---
 
-fn run_agent(proxy: &Proxy, credential: (&str, &str)) {
+pub(crate) fn run_agent(proxy: &Proxy, credential: (&str, &str)) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents/python_agent.py");
     let out = bounded("python3", Duration::from_secs(120))
         .arg(script)

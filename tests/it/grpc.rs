@@ -16,7 +16,7 @@ const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// `tests/agents/otlp.py <args>` against `proxy` with `authorization: <auth>` (none when
 /// empty) and `extra` metadata; its JSON answer.
-fn otlp(proxy: &Proxy, auth: &str, extra: &[(&str, &str)], args: &[&str]) -> Value {
+pub(crate) fn otlp(proxy: &Proxy, auth: &str, extra: &[(&str, &str)], args: &[&str]) -> Value {
     otlp_over(proxy, true, auth, extra, args)
 }
 

@@ -335,3 +335,93 @@ fn logged_in_rum_users_send_with_their_token() {
     });
     assert_eq!(upstream.requests().len(), 1);
 }
+
+/// Real clients with a JWT where they put a secret token: the official Python agent
+/// (`secret_token`), and the OpenTelemetry SDK over gRPC and over HTTP (`authorization`
+/// header); a token of a key the provider does not have is UNAUTHENTICATED over gRPC.
+#[test]
+fn the_python_agent_and_the_opentelemetry_sdk_send_with_a_jwt() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let key = SigningKey::rsa("agents");
+    let idp = IdentityProvider::start(&[&key]);
+    let proxy = start(&pki, &upstream, &issuer(&idp, "algorithms = [\"RS256\"]\n"));
+    let token = key.sign(&idp.claims("collector", json!({})));
+    register_secret(&token);
+    crate::agents::run_agent(&proxy, ("APM_SECRET_TOKEN", &token));
+    let events: String = upstream
+        .requests()
+        .iter()
+        .filter(|r| r.uri.starts_with("/intake/v2/events"))
+        .map(decoded)
+        .collect();
+    assert!(
+        events.contains("{\"transaction\"") && events.contains("ZeroDivisionError"),
+        "{events}"
+    );
+    let auth = format!("Bearer {token}");
+    let everything = json!({"traces": "SUCCESS", "metrics": "SUCCESS", "logs": "SUCCESS"});
+    assert_eq!(
+        crate::grpc::otlp(&proxy, &auth, &[], &["sdk-grpc"]),
+        everything
+    );
+    assert_eq!(
+        crate::grpc::otlp(&proxy, &auth, &[], &["sdk-http"]),
+        everything
+    );
+    assert!(upstream
+        .requests()
+        .iter()
+        .all(|r| r.headers.get("authorization").is_none()));
+    let stranger = SigningKey::rsa("agents").sign(&idp.claims("collector", json!({})));
+    let refused = crate::grpc::otlp(
+        &proxy,
+        &format!("Bearer {stranger}"),
+        &[],
+        &[
+            "call",
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        ],
+    );
+    assert_eq!(refused["code"], "UNAUTHENTICATED", "{refused}");
+}
+
+/// `jwt verify` says which issuer accepts a token and as whom, or exactly why not.
+#[test]
+fn jwt_verify_explains_a_token() {
+    let key = SigningKey::ed25519("cli");
+    let idp = IdentityProvider::start(&[&key]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("proxy.toml");
+    std::fs::write(
+        &cfg,
+        issuer(&idp, "algorithms = [\"EdDSA\"]\nservices_claim = \"svc\"\n"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let good = key.sign(&idp.claims("alice", json!({"svc": "shop ads"})));
+    register_secret(&good);
+    let (code, out, err) = run_cli(&["jwt", "--config", c, "verify", &good]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("accepted by issuer \"idp\" as jwt:idp/alice"),
+        "{out}"
+    );
+    assert!(
+        out.contains("privileges ... event:write, config_agent:read"),
+        "{out}"
+    );
+    assert!(out.contains("services ..... shop, ads"), "{out}");
+    assert!(err.contains("issuer \"idp\": 1 usable key(s)"), "{err}");
+    let now = unix_now();
+    let expired = key.sign(&idp.claims(
+        "alice",
+        json!({"svc": "shop", "exp": now - 3600, "iat": now - 4000}),
+    ));
+    let (code, _, err) = run_cli(&["jwt", "--config", c, "verify", &expired]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("refused (jwt_expired): it has expired"),
+        "{err}"
+    );
+}
