@@ -16,7 +16,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 KUBERNETES_VERSION = "1.31.0"
-OVERLAYS = ["sidecar", "standalone", "ingress"]
+OVERLAYS = ["sidecar", "standalone", "ingress", "workload-identity"]
 # The one image name: compose's default and every overlay's (tests/containers builds it).
 IMAGE = "ghcr.io/apm-auth-proxy/apm-auth-proxy:0.1.0"
 # cert-manager's Certificate is a CRD: not in the Kubernetes schemas, checked by hand below.
@@ -160,7 +160,7 @@ def policy(overlay: str, docs: list[dict]) -> None:
                     problem(cw, "liveness on /livez and readiness on /readyz (admin port)")
                 if c.get("args", [])[:1] != ["run"]:
                     problem(cw, "runs `run --config …`")
-    if overlay in ("standalone", "ingress"):
+    if overlay in ("standalone", "ingress", "workload-identity"):
         for kind in ("NetworkPolicy", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Service"):
             if kind not in kinds:
                 problem(f"overlays/{overlay}", f"has a {kind}")
