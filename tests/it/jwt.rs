@@ -425,3 +425,87 @@ fn jwt_verify_explains_a_token() {
         "{err}"
     );
 }
+
+/// Kubernetes workload identity, as the workload-identity overlay sets it up: the cluster's
+/// keys fetched over HTTPS from its API server (the cluster CA from a file, the proxy's own
+/// token as the fetch's bearer), pods' projected tokens checked for the audience and the
+/// namespace, named by their service account. A proxy with a wrong fetch token gets no keys:
+/// it still becomes ready (a broken provider does not take it out), counts the failures, and
+/// refuses the tokens.
+#[test]
+fn projected_service_account_tokens_of_one_namespace_are_credentials() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let key = SigningKey::rsa("cluster-key");
+    let api = IdentityProvider::start_tls(&[&key], &pki, "proxy-own-token-5d4c");
+    register_secret("proxy-own-token-5d4c");
+    let config = |fetch_token: &str| {
+        Proxy::builder(&pki, &upstream.url())
+            .file("cluster-ca.crt", pki.ca_pem.clone())
+            .file("cluster-token", format!("{fetch_token}\n"))
+            .config(&format!(
+                "[[auth.jwt]]\nname = \"cluster\"\nissuer = {:?}\naudiences = [\"apm-auth-proxy\"]\n\
+                 jwks_url = \"{}/openid/v1/jwks\"\nca_file = \"cluster-ca.crt\"\n\
+                 fetch_token_file = \"cluster-token\"\nalgorithms = [\"RS256\"]\n\
+                 required_claims = {{ \"kubernetes.io.namespace\" = \"shop\" }}\n\
+                 name_claim = \"kubernetes.io.serviceaccount.name\"\n",
+                api.issuer(),
+                api.issuer()
+            ))
+            .start()
+    };
+    let projected = |namespace: &str| {
+        key.sign(&api.claims(
+            &format!("system:serviceaccount:{namespace}:otel-collector"),
+            json!({"aud": ["apm-auth-proxy"], "kubernetes.io": {"namespace": namespace,
+                   "serviceaccount": {"name": "otel-collector", "uid": "0b7e"}}}),
+        ))
+    };
+    let proxy = config("proxy-own-token-5d4c");
+    let client = proxy.client(false);
+    rt().block_on(async {
+        eventually("ready", || async {
+            admin_get(&proxy, "/readyz").await.0 == 200
+        })
+        .await;
+        let a = send(&proxy, &client, &projected("shop"), events("shop")).await;
+        assert_eq!(a.status, 202, "{}", a.body);
+        let a = send(&proxy, &client, &projected("billing"), events("shop")).await;
+        assert_eq!(
+            (a.status, a.body.as_str()),
+            (401, AUTH_FAILED),
+            "another namespace"
+        );
+        let (_, usage) = admin_get(&proxy, "/usage").await;
+        assert!(
+            usage.contains("\"name\":\"cluster/otel-collector\""),
+            "{usage}"
+        );
+    });
+    assert!(api.jwks_fetches() >= 1);
+    let stranger = config("not-the-token-9e8f");
+    rt().block_on(async {
+        eventually("ready without keys", || async {
+            admin_get(&stranger, "/readyz").await.0 == 200
+        })
+        .await;
+        let a = send(
+            &stranger,
+            &stranger.client(false),
+            &projected("shop"),
+            events("shop"),
+        )
+        .await;
+        assert_eq!((a.status, a.body.as_str()), (401, AUTH_FAILED));
+        let failures = "apm_auth_proxy_jwks_fetches_total{issuer=\"cluster\",result=\"failure\"}";
+        let m = samples_with(&stranger, failures, 1.0).await;
+        assert!(sample(&m, failures) >= 1.0);
+        assert_eq!(
+            sample(&m, "apm_auth_proxy_jwks_keys{issuer=\"cluster\"}"),
+            0.0
+        );
+    });
+    assert!(stranger
+        .log_text()
+        .contains("cannot fetch the issuer's keys"));
+}

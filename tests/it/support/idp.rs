@@ -112,6 +112,8 @@ pub fn unix_now() -> u64 {
 
 #[derive(Default)]
 struct State {
+    /// The bearer token a JWKS fetch must carry, when set (the API server's way).
+    fetch_token: Option<String>,
     keys: Mutex<Vec<Value>>,
     discovery_fetches: AtomicUsize,
     jwks_fetches: AtomicUsize,
@@ -120,39 +122,83 @@ struct State {
 /// The identity provider: `GET /.well-known/openid-configuration`, `GET /jwks`.
 pub struct IdentityProvider {
     pub addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<State>,
     _runtime: tokio::runtime::Runtime,
 }
 
 impl IdentityProvider {
     pub fn start(keys: &[&SigningKey]) -> IdentityProvider {
+        IdentityProvider::serve(keys, None, None)
+    }
+
+    /// Over HTTPS with `pki`'s certificate, as a cluster's API server: the key set only to a
+    /// fetch carrying `Authorization: Bearer <fetch_token>`.
+    pub fn start_tls(
+        keys: &[&SigningKey],
+        pki: &super::Pki,
+        fetch_token: &str,
+    ) -> IdentityProvider {
+        IdentityProvider::serve(keys, Some(pki), Some(fetch_token))
+    }
+
+    fn serve(
+        keys: &[&SigningKey],
+        pki: Option<&super::Pki>,
+        fetch_token: Option<&str>,
+    ) -> IdentityProvider {
         let (runtime, listener, addr) = super::listening_on("127.0.0.1:0".parse().unwrap());
-        let state = Arc::new(State::default());
+        let state = Arc::new(State {
+            fetch_token: fetch_token.map(str::to_string),
+            ..State::default()
+        });
         *state.keys.lock().unwrap() = keys.iter().map(|k| k.jwk.clone()).collect();
-        let (served, issuer) = (state.clone(), format!("http://{addr}"));
+        let tls = pki.map(acceptor);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let (served, issuer) = (
+            state.clone(),
+            format!("{scheme}://localhost:{}", addr.port()),
+        );
         runtime.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (state, issuer) = (served.clone(), issuer.clone());
+                let (state, issuer, tls) = (served.clone(), issuer.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let (state, issuer) = (state.clone(), issuer.clone());
-                        async move {
-                            Ok::<_, std::convert::Infallible>(answer(
-                                &state,
-                                &issuer,
-                                req.uri().path(),
-                            ))
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let (state, issuer) = (state.clone(), issuer.clone());
+                            let bearer = (req.headers().get("authorization")).and_then(|v| {
+                                v.to_str().ok()?.strip_prefix("Bearer ").map(str::to_string)
+                            });
+                            let path = req.uri().path().to_string();
+                            async move {
+                                Ok::<_, std::convert::Infallible>(answer(
+                                    &state,
+                                    &issuer,
+                                    &path,
+                                    bearer.as_deref(),
+                                ))
+                            }
+                        },
+                    );
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let io = hyper_util::rt::TokioIo::new(stream);
+                                let _ = http.serve_connection(io, service).await;
+                            }
                         }
-                    });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
+                        None => {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = http.serve_connection(io, service).await;
+                        }
+                    }
                 });
             }
         });
         IdentityProvider {
             addr,
+            scheme,
             state,
             _runtime: runtime,
         }
@@ -160,7 +206,7 @@ impl IdentityProvider {
 
     /// Its `iss`, and the base of its discovery document.
     pub fn issuer(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://localhost:{}", self.scheme, self.addr.port())
     }
 
     /// From now on, the JWKS holds these keys.
@@ -193,22 +239,50 @@ impl IdentityProvider {
     }
 }
 
-fn answer(state: &State, issuer: &str, path: &str) -> hyper::Response<Full<Bytes>> {
+/// A TLS acceptor with `pki`'s server certificate.
+fn acceptor(pki: &super::Pki) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&pki.key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+fn answer(
+    state: &State,
+    issuer: &str,
+    path: &str,
+    bearer: Option<&str>,
+) -> hyper::Response<Full<Bytes>> {
+    let refused = |status: u16| {
+        hyper::Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    if state.fetch_token.is_some() && state.fetch_token.as_deref() != bearer {
+        return refused(401);
+    }
     let body = match path {
         "/.well-known/openid-configuration" => {
             state.discovery_fetches.fetch_add(1, Ordering::SeqCst);
             json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")})
         }
-        "/jwks" => {
+        "/jwks" | "/openid/v1/jwks" => {
             state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
             json!({"keys": state.keys.lock().unwrap().clone()})
         }
-        _ => {
-            return hyper::Response::builder()
-                .status(404)
-                .body(Full::new(Bytes::new()))
-                .unwrap()
-        }
+        _ => return refused(404),
     };
     hyper::Response::builder()
         .header("content-type", "application/json")
