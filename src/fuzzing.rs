@@ -75,6 +75,44 @@ pub fn cors(pattern: &str, subject: &str) {
     }
 }
 
+/// A key set a JWT is checked against: one P-256 key (`kid` `fuzz`), made once.
+fn jwt_verifier() -> &'static crate::auth::jwt::JwtVerifier {
+    use crate::auth::jwt::{issuers, JwtVerifier, KeySet};
+    static VERIFIER: std::sync::OnceLock<JwtVerifier> = std::sync::OnceLock::new();
+    VERIFIER.get_or_init(|| {
+        let text = "[[auth.jwt]]\nname = \"idp\"\nissuer = \"https://idp.example.com\"\n\
+                    discovery = true\naudiences = [\"apm\"]\n";
+        let file = ConfigFile::parse(text).expect("the fuzz issuer parses");
+        let verifier = JwtVerifier::new(issuers(&file.auth.jwt).expect("valid"));
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a key");
+        let point = pair.public_key_raw();
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "fuzz",
+            "x": b64(&point[1..33]), "y": b64(&point[33..65])}]});
+        let algorithms = verifier.issuers()[0].settings.algorithms.clone();
+        let set = KeySet::parse(jwks.to_string().as_bytes(), &algorithms).expect("a key set");
+        verifier.issuers()[0].set_keys(set);
+        verifier
+    })
+}
+
+/// A bearer JWT from a client: never accepted without the issuer's key's signature (which
+/// the fuzzer cannot make), and never a panic.
+pub fn jwt(token: &[u8]) {
+    let verdict = jwt_verifier().verify(token, std::time::SystemTime::now());
+    assert!(verdict.is_err(), "accepted without a signature: {token:?}");
+}
+
+/// A JWKS document from an identity provider: what it yields are keys of an accepted kind.
+pub fn jwks(document: &[u8]) {
+    use jsonwebtoken::Algorithm::*;
+    let all = [RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA];
+    if let Ok(set) = crate::auth::jwt::KeySet::parse(document, &all) {
+        assert!(!set.keys.is_empty());
+    }
+}
+
 /// The configuration loader, file model and typed settings.
 pub fn config(text: &str) {
     if let Ok(file) = ConfigFile::parse(text) {
@@ -261,6 +299,8 @@ mod tests {
                         cors(p, s)
                     }),
                     "config" => text.into_iter().for_each(config),
+                    "jwt" => jwt(&data),
+                    "jwks" => jwks(&data),
                     "intake" => {
                         if let Some((mode, body)) = split(&data) {
                             let format = if mode & 1 == 0 {
