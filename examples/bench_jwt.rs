@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::{Instant, SystemTime};
 
 use apm_auth_proxy::auth::jwt::{issuers, JwtVerifier, KeySet};
-use apm_auth_proxy::auth::{AuthOutcome, Authenticator, AuthSettings, CredentialStore};
+use apm_auth_proxy::auth::{AuthOutcome, AuthSettings, Authenticator, CredentialStore};
 use apm_auth_proxy::config::ConfigFile;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -48,12 +48,27 @@ fn keys() -> Vec<(Algorithm, EncodingKey, serde_json::Value)> {
     std::fs::create_dir_all(&dir).expect("dir");
     let pem = dir.join("rsa.pem");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).output().expect("openssl");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
     let path = pem.to_str().expect("path");
-    run(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", path]);
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        path,
+    ]);
     let modulus = String::from_utf8(run(&["rsa", "-noout", "-modulus", "-in", path])).expect("hex");
     let hex = modulus.trim().trim_start_matches("Modulus=");
     let n: Vec<u8> = (0..hex.len())
@@ -91,7 +106,10 @@ fn main() {
         Some(verifier.clone()),
     );
     let now = SystemTime::now();
-    let unix = now.duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+    let unix = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
     let sign = |(alg, key, _): &(Algorithm, EncodingKey, serde_json::Value), sub: usize| {
         let mut header = Header::new(*alg);
         header.kid = Some(format!("{alg:?}"));
@@ -104,7 +122,10 @@ fn main() {
         for _ in 0..rounds {
             for h in headers {
                 let outcome = auth.authenticate(Some(black_box(h)), now);
-                assert!(matches!(outcome, AuthOutcome::Authenticated(_)), "{outcome:?}");
+                assert!(
+                    matches!(outcome, AuthOutcome::Authenticated(_)),
+                    "{outcome:?}"
+                );
             }
         }
         start.elapsed().as_nanos() as f64 / (headers.len() * rounds) as f64

@@ -107,7 +107,9 @@ pub fn jwt(token: &[u8]) {
 /// A JWKS document from an identity provider: what it yields are keys of an accepted kind.
 pub fn jwks(document: &[u8]) {
     use jsonwebtoken::Algorithm::*;
-    let all = [RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA];
+    let all = [
+        RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+    ];
     if let Ok(set) = crate::auth::jwt::KeySet::parse(document, &all) {
         assert!(!set.keys.is_empty());
     }

@@ -1,6 +1,8 @@
 // Loads a page that runs the official Elastic RUM agent in headless Chromium and reports
 // what the browser saw of the proxy: the CORS preflight and the intake request.
-// Usage: node rum_page.js <proxy https url> <spki sha256 base64 of the proxy's key>
+// Usage: node rum_page.js <proxy https url> <spki sha256 base64 of the proxy's key> [<jwt>]
+// With a JWT, the page is a logged-in user's: the agent's `apmRequest` hook attaches
+// `Authorization: Bearer <jwt>` to every request it sends.
 // Prints one JSON line: {"preflight": <status|null>, "intake": <status|null>, "intakeUrl": …}
 'use strict';
 const http = require('http');
@@ -8,15 +10,20 @@ const fs = require('fs');
 const path = require('path');
 const { chromium } = require('playwright-core');
 
-const [proxyUrl, spki] = process.argv.slice(2);
+const [proxyUrl, spki, jwt] = process.argv.slice(2);
 const bundle = fs.readFileSync(
   path.join(__dirname, 'node_modules/@elastic/apm-rum/dist/bundles/elastic-apm-rum.umd.min.js'));
 
 const page = `<!doctype html><html><head><title>rum test</title>
 <script src="/rum.js"></script>
 <script>
+  const userToken = ${JSON.stringify(jwt || null)};
   elasticApm.init({ serviceName: 'browser-test', serverUrl: ${JSON.stringify(proxyUrl)},
-                    environment: 'test', flushInterval: 100 });
+                    environment: 'test', flushInterval: 100,
+                    apmRequest: ({ xhr }) => {
+                      if (userToken) xhr.setRequestHeader('Authorization', 'Bearer ' + userToken);
+                      return true;
+                    } });
 </script></head><body><p>hello</p></body></html>`;
 
 const server = http.createServer((req, res) => {

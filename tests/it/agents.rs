@@ -79,6 +79,39 @@ fn python_agent_reports_through_the_proxy_with_token_and_api_key() {
     );
 }
 
+/// The official RUM agent on a page in headless Chromium, sending to `proxy` (with `jwt`: a
+/// logged-in user's page whose `apmRequest` hook attaches the token); what the browser saw.
+pub(crate) fn rum_page(proxy: &Proxy, pki: &Pki, jwt: Option<&str>) -> serde_json::Value {
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        driver.join("node_modules/playwright-core").is_dir()
+            && driver.join("node_modules/@elastic/apm-rum").is_dir(),
+        "npm packages missing: run `scripts/setup.sh test` (or `npm ci --prefix tests/browser`)"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Chromium missing: run `scripts/setup.sh test` (Debian package `chromium`)"
+    );
+    let mut node = bounded("node", Duration::from_secs(120));
+    node.arg(driver.join("rum_page.js"))
+        .arg(proxy.url(""))
+        .arg(spki_pin(&pki.cert));
+    if let Some(token) = jwt {
+        node.arg(token);
+    }
+    let out = node.output().expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let result: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "no result from the browser driver ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    eprintln!("browser saw: {result}");
+    result
+}
+
 // --- the RUM agent in Chromium: a page served on another loopback port sends its page-load
 // transaction through the proxy; the CORS preflight must succeed, the events arrive ---
 
@@ -94,37 +127,13 @@ fn spki_pin(cert_pem: &Path) -> String {
 
 #[test]
 fn the_official_rum_agent_in_chromium_reaches_the_upstream_anonymously() {
-    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        driver.join("node_modules/playwright-core").is_dir()
-            && driver.join("node_modules/@elastic/apm-rum").is_dir(),
-        "npm packages missing: run `scripts/setup.sh test` (or `npm ci --prefix tests/browser`)"
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "Chromium missing: run `scripts/setup.sh test` (Debian package `chromium`)"
-    );
     let pki = pki();
     let upstream = Upstream::start();
     let proxy = Proxy::builder(&pki, &upstream.url())
         .token("rum-agent-token-7c2e")
         .config("[rum]\nenabled = true\nallow_origins = [\"http://127.0.0.1:*\"]\n")
         .start();
-    let out = bounded("node", Duration::from_secs(120))
-        .arg(driver.join("rum_page.js"))
-        .arg(proxy.url(""))
-        .arg(spki_pin(&pki.cert))
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    let result: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "no result from the browser driver ({e}):\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    eprintln!("browser saw: {result}");
+    let result = rum_page(&proxy, &pki, None);
     assert_eq!(result["preflight"], 200, "preflight: {result}");
     assert_eq!(
         result["intake"],

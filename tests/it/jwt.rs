@@ -509,3 +509,36 @@ fn projected_service_account_tokens_of_one_namespace_are_credentials() {
         .log_text()
         .contains("cannot fetch the issuer's keys"));
 }
+
+/// The official RUM agent in Chromium on a logged-in user's page: its `apmRequest` hook
+/// attaches the user's JWT, anonymous access is off; the preflight allows `Authorization`
+/// and the page-load transaction reaches APM Server without the token.
+#[test]
+fn the_rum_agent_sends_a_logged_in_users_token() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let key = SigningKey::ec("web");
+    let idp = IdentityProvider::start(&[&key]);
+    let config = format!(
+        "{}[rum]\nenabled = true\nallow_origins = [\"http://127.0.0.1:*\"]\n\
+         [auth.anonymous]\nenabled = false\n",
+        issuer(&idp, "")
+    );
+    let proxy = start(&pki, &upstream, &config);
+    let token = key.sign(&idp.claims("user-42", json!({})));
+    register_secret(&token);
+    // The same page without a logged-in user: refused (anonymous access is off).
+    let anonymous = crate::agents::rum_page(&proxy, &pki, None);
+    assert_eq!(anonymous["intake"], 401, "{anonymous}");
+    let result = crate::agents::rum_page(&proxy, &pki, Some(&token));
+    assert_eq!(result["preflight"], 200, "{result}");
+    assert_eq!(result["intake"], 202, "{result}\n{}", proxy.log_text());
+    let intake = upstream
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.contains("/rum/events"));
+    let intake = intake.expect("the RUM events at the upstream");
+    assert!(intake.headers.get("authorization").is_none());
+    assert!(decoded(&intake).contains("page-load"));
+    assert!(proxy.log_text().contains("jwt:idp/user-42"));
+}
