@@ -2,6 +2,9 @@
 //! `Authenticator::authenticate` on a `Bearer` secret token and on a cached JWT (an agent
 //! reusing its token), and a first verification (the signature checked) per algorithm. Prints
 //! `token_ns`, `jwt_cached_ns` and `jwt_uncached_<alg>_ns` (nanoseconds per call).
+//! `bench_jwt --mint <dir>` instead writes `<dir>/jwks.json` (one ES256 key) and prints a
+//! token of issuer `https://idp.example.com` signed with it, valid for two hours, for the
+//! end-to-end comparison in `bench/jwt.sh`.
 
 use std::hint::black_box;
 use std::time::{Instant, SystemTime};
@@ -87,7 +90,28 @@ fn keys() -> Vec<(Algorithm, EncodingKey, serde_json::Value)> {
     out
 }
 
+/// `--mint <dir>`: a key set file and a token for the end-to-end bench.
+fn mint(dir: &str) {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let p = pair.public_key_raw();
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench",
+        "x": b64u(&p[1..33]), "y": b64u(&p[33..65])}]});
+    std::fs::write(format!("{dir}/jwks.json"), jwks.to_string()).expect("jwks.json");
+    let unix = SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("bench".into());
+    let claims = json!({"iss": ISSUER, "aud": "apm", "sub": "bench-agent", "iat": unix, "exp": unix + 7200});
+    let key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("pem");
+    println!("{}", jsonwebtoken::encode(&header, &claims, &key).expect("sign"));
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, dir] = &args[..] {
+        if flag == "--mint" {
+            return mint(dir);
+        }
+    }
     let text = format!(
         "[auth]\nsecret_token = {TOKEN:?}\n[[auth.jwt]]\nname = \"idp\"\nissuer = {ISSUER:?}\n\
          discovery = true\naudiences = [\"apm\"]\n\
