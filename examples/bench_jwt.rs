@@ -97,12 +97,19 @@ fn mint(dir: &str) {
     let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench",
         "x": b64u(&p[1..33]), "y": b64u(&p[33..65])}]});
     std::fs::write(format!("{dir}/jwks.json"), jwks.to_string()).expect("jwks.json");
-    let unix = SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+    let unix = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some("bench".into());
-    let claims = json!({"iss": ISSUER, "aud": "apm", "sub": "bench-agent", "iat": unix, "exp": unix + 7200});
+    let claims =
+        json!({"iss": ISSUER, "aud": "apm", "sub": "bench-agent", "iat": unix, "exp": unix + 7200});
     let key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("pem");
-    println!("{}", jsonwebtoken::encode(&header, &claims, &key).expect("sign"));
+    println!(
+        "{}",
+        jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+    );
 }
 
 fn main() {

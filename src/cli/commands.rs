@@ -35,6 +35,9 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Jwt(JwtCommand::Verify { token }) => ConfigFile::load(&cli.config)
             .map_err(CliError::from)
             .and_then(|file| super::jwt::verify(&file, &token)),
+        Command::Jwt(JwtCommand::List { json }) => ConfigFile::load(&cli.config)
+            .map_err(CliError::from)
+            .and_then(|file| listing::list_jwt(&file, json)),
         Command::Health { admin, live } => {
             let path = if live { "/livez" } else { "/readyz" };
             health(&cli.config, admin.as_deref(), path)

@@ -152,6 +152,46 @@ pub fn list_keys(
     Ok(())
 }
 
+/// The JWT identities the running proxy has seen (from its usage state file): they come from
+/// the identity provider, so the usage is the only list there is.
+pub fn list_jwt(file: &ConfigFile, as_json: bool) -> Result<(), CliError> {
+    let usage = usage(file)?;
+    let now = SystemTime::now();
+    let mut seen: Vec<&UsageRecord> = usage
+        .iter()
+        .filter(|u| u.kind == CredentialKind::Jwt)
+        .collect();
+    seen.sort_by(|a, b| a.name.cmp(&b.name));
+    if as_json {
+        let list: Vec<_> = seen
+            .iter()
+            .map(|u| {
+                let mut v = json!({ "name": u.name });
+                v["usage"] = usage_json(Some(u));
+                v
+            })
+            .collect();
+        println!("{}", serde_json::Value::from(list));
+        return Ok(());
+    }
+    let rows = seen.iter().map(|u| {
+        vec![
+            u.name.clone(),
+            last_used(Some(u), now),
+            u.requests_accepted.to_string(),
+            u.requests_refused.to_string(),
+        ]
+    });
+    let headers = ["ISSUER/SUBJECT", "LAST USED", "REQUESTS", "REFUSED"];
+    print!("{}", table(&headers, rows.collect()));
+    println!(
+        "{} JWT identit{} seen",
+        seen.len(),
+        if seen.len() == 1 { "y" } else { "ies" }
+    );
+    Ok(())
+}
+
 pub fn list_tokens(file: &ConfigFile, as_json: bool) -> Result<(), CliError> {
     let usage = usage(file)?;
     let now = SystemTime::now();

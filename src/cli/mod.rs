@@ -180,6 +180,13 @@ pub enum JwtCommand {
         /// The token (`eyJ…`), or `-` to read it from standard input.
         token: String,
     },
+    /// List the JWT identities the running proxy has seen (`<issuer>/<subject>`), with when
+    /// each was last used and its requests, from its usage state file.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

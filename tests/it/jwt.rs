@@ -58,14 +58,12 @@ fn tokens_of_an_oidc_issuer_are_credentials_and_every_refusal_is_apm_servers_401
         SigningKey::ec("e1"),
     );
     let idp = IdentityProvider::start(&[&rsa, &ec, &ed]);
-    let proxy = start(
-        &pki,
-        &upstream,
-        &issuer(
-            &idp,
-            "algorithms = [\"RS256\", \"ES256\", \"EdDSA\"]\nmax_lifetime = \"1h\"\n",
-        ),
+    let config = issuer(
+        &idp,
+        "algorithms = [\"RS256\", \"ES256\", \"EdDSA\"]\nmax_lifetime = \"1h\"\n",
     );
+    let usage = "[usage]\nfile = \"usage.json\"\nflush_interval = \"200ms\"\n";
+    let proxy = start(&pki, &upstream, &format!("{config}{usage}"));
     assert!(idp.discovery_fetches() >= 1 && idp.jwks_fetches() >= 1);
     let now = unix_now();
     let client = proxy.client(false);
@@ -162,6 +160,14 @@ fn tokens_of_an_oidc_issuer_are_credentials_and_every_refusal_is_apm_servers_401
         proxy.log_text().contains("jwt:idp/alice"),
         "the access line names the caller"
     );
+    // `jwt list` reads them from the saved usage.
+    let config = proxy.dir.path().join("proxy.toml");
+    let list = || run_cli(&["jwt", "--config", config.to_str().unwrap(), "list"]);
+    eventually_blocking("the identities saved", || list().1.contains("idp/carol"));
+    let (code, out, _) = list();
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ISSUER/SUBJECT"), "{out}");
+    assert!(out.contains("3 JWT identities seen"), "{out}");
 }
 
 /// The provider rotates its keys: a token of a key the proxy has not seen is refused until

@@ -28,7 +28,8 @@ pub enum FetchError {
 pub fn client(s: &IssuerSettings) -> Result<reqwest::Client, FetchError> {
     let mut b = reqwest::Client::builder()
         .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::limited(3))
+        // No redirects: a key set is fetched from where the configuration (or discovery) says.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("apm-auth-proxy/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &s.ca_file {
         let name = ca.display().to_string();
