@@ -252,3 +252,36 @@ pub fn authorize(identity: &Identity, action: Action) -> Result<(), ActionRefuse
     };
     Err(ActionRefused { caller, action })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jwt_identity_is_limited_bound_and_named_like_a_key() {
+        let spec: RateSpec = "10 requests/s".parse().unwrap();
+        let jwt = Identity::Jwt {
+            name: "idp/alice".into(),
+            subject: "alice".into(),
+            privileges: Privileges::parse_list(&["event:write"]).unwrap(),
+            services: Arc::from(vec!["shop".to_string()]),
+            upstream: Some("team-a".into()),
+            rate_limit: Some(spec),
+        };
+        assert_eq!(
+            jwt.rate_limit(),
+            Some(((CredentialKind::Jwt, Arc::from("idp/alice")), spec))
+        );
+        assert_eq!(jwt.services(), ["shop".to_string()]);
+        assert_eq!(jwt.upstream(), Some("team-a"));
+        assert_eq!(jwt.display_name(), Some("alice"));
+        assert!(authorize(&jwt, Action::EventWrite).is_ok());
+        assert_eq!(
+            authorize(&jwt, Action::SourcemapWrite),
+            Err(ActionRefused {
+                caller: CallerKind::Jwt,
+                action: Action::SourcemapWrite
+            })
+        );
+    }
+}
