@@ -245,7 +245,31 @@ fn key_rotation_is_followed_and_unknown_kids_cannot_hammer_the_provider() {
             fetches as u64 <= seconds + 1,
             "{fetches} fetches in {seconds} s for 50 unknown kids"
         );
+        // The provider breaks (a key set with no usable key): the last good set stays, the
+        // failure is counted, and its tokens are still accepted.
+        idp.set_keys(&[]);
+        let failed = "apm_auth_proxy_jwks_fetches_total{issuer=\"idp\",result=\"failure\"}";
+        eventually("a failed fetch", || async {
+            let unknown = new.sign_as("still-nobody", &idp.claims("x", json!({})));
+            send(&proxy, &client, &unknown, events("shop")).await;
+            sample(&metric_samples(&proxy).await, failed) >= 1.0
+        })
+        .await;
+        assert_eq!(
+            send(&proxy, &client, &new_token, events("shop"))
+                .await
+                .status,
+            202
+        );
+        assert_eq!(
+            sample(
+                &metric_samples(&proxy).await,
+                "apm_auth_proxy_jwks_keys{issuer=\"idp\"}"
+            ),
+            1.0
+        );
     });
+    assert!(proxy.log_text().contains("the last good set stays"));
 }
 
 /// A token bound to services by a claim may send data for those only; one bound to a tenant's
