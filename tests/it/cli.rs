@@ -522,3 +522,33 @@ fn import_keeps_the_upstream_token_in_a_private_file() {
         "{err}"
     );
 }
+
+/// `check` validates every `[[auth.jwt]]`: one key source, asymmetric algorithms only, https
+/// (or localhost) for fetching, known privileges, an existing pool — all in one run.
+#[test]
+fn check_validates_jwt_issuers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, output) = check_with(
+        dir.path(),
+        "[ssl]\nenabled = false\n\
+         [[auth.jwt]]\nname = \"a\"\nissuer = \"https://idp.example.com\"\ndiscovery = true\n\
+         jwks_file = \"jwks.json\"\nalgorithms = [\"HS256\"]\n\
+         [[auth.jwt]]\nname = \"b\"\nissuer = \"https://other.example.com\"\n\
+         jwks_url = \"http://keys.example.com/jwks\"\nprivileges = [\"everything\"]\nupstream = \"nowhere\"\n",
+    );
+    assert_eq!(code, 64, "{output}");
+    for expected in [
+        "auth.jwt[0]: set exactly one of jwks_file, jwks_url or discovery = true",
+        "auth.jwt[0].algorithms[0]: \"HS256\" is refused",
+        "auth.jwt[1].jwks_url: \"http://keys.example.com/jwks\": keys are fetched over https",
+        "auth.jwt[1].privileges: unknown privilege \"everything\"",
+        "auth.jwt[1].upstream: no pool named \"nowhere\"",
+    ] {
+        assert!(output.contains(expected), "{expected}\n{output}");
+    }
+    let (code, output) = check_with(
+        dir.path(),
+        "[ssl]\nenabled = false\n[[auth.jwt]]\nname = \"a\"\nissuer = \"https://idp.example.com\"\ndiscovery = true\n",
+    );
+    assert_eq!(code, 0, "an issuer alone is a credential: {output}");
+}
