@@ -112,6 +112,16 @@ fn algorithm(name: &str) -> Result<Algorithm, JwtRefusal> {
     }
 }
 
+/// A NumericDate claim (seconds since the epoch; JSON allows a fraction).
+fn seconds(claims: &Value, name: &str) -> Option<Result<u64, JwtRefusal>> {
+    let v = claims.get(name)?;
+    Some(match (v.as_u64(), v.as_f64()) {
+        (Some(s), _) => Ok(s),
+        (None, Some(f)) if f >= 0.0 => Ok(f as u64),
+        _ => Err(JwtRefusal::Malformed),
+    })
+}
+
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -249,21 +259,17 @@ impl JwtVerifier {
             }
         }
         let claims = claims.ok_or(refusal)?;
-        let expires = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .ok_or(JwtRefusal::MissingExpiry)?;
+        let expires = seconds(&claims, "exp").ok_or(JwtRefusal::MissingExpiry)??;
         let (now, leeway) = (unix(now), s.leeway.as_secs());
         if expires.saturating_add(leeway) <= now {
             return Err(JwtRefusal::Expired);
         }
-        if let Some(nbf) = claims.get("nbf") {
-            let nbf = nbf.as_u64().ok_or(JwtRefusal::Malformed)?;
-            if nbf > now.saturating_add(leeway) {
+        if let Some(nbf) = seconds(&claims, "nbf") {
+            if nbf? > now.saturating_add(leeway) {
                 return Err(JwtRefusal::NotYetValid);
             }
         }
-        let issued = claims.get("iat").and_then(Value::as_u64).unwrap_or(now);
+        let issued = seconds(&claims, "iat").transpose()?.unwrap_or(now);
         if expires.saturating_sub(issued) > s.max_lifetime.as_secs() + s.leeway.as_secs() {
             return Err(JwtRefusal::Lifetime);
         }
@@ -485,6 +491,9 @@ mod tests {
             v.issuers[0].take_refresh_request(),
             "an unknown kid asks for the keys"
         );
+        // A fractional exp (JSON's NumericDate allows one) is a time like any other.
+        let fractional = t(json!({"exp": (now() + 300) as f64 + 0.5}));
+        assert!(check(&v, &fractional).is_ok());
         // No exp at all.
         let mut c = claims(json!({}));
         c.as_object_mut().unwrap().remove("exp");
