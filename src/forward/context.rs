@@ -25,8 +25,6 @@ pub struct RequestCtx {
     pub(super) from_trusted_proxy: bool,
     /// In every line about the request and sent upstream (`request_id`).
     pub(super) request_id: String,
-    /// The TLS server name (SNI) the client asked for.
-    pub(super) server_name: Option<String>,
     /// The request as the gate let it through; `None` when the gate refused it.
     pub(super) admitted: Option<Admitted>,
     /// Whom the gate (or the pool choice) refused, when it knew (the access log names them).
@@ -84,7 +82,6 @@ impl RequestCtx {
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             from_trusted_proxy: false,
             request_id: String::new(),
-            server_name: None,
             admitted: None,
             refused_identity: None,
             rejection: None,

@@ -118,7 +118,6 @@ impl ProxyHttp for ApmProxy {
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|tls| tls.extension.get::<ConnectionInfo>());
-        ctx.server_name = connection.and_then(|c| c.server_name.clone());
         let caller = Caller {
             peer_cert: connection.and_then(|c| c.peer_certificate.as_ref()),
             ip: ctx.client_ip,
@@ -371,7 +370,11 @@ impl ProxyHttp for ApmProxy {
             pool: &self.pools.get(ctx.upstream.pool).name,
             member: ctx.upstream.member,
             request_id: &ctx.request_id,
-            server_name: ctx.server_name.as_deref(),
+            // Read from the connection when the line is written: no copy per request.
+            server_name: (session.digest())
+                .and_then(|d| d.ssl_digest.as_ref())
+                .and_then(|tls| tls.extension.get::<ConnectionInfo>())
+                .and_then(|c| c.server_name.as_deref()),
         };
         if let Some(metrics) = &self.metrics {
             access_log::record_metrics(metrics, session, &entry);
