@@ -1,7 +1,8 @@
 //! The admission decision for one request, from its header alone, in steps that each
 //! answer one question and change nothing: is the request well formed and for which
-//! endpoint, may its origin call it (CORS) ([`Gate::route`]); who is calling, may they, and
-//! what must its body be checked against ([`Gate::admit`]). Only then are the limits charged,
+//! endpoint, may its origin call it (CORS) ([`Gate::route`]); is a client that kept guessing
+//! still in its cool-down; who is calling, may they, and what must its body be checked
+//! against ([`Gate::admit`]). Only then are the limits charged,
 //! once, from one [`Limits`] value: a failed authentication recorded, a credential's or an
 //! anonymous IP's rate token taken, an anonymous request's open slot held. A plain function
 //! over the request header and the proxy's state, so every rule is testable without a
@@ -10,7 +11,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use pingora::http::RequestHeader;
 
@@ -95,11 +96,9 @@ enum Charge {
 }
 
 impl Limits {
-    /// Is a client that keeps guessing still in its cool-down?
-    fn is_throttled(&self, caller: &Caller<'_>) -> bool {
-        self.failed_attempts
-            .as_ref()
-            .is_some_and(|t| t.is_blocked(caller.ip, caller.clock))
+    /// What is left of the cool-down of a client that kept guessing, if it is in one.
+    fn throttled_for(&self, caller: &Caller<'_>) -> Option<Duration> {
+        (self.failed_attempts.as_ref()).and_then(|t| t.blocked_for(caller.ip, caller.clock))
     }
 
     fn record_failure(&self, caller: &Caller<'_>) {
@@ -115,26 +114,34 @@ impl Limits {
     }
 
     /// Take what `charge` says, all or nothing: the open slot held by an anonymous request
-    /// whose rate token is refused is given back at once.
-    fn charge(&self, charge: &Charge, caller: &Caller<'_>) -> Result<Option<Slot>, Rejection> {
+    /// whose rate token is refused is given back at once. A refusal says when to try again.
+    fn charge(
+        &self,
+        charge: &Charge,
+        caller: &Caller<'_>,
+    ) -> Result<Option<Slot>, (Rejection, Duration)> {
         match charge {
             Charge::Nothing => Ok(None),
             Charge::Credential(who, spec) => {
                 if self.credential_rates.allow(who, *spec, caller.clock) {
                     Ok(None)
                 } else {
-                    Err(Rejection::CredentialRateLimited)
+                    let wait = self
+                        .credential_rates
+                        .next_token_in(who, *spec, caller.clock);
+                    Err((Rejection::CredentialRateLimited, wait))
                 }
             }
             Charge::Anonymous => {
                 let Some((limiter, open)) = &self.anonymous else {
                     return Ok(None);
                 };
-                let slot = open
-                    .acquire(caller.ip)
-                    .ok_or(Rejection::TooManyOpenRequests)?;
+                // An open request's end cannot be foreseen: a second is the hint.
+                let slot = (open.acquire(caller.ip))
+                    .ok_or((Rejection::TooManyOpenRequests, Duration::from_secs(1)))?;
                 if !limiter.allow(caller.ip, caller.clock) {
-                    return Err(Rejection::RateLimited);
+                    let wait = limiter.next_token_in(caller.ip, caller.clock);
+                    return Err((Rejection::RateLimited, wait));
                 }
                 Ok(Some(slot))
             }
@@ -175,6 +182,16 @@ struct Route<'r> {
     authorization: Option<&'r [u8]>,
     /// The allowed `Origin` of a RUM request.
     cors_origin: Option<String>,
+}
+
+impl Decision {
+    /// A refusal that tells the client when to try again.
+    fn retry_after(self, wait: Duration) -> Decision {
+        match self {
+            Decision::Reply(reply, who) => Decision::Reply(reply.with_retry_after(Some(wait)), who),
+            forward => forward,
+        }
+    }
 }
 
 impl Route<'_> {
@@ -279,6 +296,12 @@ impl Gate {
             Ok(route) => route,
             Err(reply) => return Decision::Reply(reply, None),
         };
+        // A client that keeps guessing is not even checked until its cool-down is over.
+        if let Some(left) = route.authorization.and(self.limits.throttled_for(&caller)) {
+            return route
+                .answer(Rejection::AuthThrottled, None)
+                .retry_after(left);
+        }
         let admissible = match self.admit(req, &route, &caller) {
             Ok(admissible) => admissible,
             Err(refusal) => {
@@ -291,9 +314,10 @@ impl Gate {
         let slot = match self.limits.charge(&admissible.charge, &caller) {
             Ok(slot) => slot,
             // Anonymous refusals name nobody: there is no credential to record usage for.
-            Err(rejection) => {
+            Err((rejection, wait)) => {
                 let named = !matches!(admissible.identity, Identity::Anonymous);
-                return route.answer(rejection, named.then_some(admissible.identity));
+                let refused = route.answer(rejection, named.then_some(admissible.identity));
+                return refused.retry_after(wait);
             }
         };
         let events = (self.limits).events(&admissible.charge, admissible.kind, caller.ip);
@@ -364,10 +388,6 @@ impl Gate {
         route: &Route<'_>,
         caller: &Caller<'_>,
     ) -> Result<Admissible, Refusal> {
-        // A client that keeps guessing is not even checked until its cool-down is over.
-        if route.authorization.is_some() && self.limits.is_throttled(caller) {
-            return Err(Refusal::of(Rejection::AuthThrottled, None));
-        }
         let certificate = caller.peer_cert.and_then(|c| self.identities.lookup(c));
         let anonymous = self
             .anonymous
@@ -793,9 +813,14 @@ mod tests {
         let held = g.decide(&req("/intake/v2/rum/events", &[]), caller(None));
         assert!(matches!(held, Decision::Forward(_)));
         let second = g.decide(&req("/intake/v2/rum/events", &[]), caller(None));
+        // An open request's end cannot be foreseen: the hint is a second.
+        let one_second = Some(Duration::from_secs(1));
         assert_eq!(
             second,
-            Decision::Reply(Reply::plain(Rejection::TooManyOpenRequests), None)
+            Decision::Reply(
+                Reply::plain(Rejection::TooManyOpenRequests).with_retry_after(one_second),
+                None
+            )
         );
         drop(held);
         // Burst 3: two tokens left after the first request and the refused one.
@@ -805,10 +830,18 @@ mod tests {
                 0
             );
         }
-        assert_eq!(
-            g.decide(&req("/intake/v2/rum/events", &[]), caller(None)),
-            Decision::Reply(Reply::plain(Rejection::RateLimited), None)
-        );
+        // Refused, told when the IP's next token comes (one a second).
+        match g.decide(&req("/intake/v2/rum/events", &[]), caller(None)) {
+            Decision::Reply(reply, None) => {
+                assert_eq!(reply.rejection, Rejection::RateLimited);
+                let wait = reply.retry_after.unwrap();
+                assert!(
+                    wait > Duration::ZERO && wait <= Duration::from_secs(1),
+                    "{wait:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         let mut elsewhere = caller(None);
         elsewhere.ip = "192.0.2.8".parse().unwrap();
         assert_eq!(
@@ -831,10 +864,18 @@ mod tests {
                 401
             );
         }
-        assert_eq!(
-            g.decide(&req("/intake/v2/events", &["Bearer tok"]), caller(None)),
-            Decision::Reply(Reply::plain(Rejection::AuthThrottled), None)
-        );
+        // Refused until the cool-down ends, and told when that is.
+        match g.decide(&req("/intake/v2/events", &["Bearer tok"]), caller(None)) {
+            Decision::Reply(reply, None) => {
+                assert_eq!(reply.rejection, Rejection::AuthThrottled);
+                let left = reply.retry_after.unwrap();
+                assert!(
+                    left > Duration::from_secs(50) && left <= Duration::from_secs(60),
+                    "{left:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             status(&g.decide(&req("/intake/v2/rum/events", &[]), caller(None))),
             0,

@@ -331,6 +331,9 @@ pub struct Reply {
     /// `Some(n)`: the intake shape, `n` events accepted before it.
     pub accepted: Option<u64>,
     pub headers: Vec<(HeaderName, String)>,
+    /// When a throttled client may try again (a limiter's next token, a cool-down's end):
+    /// OTLP clients are told (`Retry-After`, gRPC `RetryInfo`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Reply {
@@ -339,7 +342,13 @@ impl Reply {
             rejection,
             accepted: None,
             headers: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, after: Option<std::time::Duration>) -> Reply {
+        self.retry_after = after;
+        self
     }
 
     /// An intake endpoint's error after `accepted` events went through.

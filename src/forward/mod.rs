@@ -9,6 +9,7 @@ mod proxy;
 mod read_ahead;
 mod request_id;
 mod response;
+mod retry_hint;
 mod server_settings;
 mod upstream_headers;
 

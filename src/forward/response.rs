@@ -13,6 +13,7 @@ use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
 use pingora::time::fast_timeout::fast_timeout;
 
+use super::retry_hint::{grpc_status_details, is_otlp_http, retry_after};
 use crate::admission::{Rejection, Reply};
 use pingora::{Error, ErrorSource, ErrorType};
 
@@ -91,8 +92,14 @@ pub fn render_grpc(reply: &Reply) -> ResponseHeader {
         ResponseHeader::build(http::StatusCode::OK, Some(3)).expect("200 is a valid status");
     let _ = header.insert_header(http::header::CONTENT_TYPE, "application/grpc");
     let _ = header.insert_header("grpc-status", reply.rejection.grpc_status().to_string());
-    if let Some(message) = reply.rejection.message() {
-        let _ = header.insert_header("grpc-message", grpc_percent_encode(&message));
+    let message = reply.rejection.message();
+    if let Some(message) = &message {
+        let _ = header.insert_header("grpc-message", grpc_percent_encode(message));
+    }
+    let code = reply.rejection.grpc_status();
+    let text = message.as_deref().unwrap_or("");
+    if let Some(details) = grpc_status_details(code, text, reply.retry_after) {
+        let _ = header.insert_header("grpc-status-details-bin", details);
     }
     header
 }
@@ -138,7 +145,7 @@ pub async fn send(
     if crate::admission::is_grpc(session.req_header()) {
         return send_grpc(session, reply, drain_timeout).await;
     }
-    let (header, body) = render(
+    let (mut header, body) = render(
         reply,
         session
             .req_header()
@@ -146,6 +153,12 @@ pub async fn send(
             .get(http::header::ACCEPT)
             .map(|v| v.as_bytes()),
     );
+    if is_otlp_http(crate::admission::path_of(session.req_header().raw_path())) {
+        let status = reply.status().as_u16();
+        if let Some(seconds) = retry_after(status, reply.retry_after) {
+            let _ = header.insert_header(http::header::RETRY_AFTER, seconds);
+        }
+    }
     let h1 = !session.is_http2();
     let expects_continue = expects_continue(session.req_header());
     let mut body_done = session.is_body_done();

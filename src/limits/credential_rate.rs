@@ -105,6 +105,15 @@ impl CredentialRates {
         self.take(who, spec, 1, now, Duration::ZERO) == Grant::Now
     }
 
+    /// How long until this credential has a token again (for a client's `Retry-After`).
+    pub fn next_token_in(&self, who: &CredentialKey, spec: RateSpec, now: Instant) -> Duration {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (rate, burst) = (f64::from(spec.per_second), f64::from(spec.burst));
+        buckets
+            .get(who)
+            .map_or(Duration::ZERO, |(_, b)| b.next_token_in(rate, burst, now))
+    }
+
     /// Event level: a batch of `n` may wait up to a second.
     pub fn reserve(&self, who: &CredentialKey, spec: RateSpec, n: u32, now: Instant) -> Grant {
         self.take(who, spec, n, now, MAX_WAIT)

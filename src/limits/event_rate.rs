@@ -31,6 +31,13 @@ impl Bucket {
         }
     }
 
+    /// How long until one token is there (zero when one is now), without taking it.
+    pub(super) fn next_token_in(&self, rate: f64, burst: f64, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        let tokens = (self.tokens + elapsed * rate).min(burst);
+        Duration::from_secs_f64(((1.0 - tokens) / rate).max(0.0))
+    }
+
     /// Take `n` tokens refilled at `rate`/s up to `burst`, waiting at most `max_wait`.
     pub(super) fn take(
         &mut self,
@@ -90,6 +97,14 @@ impl RateLimiter {
     /// Request level: take one token without waiting.
     pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
         self.take(ip, 1, now, Duration::ZERO) == Grant::Now
+    }
+
+    /// How long until this IP has a token again (for a client's `Retry-After`).
+    pub fn next_token_in(&self, ip: IpAddr, now: Instant) -> Duration {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.get(&ip).map_or(Duration::ZERO, |b| {
+            b.next_token_in(self.rate, self.burst, now)
+        })
     }
 
     /// Event level: `n` events (a batch) may wait up to [`MAX_WAIT`] for tokens.

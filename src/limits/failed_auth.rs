@@ -48,14 +48,17 @@ impl AuthThrottle {
 
     /// Is this IP in its cool-down (answer 429 without checking the credential)?
     pub fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        self.blocked_for(ip, now).is_some()
+    }
+
+    /// What is left of this IP's cool-down, if it is in one.
+    pub fn blocked_for(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         if self.nanos(now) >= self.last_block_end.load(Ordering::Relaxed) {
-            return false;
+            return None;
         }
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        records
-            .get(&ip)
-            .and_then(|r| r.blocked_until)
-            .is_some_and(|until| now < until)
+        let until = records.get(&ip).and_then(|r| r.blocked_until)?;
+        (now < until).then(|| until - now)
     }
 
     /// Count a failed authentication; true when this failure starts a cool-down.

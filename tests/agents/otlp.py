@@ -14,6 +14,7 @@ value; empty for none), EXTRA_METADATA (optional JSON object of more metadata), 
 (set: raw calls over cleartext h2c instead of TLS).
 """
 
+import base64
 import json
 import os
 import sys
@@ -113,17 +114,25 @@ def channel():
     )
 
 
+def trailers(pairs):
+    """Trailing metadata as JSON: binary (`-bin`) values in base64."""
+    out = {}
+    for key, value in pairs or ():
+        out[key] = base64.b64encode(value).decode() if isinstance(value, bytes) else value
+    return out
+
+
 def call(method):
     stub = channel().unary_unary(method)
     request = trace_service_pb2.ExportTraceServiceRequest().SerializeToString()
     try:
         _, outcome = stub.with_call(request, metadata=metadata(), timeout=20)
-        return {"code": "OK", "details": "", "trailers": dict(outcome.trailing_metadata())}
+        return {"code": "OK", "details": "", "trailers": trailers(outcome.trailing_metadata())}
     except grpc.RpcError as e:
         return {
             "code": e.code().name,
             "details": e.details(),
-            "trailers": dict(e.trailing_metadata() or ()),
+            "trailers": trailers(e.trailing_metadata()),
         }
 
 

@@ -363,3 +363,80 @@ fn cleartext_listeners_take_h2c_calls_and_http1() {
     let paths: Vec<String> = upstream.requests().into_iter().map(|r| r.uri).collect();
     assert_eq!(paths, [TRACES, "/intake/v2/events"]);
 }
+
+/// Throttled OTLP clients are told when to come back: a 429 on OTLP/HTTP carries
+/// `Retry-After` (the limiter's next token, in whole seconds), a gRPC RESOURCE_EXHAUSTED a
+/// `google.rpc.RetryInfo` in `grpc-status-details-bin`; an intake endpoint's 429 stays as APM
+/// Server writes it (no header).
+#[test]
+fn throttled_otlp_clients_are_told_when_to_retry() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(
+            "[[auth.secret_tokens]]\nname = \"slow\"\nsecret = \"slow-token-7a6b5c4d\"\n\
+             rate_limit = \"1 requests/s burst 1\"\n[auth.failed_attempts]\nenabled = false\n",
+        )
+        .start();
+    let auth = "Bearer slow-token-7a6b5c4d";
+    rt().block_on(async {
+        let client = proxy.client(true);
+        let http = |path: &'static str| {
+            client
+                .post(proxy.url(path))
+                .header("authorization", auth)
+                .header("content-type", "application/x-protobuf")
+                .body(vec![0u8; 4])
+                .send()
+        };
+        let intake = || {
+            client
+                .post(proxy.url("/intake/v2/events"))
+                .header("authorization", auth)
+                .body("{\"metadata\":{}}\n")
+                .send()
+        };
+        let grpc = || {
+            client
+                .post(proxy.url(TRACES))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .header("authorization", auth)
+                .body(vec![0u8; 5])
+                .send()
+        };
+        // Spend the one token, then three refusals in a row (bounded attempts: a second
+        // passing in between would refill the bucket; then wait for it to be full again).
+        let mut seen = None;
+        for _ in 0..5 {
+            http("/v1/traces").await.unwrap();
+            let (h, i, g) = (
+                http("/v1/traces").await.unwrap(),
+                intake().await.unwrap(),
+                grpc().await.unwrap(),
+            );
+            if h.status() == 429 && i.status() == 429 && g.headers().get("grpc-status").is_some() {
+                seen = Some((h, i, g));
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        }
+        let (h, i, g) = seen.expect("three refusals in a row within five tries");
+        assert_eq!(h.headers()["retry-after"], "1");
+        assert!(
+            i.headers().get("retry-after").is_none(),
+            "intake answers as APM Server"
+        );
+        assert_eq!(g.headers()["grpc-status"], "8");
+        let details = g.headers()["grpc-status-details-bin"].to_str().unwrap();
+        let bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            details.trim_end_matches('='),
+        )
+        .unwrap();
+        assert!(
+            contains(&bytes, "type.googleapis.com/google.rpc.RetryInfo"),
+            "{bytes:?}"
+        );
+    });
+}
