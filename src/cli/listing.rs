@@ -43,6 +43,15 @@ fn last_used(u: Option<&UsageRecord>, now: SystemTime) -> String {
     format!("{} ({ago} ago)", humantime::format_rfc3339_seconds(at))
 }
 
+/// The usage columns of a list: LAST USED, REQUESTS, REFUSED.
+fn usage_cells(u: Option<&UsageRecord>, now: SystemTime) -> [String; 3] {
+    [
+        last_used(u, now),
+        u.map_or(0, |u| u.requests_accepted).to_string(),
+        u.map_or(0, |u| u.requests_refused).to_string(),
+    ]
+}
+
 /// `active`, `expired`, `expires soon` or `revoked`.
 fn status(expires: Option<&str>, revoked: bool, now: SystemTime) -> &'static str {
     let expires = expires.and_then(|e| humantime::parse_rfc3339_weak(e).ok());
@@ -126,16 +135,15 @@ pub fn list_keys(
     }
     let rows = keys.keys.iter().map(|k| {
         let u = find(&usage, CredentialKind::ApiKey, &k.id);
-        vec![
+        let mut row = vec![
             k.id.clone(),
             k.name.clone(),
             k.privileges.join(","),
             k.expires.clone().unwrap_or_else(|| "never".into()),
             status(k.expires.as_deref(), k.revoked.is_some(), now).into(),
-            last_used(u, now),
-            u.map_or(0, |u| u.requests_accepted).to_string(),
-            u.map_or(0, |u| u.requests_refused).to_string(),
-        ]
+        ];
+        row.extend(usage_cells(u, now));
+        row
     });
     let headers = [
         "ID",
@@ -175,12 +183,9 @@ pub fn list_jwt(file: &ConfigFile, as_json: bool) -> Result<(), CliError> {
         return Ok(());
     }
     let rows = seen.iter().map(|u| {
-        vec![
-            u.name.clone(),
-            last_used(Some(u), now),
-            u.requests_accepted.to_string(),
-            u.requests_refused.to_string(),
-        ]
+        let mut row = vec![u.name.clone()];
+        row.extend(usage_cells(Some(u), now));
+        row
     });
     let headers = ["ISSUER/SUBJECT", "LAST USED", "REQUESTS", "REFUSED"];
     print!("{}", table(&headers, rows.collect()));
@@ -221,14 +226,13 @@ pub fn list_tokens(file: &ConfigFile, as_json: bool) -> Result<(), CliError> {
     }
     let rows = tokens.iter().map(|(name, expires, _)| {
         let u = find(&usage, CredentialKind::Token, name);
-        vec![
+        let mut row = vec![
             name.to_string(),
             expires.unwrap_or("never").to_string(),
             status(*expires, false, now).into(),
-            last_used(u, now),
-            u.map_or(0, |u| u.requests_accepted).to_string(),
-            u.map_or(0, |u| u.requests_refused).to_string(),
-        ]
+        ];
+        row.extend(usage_cells(u, now));
+        row
     });
     let headers = [
         "NAME",
