@@ -93,15 +93,10 @@ impl TryFrom<&AuthConfig> for AuthSettings {
                     .map(Some),
                 None => Some(None),
             };
-            let rate_limit = match &t.rate_limit {
-                Some(text) => problems
-                    .take(
-                        text.parse::<RateSpec>()
-                            .map_err(|e| Problem::new(format!("{key}.rate_limit"), e.to_string())),
-                    )
-                    .map(Some),
-                None => Some(None),
-            };
+            let rate_limit = problems.take(RateSpec::setting(
+                &format!("{key}.rate_limit"),
+                t.rate_limit.as_deref(),
+            ));
             if let (Some(secret), Some(expires), Some(rate_limit)) = (secret, expires, rate_limit) {
                 tokens.push(TokenSettings {
                     key: secret_key,

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::event_rate::{Bucket, Grant, BURST_MULTIPLIER, MAX_WAIT};
+use crate::config::Problem;
 use crate::credential::CredentialKind;
 
 /// What a credential's limit counts.
@@ -36,6 +37,17 @@ pub struct RateSpec {
      optionally followed by \"burst <n>\" (n ≥ 1)"
 )]
 pub struct BadRate(pub String);
+
+impl RateSpec {
+    /// An optional `rate_limit` setting at `key` of the config: `Ok(None)` when it is unset.
+    pub fn setting(key: &str, text: Option<&str>) -> Result<Option<RateSpec>, Problem> {
+        text.map(|t| {
+            t.parse()
+                .map_err(|e: BadRate| Problem::new(key, e.to_string()))
+        })
+        .transpose()
+    }
+}
 
 impl FromStr for RateSpec {
     type Err = BadRate;

@@ -142,15 +142,10 @@ impl IssuerSettings {
             Privileges::parse_list(&c.privileges)
                 .map_err(|e| Problem::new(format!("{key}.privileges"), e.to_string())),
         );
-        let rate_limit = match &c.rate_limit {
-            Some(text) => problems
-                .take(
-                    text.parse::<RateSpec>()
-                        .map_err(|e| Problem::new(format!("{key}.rate_limit"), e.to_string())),
-                )
-                .map(Some),
-            None => Some(None),
-        };
+        let rate_limit = problems.take(RateSpec::setting(
+            &format!("{key}.rate_limit"),
+            c.rate_limit.as_deref(),
+        ));
         if c.upstream.is_some() && c.upstream_claim.is_some() {
             problems.add(key, "set upstream or upstream_claim, not both");
         }
