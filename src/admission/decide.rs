@@ -150,7 +150,7 @@ impl Limits {
 
     /// Whose tokens an intake body's events take, per `charge` (`None`: nobody's).
     fn events(&self, charge: &Charge, kind: EndpointKind, ip: IpAddr) -> Option<EventCharge> {
-        if !kind.is_ndjson_intake() {
+        if !kind.counts_events() {
             return None;
         }
         match charge {
@@ -357,10 +357,16 @@ impl Gate {
             authorization: header,
             cors_origin: None,
         };
+        // Browsers call OTLP/HTTP too (the OpenTelemetry JS web SDK): CORS applies to the
+        // requests that are a browser's (a preflight, or an `Origin`); SDKs elsewhere send
+        // none and are served as before, whatever the allowed origins.
+        let browser_otlp = route.kind() == Some(EndpointKind::OtlpHttp)
+            && (req.method == http::Method::OPTIONS
+                || req.headers.contains_key(http::header::ORIGIN));
         match route.kind() {
             None if endpoint == Endpoint::NotFound => Err(Reply::plain(Rejection::NotFound)),
             // CORS comes first on the RUM routes, before auth, as in APM Server.
-            Some(kind) if kind.is_rum() => {
+            Some(kind) if kind.is_rum() || browser_otlp => {
                 let origin = req
                     .headers
                     .get(http::header::ORIGIN)
@@ -477,9 +483,7 @@ impl Gate {
             _ => None,
         };
         // A key bound to services cannot use endpoints whose bodies the proxy does not read.
-        if matches!(rules, Some(NameRules::BoundKey(_)))
-            && !(kind.is_ndjson_intake() || kind.is_agent_config())
-        {
+        if matches!(rules, Some(NameRules::BoundKey(_))) && !kind.service_checkable() {
             return Err(Refusal::of(
                 Rejection::KeyRestrictedEndpoint,
                 Some(&identity),
@@ -494,7 +498,7 @@ impl Gate {
         };
         // Read only to count events against the credential's limit.
         let counts_events = matches!(&charge, Charge::Credential(_, spec)
-            if spec.unit == RateUnit::Events && kind.is_ndjson_intake());
+            if spec.unit == RateUnit::Events && kind.counts_events());
         let rules = rules.or(counts_events.then_some(NameRules::Any));
         Ok(Admissible {
             identity,

@@ -57,6 +57,12 @@ pub enum Rejection {
     /// Keys that APM Server would read differently from the proxy's checks.
     AmbiguousEvent,
     CorruptCompression,
+    /// An OTLP export the proxy must read that is not one (protobuf, JSON or gRPC framing).
+    InvalidOtlp,
+    /// A body the proxy must read in a `Content-Type` it cannot read.
+    UnsupportedMediaType,
+    /// A body the proxy must read in a compression it cannot read.
+    UnsupportedEncoding,
     ClientTimeout,
     InvalidRequest,
     // --- from the upstream ---
@@ -86,7 +92,9 @@ impl Rejection {
             | InvalidJson
             | AmbiguousEvent
             | CorruptCompression
+            | InvalidOtlp
             | InvalidRequest => StatusCode::BAD_REQUEST,
+            UnsupportedMediaType | UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             NotFound => StatusCode::NOT_FOUND,
             MissingCredentials | AuthenticationFailed(_) => StatusCode::UNAUTHORIZED,
             OriginNotAllowed(_)
@@ -179,6 +187,11 @@ impl Rejection {
                 "data decoding error: a key appears twice in different cases, or a line has more than one event",
             ),
             CorruptCompression => fixed("data decoding error: the compressed body is corrupt"),
+            InvalidOtlp => fixed("data decoding error: not a valid OTLP export request"),
+            UnsupportedMediaType => fixed(
+                "unsupported content type: OTLP/HTTP takes application/x-protobuf or application/json",
+            ),
+            UnsupportedEncoding => fixed("unsupported content encoding: gzip, deflate or none"),
             ClientTimeout => fixed("request timed out"),
             InvalidRequest => fixed("invalid request"),
             UpstreamNotPermitted => {
@@ -217,7 +230,12 @@ impl Rejection {
             | MetadataBeyondReadAhead => 8,
             UpstreamUnreachable | UpstreamClosed | NoHealthyUpstream => 14,
             UpstreamTimeout | ClientTimeout => 4,
-            NotFound | OnlyPost | MethodNotSupported(_) | CorsPreflight => 12,
+            NotFound
+            | OnlyPost
+            | MethodNotSupported(_)
+            | CorsPreflight
+            | UnsupportedMediaType
+            | UnsupportedEncoding => 12,
             AmbiguousPath(_)
             | DuplicateAuthorization
             | EventTooLarge
@@ -225,6 +243,7 @@ impl Rejection {
             | InvalidJson
             | AmbiguousEvent
             | CorruptCompression
+            | InvalidOtlp
             | InvalidRequest => 3,
             RequestFailed(status) if status.is_server_error() => 14,
             RequestFailed(_) => 3,
@@ -292,6 +311,9 @@ impl Rejection {
             InvalidJson => "invalid_json",
             AmbiguousEvent => "ambiguous_event",
             CorruptCompression => "corrupt_compression",
+            InvalidOtlp => "invalid_otlp",
+            UnsupportedMediaType => "unsupported_media_type",
+            UnsupportedEncoding => "unsupported_encoding",
             ClientTimeout => "client_timeout",
             InvalidRequest => "invalid_request",
             UpstreamNotPermitted => "upstream_not_permitted",

@@ -55,7 +55,7 @@ impl EndpointKind {
 
 impl EndpointKind {
     /// Endpoints whose bodies the proxy can read for service and agent names (ndjson
-    /// intake) or whose service is in the query (agent config).
+    /// intake, OTLP/HTTP exports) or whose service is in the query (agent config).
     pub fn anonymous_checkable(self) -> bool {
         matches!(
             self,
@@ -64,7 +64,23 @@ impl EndpointKind {
                 | EndpointKind::RumIntakeV3
                 | EndpointKind::AgentConfig
                 | EndpointKind::RumAgentConfig
+                | EndpointKind::OtlpHttp
         )
+    }
+
+    /// OTLP exports, over HTTP or gRPC.
+    pub fn is_otlp(self) -> bool {
+        matches!(self, EndpointKind::OtlpHttp | EndpointKind::OtlpGrpc)
+    }
+
+    /// Bodies whose events the proxy can count (and charge to an events rate limit).
+    pub fn counts_events(self) -> bool {
+        self.is_ndjson_intake() || self.is_otlp()
+    }
+
+    /// Bodies the proxy can hold to a key's services (names in the body or the query).
+    pub fn service_checkable(self) -> bool {
+        self.is_ndjson_intake() || self.is_agent_config() || self.is_otlp()
     }
 
     /// Forwarded over HTTP/2 (h2c) to the upstream and answered in gRPC's form.

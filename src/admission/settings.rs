@@ -56,6 +56,8 @@ pub struct BodyLimits {
     pub max_anonymous_request_size: u64,
     /// Largest anonymous request body decompressed (`auth.anonymous.max_decompressed_size`).
     pub max_anonymous_decompressed_size: u64,
+    /// Largest OTLP export read whole, as sent and decompressed (`server.max_otlp_size`).
+    pub max_otlp_size: u64,
 }
 
 fn positive(problems: &mut Problems, key: &str, value: u64) {
@@ -130,7 +132,8 @@ impl TryFrom<&ConfigFile> for AdmissionSettings {
                     key,
                     format!(
                         "{path:?}: the proxy cannot check anonymous requests to it against \
-                         allow_agent/allow_service (its body is not ndjson)"
+                         allow_agent/allow_service (it reads ndjson intake, OTLP/HTTP and \
+                         agent-config queries)"
                     ),
                 ),
                 _ => problems.add(key, format!("{path:?} is not an APM Server agent endpoint")),
@@ -156,6 +159,7 @@ impl TryFrom<&ConfigFile> for AdmissionSettings {
                 a.max_decompressed_size,
             ),
             ("rum.max_event_size", file.rum.max_event_size as u64),
+            ("server.max_otlp_size", file.server.max_otlp_size),
             (
                 "auth.failed_attempts.max_failures",
                 u64::from(f.max_failures),
@@ -195,6 +199,7 @@ impl TryFrom<&ConfigFile> for AdmissionSettings {
                 max_event_size: file.rum.max_event_size,
                 max_anonymous_request_size: a.max_request_size,
                 max_anonymous_decompressed_size: a.max_decompressed_size,
+                max_otlp_size: file.server.max_otlp_size,
             },
         })
     }
@@ -213,7 +218,7 @@ mod tests {
         let err = settings(
             "[server]\nmax_header_size = 2000000\n\
              [client_ip]\ntrusted_proxies = [\"10.0.0.0/33\"]\n\
-             [auth.anonymous]\nallow_endpoints = [\"/v1/traces\", \"/nope\"]\nmax_concurrent_requests = 0\n",
+             [auth.anonymous]\nallow_endpoints = [\"/assets/v1/sourcemaps\", \"/nope\"]\nmax_concurrent_requests = 0\n",
         )
         .unwrap_err();
         let keys: Vec<&str> = err.lines().map(|l| l.split(':').next().unwrap()).collect();

@@ -113,6 +113,10 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// Client connections open at once from one IP address. Unset: no cap.
     pub max_connections_per_ip: Option<usize>,
+    /// Largest OTLP export the proxy reads whole (for a service-bound credential, an
+    /// anonymous browser, an events rate limit), in bytes, as sent and decompressed; beyond
+    /// it: 413 / RESOURCE_EXHAUSTED. gRPC's default message limit, which APM Server keeps.
+    pub max_otlp_size: u64,
 }
 
 impl Default for ServerConfig {
@@ -131,6 +135,7 @@ impl Default for ServerConfig {
             drain_delay: HumanDuration(Duration::ZERO),
             max_connections: None,
             max_connections_per_ip: None,
+            max_otlp_size: 4 * 1024 * 1024,
         }
     }
 }

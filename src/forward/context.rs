@@ -59,6 +59,8 @@ pub(super) enum BodyWork {
     Lines(LineCount),
     /// The intake checks, fed every chunk.
     Checked(Box<BodyCheck>),
+    /// A body read and checked whole before forwarding (an OTLP export): its events.
+    Counted(u64),
 }
 
 /// The upstream side of a request: the pool chosen, the members a connect failed to (not
@@ -107,6 +109,7 @@ impl RequestCtx {
         match self.admitted.as_ref().map(|a| &a.body) {
             Some(BodyWork::Checked(check)) => check.events_forwarded(),
             Some(BodyWork::Lines(lines)) => lines.events(),
+            Some(BodyWork::Counted(events)) => *events,
             Some(BodyWork::None) | None => 0,
         }
     }

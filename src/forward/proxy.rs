@@ -25,7 +25,7 @@ use crate::admission::{
     Admission, BodyLimits, Caller, ClientIpPolicy, Decision, Gate, NameRules, Rejection, Reply,
 };
 use crate::intake::agent_config::{self, AnswerTrimmer};
-use crate::intake::{BodyPlan, LineCount, PlanInput, READ_AHEAD_LIMIT};
+use crate::intake::{BodyPlan, LineCount, OtlpCheck, PlanInput, READ_AHEAD_LIMIT};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::tls::ConnectionInfo;
@@ -417,12 +417,15 @@ impl ApmProxy {
         };
         ctx.upstream.pool = pool;
         let req = session.req_header();
+        let header = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
         let plan = crate::intake::plan(
             PlanInput {
                 kind: admission.kind,
                 method: &req.method,
-                content_encoding: (req.headers.get(http::header::CONTENT_ENCODING))
-                    .map(|v| v.as_bytes()),
+                path: routes_path(req),
+                content_type: header("content-type"),
+                content_encoding: header("content-encoding"),
+                grpc_encoding: header("grpc-encoding"),
                 rules: admission.rules,
                 events: admission.events,
                 count_events: self.usage.is_some(),
@@ -457,7 +460,7 @@ impl ApmProxy {
                 // Read ahead until the metadata line has been checked (or the body ends), so
                 // a refused stream reaches the upstream not at all. What is read stays in
                 // Pingora's retry buffer and is replayed upstream first.
-                prepare_read_ahead(session).await?;
+                prepare_read_ahead(session, READ_AHEAD_LIMIT).await?;
                 let mut refused = None;
                 while refused.is_none() && check.needs_read_ahead() {
                     let checked = match read_ahead(session).await? {
@@ -473,6 +476,20 @@ impl ApmProxy {
                 admitted.body = BodyWork::Checked(check);
                 refused
             }
+            BodyPlan::Otlp(check) => match read_whole(session, &check).await? {
+                Err(reply) => Some(reply),
+                Ok(body) => match check.check(&body, Instant::now()) {
+                    Err(reply) => Some(reply),
+                    Ok(passed) => {
+                        admitted.body = BodyWork::Counted(passed.items);
+                        // The items' tokens are reserved; forward once they are due.
+                        if !passed.wait.is_zero() {
+                            tokio::time::sleep(passed.wait).await;
+                        }
+                        None
+                    }
+                },
+            },
         };
         Ok(refused.map(|reply| reply.with_cors(ctx.cors_origin())))
     }
@@ -486,7 +503,7 @@ impl ApmProxy {
         in_body: bool,
     ) -> Result<Option<Reply>> {
         let service = if in_body {
-            prepare_read_ahead(session).await?;
+            prepare_read_ahead(session, READ_AHEAD_LIMIT).await?;
             let mut body = Vec::new();
             loop {
                 match read_ahead(session).await? {
@@ -505,5 +522,35 @@ impl ApmProxy {
             agent_config::query_param(query, "service.name")
         };
         Ok(agent_config::check_service(rules, service.as_deref()).err())
+    }
+}
+
+/// The path a request was routed by (its gRPC method for a gRPC call).
+fn routes_path(req: &RequestHeader) -> &str {
+    std::str::from_utf8(crate::admission::path_of(req.raw_path())).unwrap_or("")
+}
+
+/// Read a body whole before forwarding any of it (kept in Pingora's retry buffer, which
+/// replays it upstream), within what `check` may hold. `Err`: the answer instead.
+async fn read_whole(
+    session: &mut Session,
+    check: &OtlpCheck,
+) -> Result<std::result::Result<Vec<u8>, Reply>> {
+    if let Some(reply) = check.refuse_unread() {
+        return Ok(Err(reply));
+    }
+    let limit = check.max_held();
+    prepare_read_ahead(session, limit).await?;
+    let mut body = Vec::new();
+    loop {
+        match read_ahead(session).await? {
+            ReadAhead::Chunk(chunk) => body.extend_from_slice(&chunk),
+            ReadAhead::End => return Ok(Ok(body)),
+            ReadAhead::TooLarge => return Ok(Err(Reply::plain(Rejection::BodyTooLarge))),
+            ReadAhead::TimedOut => return Ok(Err(Reply::plain(Rejection::ClientTimeout))),
+        }
+        if body.len() as u64 > limit {
+            return Ok(Err(Reply::plain(Rejection::BodyTooLarge)));
+        }
     }
 }

@@ -32,11 +32,15 @@ pub async fn read_ahead(session: &mut Session) -> Result<ReadAhead> {
     Ok(ReadAhead::Chunk(chunk))
 }
 
-/// Before reading a body ahead: keep what is read for the replay, and release a client
-/// that waits for `100 Continue` (HTTP/1.1) — it would otherwise send nothing to read. No
-/// `100 Continue` is promised for a body that is empty by its framing.
-pub async fn prepare_read_ahead(session: &mut Session) -> Result<()> {
-    session.as_downstream_mut().enable_retry_buffering();
+/// Before reading a body ahead: keep what is read for the replay (up to `limit` bytes, at
+/// least Pingora's 64 KiB), and release a client that waits for `100 Continue` (HTTP/1.1) —
+/// it would otherwise send nothing to read. No `100 Continue` is promised for a body that is
+/// empty by its framing.
+pub async fn prepare_read_ahead(session: &mut Session, limit: u64) -> Result<()> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    session
+        .as_downstream_mut()
+        .enable_retry_buffering_up_to(limit);
     let continues = response::expects_continue(session.req_header());
     if continues && !session.is_http2() && !session.as_downstream_mut().is_body_empty() {
         let header = ResponseHeader::build(100, Some(0))?;

@@ -13,7 +13,7 @@ use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
 use pingora::time::fast_timeout::fast_timeout;
 
-use super::retry_hint::{grpc_status_details, is_otlp_http, retry_after};
+use super::retry_hint::{grpc_retry_info, grpc_status_details, is_otlp_http, retry_after};
 use crate::admission::{Rejection, Reply};
 use pingora::{Error, ErrorSource, ErrorType};
 
@@ -100,6 +100,9 @@ pub fn render_grpc(reply: &Reply) -> ResponseHeader {
     let text = message.as_deref().unwrap_or("");
     if let Some(details) = grpc_status_details(code, text, reply.retry_after) {
         let _ = header.insert_header("grpc-status-details-bin", details);
+    }
+    if let Some(retry_info) = grpc_retry_info(code, reply.retry_after) {
+        let _ = header.insert_header("google.rpc.retryinfo-bin", retry_info);
     }
     header
 }

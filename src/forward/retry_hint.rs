@@ -29,6 +29,29 @@ fn whole_seconds(d: Duration) -> u64 {
 /// `RetryInfo` — for RESOURCE_EXHAUSTED (8) only when a limiter said when, for UNAVAILABLE (14)
 /// always.
 pub fn grpc_status_details(code: u8, message: &str, wait: Option<Duration>) -> Option<String> {
+    let retry_info = retry_info(code, wait)?;
+    // google.protobuf.Any { type_url = 1, value = 2 }
+    let mut any = Vec::new();
+    field_bytes(&mut any, 1, b"type.googleapis.com/google.rpc.RetryInfo");
+    field_bytes(&mut any, 2, &retry_info);
+    // google.rpc.Status { code = 1, message = 2, details = 3 }
+    let mut status = Vec::new();
+    field_varint(&mut status, 1, u64::from(code));
+    field_bytes(&mut status, 2, message.as_bytes());
+    field_bytes(&mut status, 3, &any);
+    // gRPC binary metadata: base64, emitted without padding.
+    Some(base64::engine::general_purpose::STANDARD_NO_PAD.encode(status))
+}
+
+/// `google.rpc.retryinfo-bin` for the same answers: the `RetryInfo` alone, the trailer some
+/// SDKs read instead of the status details (OpenTelemetry Python's gRPC exporter).
+pub fn grpc_retry_info(code: u8, wait: Option<Duration>) -> Option<String> {
+    let retry_info = retry_info(code, wait)?;
+    Some(base64::engine::general_purpose::STANDARD_NO_PAD.encode(retry_info))
+}
+
+/// `google.rpc.RetryInfo` for an answer with `code`, when it is retryable after a delay.
+fn retry_info(code: u8, wait: Option<Duration>) -> Option<Vec<u8>> {
     let wait = match (code, wait) {
         (8, Some(wait)) => wait,
         (14, wait) => wait.unwrap_or(DEFAULT),
@@ -42,17 +65,7 @@ pub fn grpc_status_details(code: u8, message: &str, wait: Option<Duration>) -> O
     // google.rpc.RetryInfo { retry_delay = 1 }
     let mut retry_info = Vec::new();
     field_bytes(&mut retry_info, 1, &duration);
-    // google.protobuf.Any { type_url = 1, value = 2 }
-    let mut any = Vec::new();
-    field_bytes(&mut any, 1, b"type.googleapis.com/google.rpc.RetryInfo");
-    field_bytes(&mut any, 2, &retry_info);
-    // google.rpc.Status { code = 1, message = 2, details = 3 }
-    let mut status = Vec::new();
-    field_varint(&mut status, 1, u64::from(code));
-    field_bytes(&mut status, 2, message.as_bytes());
-    field_bytes(&mut status, 3, &any);
-    // gRPC binary metadata: base64, emitted without padding.
-    Some(base64::engine::general_purpose::STANDARD_NO_PAD.encode(status))
+    Some(retry_info)
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -115,6 +128,11 @@ mod tests {
         expected.extend_from_slice(&[0x12, retry_info_len as u8, 0x0a, duration.len() as u8]);
         expected.extend_from_slice(&duration);
         assert_eq!(bytes, expected);
+        let alone = grpc_retry_info(8, Some(Duration::from_millis(1500))).unwrap();
+        let alone = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(alone)
+            .unwrap();
+        assert_eq!(alone[2..], duration, "the RetryInfo alone");
         // RESOURCE_EXHAUSTED without a known delay is not retryable: no details.
         assert_eq!(grpc_status_details(8, "too large", None), None);
         assert!(grpc_status_details(14, "unavailable", None).is_some());

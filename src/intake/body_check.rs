@@ -16,7 +16,7 @@ use crate::admission::{BodyLimits, NameRefused, NameRules, Rejection, Reply};
 use crate::limits::{EventCharge, Grant};
 
 /// Events per rate-limit step, as APM Server's intake handler batches them.
-pub const EVENT_BATCH: u64 = 10;
+pub(super) const EVENT_BATCH: u64 = 10;
 /// How much of a body the proxy may read ahead before forwarding (Pingora's retry buffer).
 pub const READ_AHEAD_LIMIT: u64 = 64 * 1024;
 
@@ -213,6 +213,7 @@ mod tests {
             max_event_size: 1024,
             max_anonymous_request_size: 1 << 20,
             max_anonymous_decompressed_size: 1 << 24,
+            max_otlp_size: 1 << 22,
         }
     }
 
@@ -355,6 +356,7 @@ mod tests {
             max_event_size: 1024,
             max_anonymous_request_size: 100,
             max_anonymous_decompressed_size: 1 << 24,
+            max_otlp_size: 1 << 22,
         };
         let policy = AnonymousPolicy::new(&[], &[], &[]);
         let mut capped = BodyCheck::intake(
@@ -392,6 +394,7 @@ mod tests {
             max_event_size: 1024,
             max_anonymous_request_size: 1 << 20,
             max_anonymous_decompressed_size: 4096,
+            max_otlp_size: 1 << 22,
         };
         let policy = AnonymousPolicy::new(&[], &[], &[]);
         let mut check = BodyCheck::intake(

@@ -1,15 +1,19 @@
 //! What the proxy reads of a request body, and only where it must: intake streams from
 //! anonymous callers and service-bound keys (event names and counts, as they stream), and
-//! agent-config queries (their service, and the anonymous trimming of the answer).
+//! agent-config queries (their service, and the anonymous trimming of the answer), and OTLP
+//! exports (each resource's names and the count of what it holds, read whole).
 
 pub mod agent_config;
 mod body_check;
 pub(crate) mod decode;
+pub mod otlp;
+mod otlp_check;
 mod plan;
 pub(crate) mod reader;
 mod rules;
 
 pub use body_check::{BodyCheck, READ_AHEAD_LIMIT};
+pub use otlp_check::{OtlpCheck, OtlpPassed};
 pub use plan::{plan, BodyPlan, PlanInput};
 
 /// Events in an uncompressed ndjson body the proxy does not otherwise read, counted by its

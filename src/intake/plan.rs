@@ -1,11 +1,14 @@
 //! What the proxy does with an admitted request's body, decided once from the admission:
-//! forward it unread, count its lines, read an agent-config query's service, or check an
-//! intake stream's events. The proxy's hooks only carry the plan out.
+//! forward it unread, count its lines, read an agent-config query's service, check an
+//! intake stream's events, or read an OTLP export whole. The proxy's hooks only carry the
+//! plan out.
 
 use http::Method;
 
 use super::body_check::BodyCheck;
 use super::decode::Format;
+use super::otlp::{Carrier, Compression, Signal};
+use super::otlp_check::OtlpCheck;
 use crate::admission::{BodyLimits, EndpointKind, NameRules};
 use crate::limits::EventCharge;
 
@@ -25,13 +28,20 @@ pub enum BodyPlan {
     /// An intake stream read ahead until its metadata has been checked, then checked event
     /// by event as it streams.
     Events(Box<BodyCheck>),
+    /// An OTLP export read whole before anything is forwarded, then checked.
+    Otlp(Box<OtlpCheck>),
 }
 
 /// What the plan is made from: the admission's decisions and the request's head.
 pub struct PlanInput<'a> {
     pub kind: EndpointKind,
     pub method: &'a Method,
+    /// The path (for gRPC, the method).
+    pub path: &'a str,
+    pub content_type: Option<&'a [u8]>,
     pub content_encoding: Option<&'a [u8]>,
+    /// A gRPC call's `grpc-encoding`.
+    pub grpc_encoding: Option<&'a [u8]>,
     /// The name rules the body must follow, if any.
     pub rules: Option<NameRules>,
     /// Whose tokens its events take, if anyone's.
@@ -54,6 +64,26 @@ pub fn plan(input: PlanInput<'_>, limits: &BodyLimits) -> BodyPlan {
     if input.kind.is_agent_config() {
         let in_body = *input.method == Method::POST;
         return BodyPlan::ConfigQuery { rules, in_body };
+    }
+    if input.kind.is_otlp() {
+        let (signal, carrier, compression) = if input.kind.is_grpc() {
+            let signal = Signal::of_grpc_method(input.path);
+            (signal, Some(Carrier::Grpc), input.grpc_encoding)
+        } else {
+            let carrier = Carrier::of_content_type(input.content_type);
+            (Signal::of_path(input.path), carrier, input.content_encoding)
+        };
+        // Every OTLP route has a signal; were one without, its body could not be read and
+        // is refused (never forwarded unchecked).
+        let carrier = carrier.filter(|_| signal.is_some());
+        return BodyPlan::Otlp(Box::new(OtlpCheck::new(
+            signal.unwrap_or(Signal::Traces),
+            carrier,
+            Compression::of_header(compression),
+            rules,
+            limits,
+            input.events,
+        )));
     }
     if !input.kind.is_ndjson_intake() {
         return unread();
@@ -82,6 +112,7 @@ mod tests {
             max_event_size: 1024,
             max_anonymous_request_size: 1 << 20,
             max_anonymous_decompressed_size: 1 << 24,
+            max_otlp_size: 1 << 22,
         }
     }
 
@@ -89,7 +120,10 @@ mod tests {
         PlanInput {
             kind,
             method,
+            path: "/",
+            content_type: None,
             content_encoding: None,
+            grpc_encoding: None,
             rules,
             events: None,
             count_events: true,
@@ -135,6 +169,16 @@ mod tests {
         assert!(matches!(
             plan(input(EndpointKind::RumIntakeV3, &post, bound()), &limits()),
             BodyPlan::Events(_)
+        ));
+        let mut otlp = input(EndpointKind::OtlpHttp, &post, bound());
+        otlp.path = "/v1/logs";
+        assert!(matches!(plan(otlp, &limits()), BodyPlan::Otlp(_)));
+        let mut grpc = input(EndpointKind::OtlpGrpc, &post, bound());
+        grpc.path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+        assert!(matches!(plan(grpc, &limits()), BodyPlan::Otlp(_)));
+        assert!(matches!(
+            plan(input(EndpointKind::OtlpHttp, &post, None), &limits()),
+            BodyPlan::Unread { .. }
         ));
     }
 }

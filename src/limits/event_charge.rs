@@ -31,6 +31,14 @@ impl EventCharge {
         }
     }
 
+    /// How long until the bucket has a token again (a refused client's retry hint).
+    pub fn next_token_in(&self, now: Instant) -> std::time::Duration {
+        match self {
+            EventCharge::PerIp { limiter, ip } => limiter.next_token_in(*ip, now),
+            EventCharge::Credential { rates, who, spec } => rates.next_token_in(who, *spec, now),
+        }
+    }
+
     /// The credential's own limit, rather than an anonymous IP's.
     pub fn is_credential(&self) -> bool {
         matches!(self, EventCharge::Credential { .. })

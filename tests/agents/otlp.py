@@ -3,6 +3,10 @@
     otlp.py sdk-grpc        a span, a metric and a log record, each exported by the SDK's
                             OTLP/gRPC exporter; prints {"traces": "SUCCESS", ...}
     otlp.py sdk-http        the same with the OTLP/HTTP (protobuf) exporters
+    otlp.py http-json       the same telemetry, encoded by the SDK and sent as OTLP/HTTP JSON;
+                            prints {"traces": <status>, ...}
+    otlp.py mixed           one trace export holding two resources (SERVICE_NAME and
+                            OTHER_SERVICE), as a gRPC call; prints {"code": …, "details": …}
     otlp.py call METHOD     one raw gRPC call (an empty request) on the SDK's grpcio;
                             prints {"code": "...", "details": "...", "trailers": {...}}
     otlp.py stream METHOD N a client-streaming call of N messages, 200 ms apart; prints
@@ -11,7 +15,10 @@
 
 Environment: OTLP_ADDRESS (host:port of the proxy), CA_FILE, AUTH (the `authorization`
 value; empty for none), EXTRA_METADATA (optional JSON object of more metadata), PLAINTEXT
-(set: raw calls over cleartext h2c instead of TLS).
+(set: raw calls over cleartext h2c instead of TLS), SERVICE_NAME (the resource's
+service.name, default otlp-checkout), EXPORT_TIMEOUT (the exporters' timeout in seconds,
+default 10; the time they may spend retrying), SIGNALS (what sdk-* export, default
+traces,metrics,logs).
 """
 
 import base64
@@ -27,6 +34,9 @@ ADDRESS = os.environ["OTLP_ADDRESS"]
 CA = open(os.environ["CA_FILE"], "rb").read()
 AUTH = os.environ.get("AUTH", "")
 EXTRA = json.loads(os.environ.get("EXTRA_METADATA", "{}"))
+SERVICE = os.environ.get("SERVICE_NAME", "otlp-checkout")
+TIMEOUT = float(os.environ.get("EXPORT_TIMEOUT", "10"))
+SIGNALS = os.environ.get("SIGNALS", "traces,metrics,logs").split(",")
 
 
 def metadata():
@@ -45,7 +55,7 @@ def telemetry():
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    resource = Resource.create({"service.name": "otlp-checkout"})
+    resource = Resource.create({"service.name": SERVICE})
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
@@ -71,13 +81,14 @@ def sdk_grpc():
         endpoint=f"https://{ADDRESS}",
         credentials=grpc.ssl_channel_credentials(root_certificates=CA),
         headers=metadata(),
-        timeout=10,
+        timeout=TIMEOUT,
     )
-    return {
-        "traces": OTLPSpanExporter(**options).export(spans).name,
-        "metrics": OTLPMetricExporter(**options).export(metrics).name,
-        "logs": OTLPLogExporter(**options).export(logs).name,
+    exports = {
+        "traces": lambda: OTLPSpanExporter(**options).export(spans).name,
+        "metrics": lambda: OTLPMetricExporter(**options).export(metrics).name,
+        "logs": lambda: OTLPLogExporter(**options).export(logs).name,
     }
+    return {signal: exports[signal]() for signal in SIGNALS}
 
 
 def sdk_http():
@@ -94,14 +105,67 @@ def sdk_http():
             endpoint=f"https://{ADDRESS}/v1/{signal}",
             certificate_file=ca_file,
             headers=headers,
-            timeout=10,
+            timeout=TIMEOUT,
         )
 
-    return {
-        "traces": OTLPSpanExporter(**options("traces")).export(spans).name,
-        "metrics": OTLPMetricExporter(**options("metrics")).export(metrics).name,
-        "logs": OTLPLogExporter(**options("logs")).export(logs).name,
+    exports = {
+        "traces": lambda: OTLPSpanExporter(**options("traces")).export(spans).name,
+        "metrics": lambda: OTLPMetricExporter(**options("metrics")).export(metrics).name,
+        "logs": lambda: OTLPLogExporter(**options("logs")).export(logs).name,
     }
+    return {signal: exports[signal]() for signal in SIGNALS}
+
+
+def http_json():
+    """The SDK's own encoding of the telemetry, as OTLP/HTTP JSON (protobuf's JSON mapping)."""
+    import requests
+    from google.protobuf.json_format import MessageToJson
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    spans, metrics, logs = telemetry()
+    headers = dict(metadata())
+    headers["content-type"] = "application/json"
+    out = {}
+    for signal, message in (
+        ("traces", encode_spans(spans)),
+        ("metrics", encode_metrics(metrics)),
+        ("logs", encode_logs(logs)),
+    ):
+        answer = requests.post(
+            f"https://{ADDRESS}/v1/{signal}",
+            data=MessageToJson(message),
+            headers=headers,
+            verify=os.environ["CA_FILE"],
+            timeout=TIMEOUT,
+        )
+        out[signal] = answer.status_code
+    return out
+
+
+def mixed():
+    """One trace export with two resources: SERVICE_NAME's and OTHER_SERVICE's."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    def group(service):
+        name = KeyValue(key="service.name", value=AnyValue(string_value=service))
+        span = Span(name=f"span-of-{service}", trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+        return ResourceSpans(
+            resource=Resource(attributes=[name]), scope_spans=[ScopeSpans(spans=[span])]
+        )
+
+    request = trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[group(SERVICE), group(os.environ["OTHER_SERVICE"])]
+    )
+    stub = channel().unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+    try:
+        stub(request.SerializeToString(), metadata=metadata(), timeout=20)
+        return {"code": "OK", "details": ""}
+    except grpc.RpcError as e:
+        return {"code": e.code().name, "details": e.details()}
 
 
 def channel():
@@ -180,6 +244,10 @@ def main():
         result = sdk_grpc()
     elif mode == "sdk-http":
         result = sdk_http()
+    elif mode == "http-json":
+        result = http_json()
+    elif mode == "mixed":
+        result = mixed()
     elif mode == "call":
         result = call(sys.argv[2])
     elif mode == "stream":

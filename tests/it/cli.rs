@@ -94,8 +94,10 @@ fn bad_configurations_exit_64_naming_the_problem() {
             "ssl.certificate and ssl.key are required",
         ),
         (
-            format!("{good_tls}{token}[auth.anonymous]\nallow_endpoints = [\"/v1/traces\"]\n"),
-            "auth.anonymous.allow_endpoints[0]: \"/v1/traces\": the proxy cannot check",
+            format!(
+                "{good_tls}{token}[auth.anonymous]\nallow_endpoints = [\"/intake/v2/profile\"]\n"
+            ),
+            "auth.anonymous.allow_endpoints[0]: \"/intake/v2/profile\": the proxy cannot check",
         ),
         (
             format!("{good_tls}{token}[auth.anonymous.rate_limit]\nevent_limit = 0\n"),

@@ -3,8 +3,6 @@
 //! h2c and HTTP/1.1 on one port, as APM Server does. `scripts/setup.sh test` installs the
 //! packages; each run is bounded in time.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::support::*;
@@ -13,43 +11,6 @@ const TOKEN: &str = "otlp-grpc-token-7a14";
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
-
-/// `tests/agents/otlp.py <args>` against `proxy` with `authorization: <auth>` (none when
-/// empty) and `extra` metadata; its JSON answer.
-pub(crate) fn otlp(proxy: &Proxy, auth: &str, extra: &[(&str, &str)], args: &[&str]) -> Value {
-    otlp_over(proxy, true, auth, extra, args)
-}
-
-/// `otlp`, over TLS or (`tls` false) cleartext h2c.
-fn otlp_over(proxy: &Proxy, tls: bool, auth: &str, extra: &[(&str, &str)], args: &[&str]) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/agents/otlp.py");
-    let extra: serde_json::Map<String, Value> = extra
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::from(*v)))
-        .collect();
-    let out = bounded("python3", Duration::from_secs(120))
-        .arg(script)
-        .args(args)
-        .env("OTLP_ADDRESS", format!("localhost:{}", proxy.port))
-        .env("CA_FILE", proxy.ca_file())
-        .env("AUTH", auth)
-        .env("EXTRA_METADATA", Value::Object(extra).to_string())
-        // requests prefers these to the exporter's own CA file when they are set.
-        .env_remove("REQUESTS_CA_BUNDLE")
-        .env_remove("CURL_CA_BUNDLE")
-        .env("PLAINTEXT", if tls { "" } else { "1" })
-        .output()
-        .expect("python3 runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'opentelemetry"),
-        "the OpenTelemetry packages are missing: run scripts/test.sh, which installs them"
-    );
-    assert!(out.status.success(), "otlp.py {args:?} failed: {stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("otlp.py {args:?} printed no JSON ({e}): {stdout}\n{stderr}"))
-}
 
 fn call(proxy: &Proxy, auth: &str, method: &str) -> Value {
     otlp(proxy, auth, &[], &["call", method])
@@ -127,18 +88,14 @@ fn the_sdk_exports_over_grpc_and_http_with_a_token_and_an_api_key() {
 /// Refusals are gRPC statuses with APM Server's messages, never HTTP JSON, and nothing
 /// reaches the upstream: no credential on any method, anonymous RUM access on or not, or a
 /// wrong one (UNAUTHENTICATED), a key without
-/// `event:write` or bound to services, another method without every privilege
-/// (PERMISSION_DENIED).
+/// `event:write`, another method without every privilege (PERMISSION_DENIED). (Keys bound
+/// to services: `otlp.rs`.)
 #[test]
 fn refusals_are_grpc_statuses_and_reach_nothing_upstream() {
     let pki = pki();
     let upstream = Upstream::start();
-    let (mut config_key, mut event_key, mut bound_key, mut full_key): (
-        String,
-        String,
-        String,
-        String,
-    ) = Default::default();
+    let (mut config_key, mut event_key, mut full_key): (String, String, String) =
+        Default::default();
     let proxy = Proxy::builder(&pki, &upstream.url())
         .token(TOKEN)
         .api_keys()
@@ -147,7 +104,6 @@ fn refusals_are_grpc_statuses_and_reach_nothing_upstream() {
         .prepare(|dir| {
             config_key = create_key(dir, "config_agent:read", &[]).1;
             event_key = create_key(dir, "event:write", &[]).1;
-            bound_key = create_key(dir, "event:write", &["--services", "shop"]).1;
             full_key = create_key(dir, "event:write,config_agent:read,sourcemap:write", &[]).1;
         })
         .start();
@@ -176,12 +132,6 @@ fn refusals_are_grpc_statuses_and_reach_nothing_upstream() {
         LOGS,
         "PERMISSION_DENIED",
         "unauthorized: API Key not permitted action \"event:write\"",
-    );
-    refused(
-        &format!("ApiKey {bound_key}"),
-        TRACES,
-        "PERMISSION_DENIED",
-        "unauthorized: API Key restricted to services cannot be used on this endpoint",
     );
     let sampling = "/jaeger.api_v2.SamplingManager/GetSamplingStrategy";
     refused(

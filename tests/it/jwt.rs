@@ -391,20 +391,14 @@ fn the_python_agent_and_the_opentelemetry_sdk_send_with_a_jwt() {
     );
     let auth = format!("Bearer {token}");
     let everything = json!({"traces": "SUCCESS", "metrics": "SUCCESS", "logs": "SUCCESS"});
-    assert_eq!(
-        crate::grpc::otlp(&proxy, &auth, &[], &["sdk-grpc"]),
-        everything
-    );
-    assert_eq!(
-        crate::grpc::otlp(&proxy, &auth, &[], &["sdk-http"]),
-        everything
-    );
+    assert_eq!(otlp(&proxy, &auth, &[], &["sdk-grpc"]), everything);
+    assert_eq!(otlp(&proxy, &auth, &[], &["sdk-http"]), everything);
     assert!(upstream
         .requests()
         .iter()
         .all(|r| r.headers.get("authorization").is_none()));
     let stranger = SigningKey::rsa("agents").sign(&idp.claims("collector", json!({})));
-    let refused = crate::grpc::otlp(
+    let refused = otlp(
         &proxy,
         &format!("Bearer {stranger}"),
         &[],

@@ -15,6 +15,7 @@ mod forwarding;
 mod grpc;
 mod jwt;
 mod operations;
+mod otlp;
 mod pools;
 mod rum;
 mod slow_clients;

@@ -709,8 +709,11 @@ fn service_bound_api_keys() {
         let posted = post(&c, &config_url, &[auth], r#"{"service":{"name":"shop"}}"#).await;
         assert_eq!(posted.status, 200, "{}", posted.body);
 
+        // An OTLP body the proxy cannot read (no OTLP content type) is refused, unforwarded.
+        let a = post(&c, &proxy.url("/v1/traces"), &[auth], vec![0u8; 16]).await;
+        assert_eq!(a.status, 415, "{}", a.body);
         // Bodies the proxy cannot read are refused to bound keys, with APM's message.
-        for path in ["/v1/traces", "/intake/v2/profile", "/assets/v1/sourcemaps"] {
+        for path in ["/intake/v2/profile", "/assets/v1/sourcemaps"] {
             let a = post(&c, &proxy.url(path), &[auth], vec![0u8; 16]).await;
             assert_eq!(a.status, 403, "{path}");
             assert!(
@@ -770,7 +773,7 @@ fn refused_requests_spend_no_rate_tokens() {
     let auth = [("Authorization", auth.as_str())];
     rt().block_on(async {
         let c = proxy.client(true);
-        for path in ["/v1/traces", "/intake/v2/profile"] {
+        for path in ["/assets/v1/sourcemaps", "/intake/v2/profile"] {
             let a = post(&c, &proxy.url(path), &auth, vec![0u8; 16]).await;
             assert_eq!(a.status, 403, "{path}: {}", a.body);
         }

@@ -676,6 +676,17 @@ impl Session {
         }
     }
 
+    /// apm-auth-proxy patch: see `v1::server::HttpSession::enable_retry_buffering_up_to`
+    /// (HTTP/1.x and HTTP/2; other sessions keep their own limit).
+    pub fn enable_retry_buffering_up_to(&mut self, limit: usize) {
+        match self {
+            Self::H1(s) => s.enable_retry_buffering_up_to(limit),
+            Self::H2(s) => s.enable_retry_buffering_up_to(limit),
+            Self::Subrequest(s) => s.enable_retry_buffering(),
+            Self::Custom(s) => s.enable_retry_buffering(),
+        }
+    }
+
     /// apm-auth-proxy patch: see `v1::server::HttpSession::disable_retry_buffering` (HTTP/1.x
     /// only; other sessions are unchanged).
     pub fn disable_retry_buffering(&mut self) {

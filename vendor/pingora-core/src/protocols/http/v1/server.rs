@@ -1167,6 +1167,15 @@ impl HttpSession {
         }
     }
 
+    /// apm-auth-proxy patch: like `enable_retry_buffering`, keeping up to `limit` bytes instead
+    /// of 64 KiB, for a body the proxy must read whole before forwarding any of it (an OTLP
+    /// export checked resource by resource). The buffer grows as the body comes.
+    pub fn enable_retry_buffering_up_to(&mut self, limit: usize) {
+        if self.retry_buffer.is_none() && !self.retry_buffering_disabled {
+            self.retry_buffer = Some(FixedBuffer::new(limit.max(BODY_BUF_LIMIT)))
+        }
+    }
+
     /// apm-auth-proxy patch: keep no copy of this request's body for a retry, now or later
     /// (`enable_retry_buffering` becomes a no-op). For a body that is never replayed — a
     /// non-idempotent request is not retried once sent — the copy only cost a `memcpy` per

@@ -893,6 +893,13 @@ impl HttpSession {
         }
     }
 
+    /// apm-auth-proxy patch: see `v1::server::HttpSession::enable_retry_buffering_up_to`.
+    pub fn enable_retry_buffering_up_to(&mut self, limit: usize) {
+        if self.retry_buffer.is_none() {
+            self.retry_buffer = Some(FixedBuffer::new(limit.max(BODY_BUF_LIMIT)))
+        }
+    }
+
     pub fn get_retry_buffer(&self) -> Option<Bytes> {
         self.retry_buffer.as_ref().and_then(|b| {
             if b.is_truncated() {
