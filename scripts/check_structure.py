@@ -26,6 +26,16 @@ def non_test_code(text: str) -> str:
     return "\n".join(lines)
 
 
+def is_test_file(path: pathlib.Path) -> bool:
+    """A module file that is itself the test module (`#[cfg(test)] mod tests;` beside it)."""
+    parent = path.parent / "mod.rs"
+    return (
+        path.name == "tests.rs"
+        and parent.exists()
+        and re.search(r"#\[cfg\(test\)\]\s*mod tests;", parent.read_text()) is not None
+    )
+
+
 def crate_refs(code: str) -> set[str]:
     refs = set(re.findall(r"\bcrate::([a-z_][a-z0-9_]*)", code))
     for group in re.findall(r"\bcrate::\{([^}]*)\}", code, flags=re.S):
@@ -93,7 +103,7 @@ def main() -> int:
     for path in sorted(SRC.rglob("*.rs")):
         if path.name in ("lib.rs", "main.rs"):
             continue
-        code = non_test_code(path.read_text())
+        code = "" if is_test_file(path) else non_test_code(path.read_text())
         module = top_module(path)
         deps = {d for d in crate_refs(code) if d != module}
         graph.setdefault(module, set()).update(deps)

@@ -4,7 +4,8 @@
 #   scripts/setup.sh test    the above, plus curl, openssl, the Python APM agent, the
 #                            OpenTelemetry SDK's OTLP exporters (gRPC and HTTP), sslyze,
 #                            hadolint and kubernetes-validate (docker/ checks), Chromium and
-#                            the npm packages of the browser (RUM agent) test, and podman
+#                            the npm packages of the browser tests (RUM agent, OpenTelemetry
+#                            JS web SDK), and podman
 #                            (with runc, podman-compose and debootstrap) for the container
 #                            tests (tests/containers/)
 set -euo pipefail
@@ -63,10 +64,12 @@ if [ "$want" = test ]; then
 fi
 
 if [ "$want" = test ]; then
-  # The official RUM agent and playwright-core (which drives the system Chromium; it
-  # downloads no browser of its own), pinned by tests/browser/package-lock.json.
+  # The official RUM agent, the OpenTelemetry JS web SDK (bundled by esbuild at test time)
+  # and playwright-core (which drives the system Chromium; it downloads no browser of its
+  # own), pinned by tests/browser/package-lock.json.
   browser_dir="$(dirname "$0")/../tests/browser"
-  if [ ! -d "$browser_dir/node_modules/playwright-core" ] || [ ! -d "$browser_dir/node_modules/@elastic/apm-rum" ]; then
+  if [ ! -d "$browser_dir/node_modules/playwright-core" ] || [ ! -d "$browser_dir/node_modules/@elastic/apm-rum" ] \
+     || [ ! -d "$browser_dir/node_modules/@opentelemetry/sdk-trace-web" ] || [ ! -d "$browser_dir/node_modules/esbuild" ]; then
     echo "setup: installing the browser test's npm packages" >&2
     (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi

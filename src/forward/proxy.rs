@@ -17,15 +17,16 @@ use pingora::{Error, ErrorType, Result};
 
 use super::access_log;
 use super::context::{Admitted, BodyWork, RequestCtx};
-use super::read_ahead::{prepare_read_ahead, read_ahead, ReadAhead};
+use super::read_ahead::{prepare_read_ahead, read_ahead, read_whole, ReadAhead};
 use super::request_id::{self, RequestIds};
 use super::response::{self, rejection_for};
 use super::upstream_headers::{self, request_host};
 use crate::admission::{
-    Admission, BodyLimits, Caller, ClientIpPolicy, Decision, Gate, NameRules, Rejection, Reply,
+    path_of, Admission, BodyLimits, Caller, ClientIpPolicy, Decision, Gate, NameRules, Rejection,
+    Reply,
 };
 use crate::intake::agent_config::{self, AnswerTrimmer};
-use crate::intake::{BodyPlan, LineCount, OtlpCheck, PlanInput, READ_AHEAD_LIMIT};
+use crate::intake::{BodyPlan, LineCount, PlanInput, READ_AHEAD_LIMIT};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::tls::ConnectionInfo;
@@ -417,21 +418,11 @@ impl ApmProxy {
         };
         ctx.upstream.pool = pool;
         let req = session.req_header();
-        let header = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
-        let plan = crate::intake::plan(
-            PlanInput {
-                kind: admission.kind,
-                method: &req.method,
-                path: routes_path(req),
-                content_type: header("content-type"),
-                content_encoding: header("content-encoding"),
-                grpc_encoding: header("grpc-encoding"),
-                rules: admission.rules,
-                events: admission.events,
-                count_events: self.usage.is_some(),
-            },
-            &self.settings.body_limits,
-        );
+        let path = std::str::from_utf8(path_of(req.raw_path())).unwrap_or("");
+        let mut input = PlanInput::of_head(admission.kind, &req.method, path, &req.headers);
+        (input.rules, input.events) = (admission.rules, admission.events);
+        input.count_events = self.usage.is_some();
+        let plan = crate::intake::plan(input, &self.settings.body_limits);
         let admitted = ctx.admitted.insert(Admitted {
             identity: admission.identity,
             kind: admission.kind,
@@ -476,10 +467,12 @@ impl ApmProxy {
                 admitted.body = BodyWork::Checked(check);
                 refused
             }
-            BodyPlan::Otlp(check) => match read_whole(session, &check).await? {
-                Err(reply) => Some(reply),
-                Ok(body) => match check.check(&body, Instant::now()) {
-                    Err(reply) => Some(reply),
+            BodyPlan::Otlp(check) => {
+                let body = match check.refuse_unread() {
+                    Some(reply) => Err(reply),
+                    None => read_whole(session, check.max_held()).await?,
+                };
+                match body.and_then(|body| check.check(&body, Instant::now())) {
                     Ok(passed) => {
                         admitted.body = BodyWork::Counted(passed.items);
                         // The items' tokens are reserved; forward once they are due.
@@ -488,8 +481,9 @@ impl ApmProxy {
                         }
                         None
                     }
-                },
-            },
+                    Err(reply) => Some(reply),
+                }
+            }
         };
         Ok(refused.map(|reply| reply.with_cors(ctx.cors_origin())))
     }
@@ -503,54 +497,14 @@ impl ApmProxy {
         in_body: bool,
     ) -> Result<Option<Reply>> {
         let service = if in_body {
-            prepare_read_ahead(session, READ_AHEAD_LIMIT).await?;
-            let mut body = Vec::new();
-            loop {
-                match read_ahead(session).await? {
-                    ReadAhead::Chunk(chunk) => body.extend_from_slice(&chunk),
-                    ReadAhead::End => break,
-                    ReadAhead::TooLarge => return Ok(Some(Reply::plain(Rejection::BodyTooLarge))),
-                    ReadAhead::TimedOut => return Ok(Some(Reply::plain(Rejection::ClientTimeout))),
-                }
-                if body.len() as u64 > READ_AHEAD_LIMIT {
-                    return Ok(Some(Reply::plain(Rejection::BodyTooLarge)));
-                }
+            match read_whole(session, READ_AHEAD_LIMIT).await? {
+                Ok(body) => agent_config::service_in_body(&body),
+                Err(reply) => return Ok(Some(reply)),
             }
-            agent_config::service_in_body(&body)
         } else {
             let query = session.req_header().uri.query().unwrap_or("");
             agent_config::query_param(query, "service.name")
         };
         Ok(agent_config::check_service(rules, service.as_deref()).err())
-    }
-}
-
-/// The path a request was routed by (its gRPC method for a gRPC call).
-fn routes_path(req: &RequestHeader) -> &str {
-    std::str::from_utf8(crate::admission::path_of(req.raw_path())).unwrap_or("")
-}
-
-/// Read a body whole before forwarding any of it (kept in Pingora's retry buffer, which
-/// replays it upstream), within what `check` may hold. `Err`: the answer instead.
-async fn read_whole(
-    session: &mut Session,
-    check: &OtlpCheck,
-) -> Result<std::result::Result<Vec<u8>, Reply>> {
-    if let Some(reply) = check.refuse_unread() {
-        return Ok(Err(reply));
-    }
-    let limit = check.max_held();
-    prepare_read_ahead(session, limit).await?;
-    let mut body = Vec::new();
-    loop {
-        match read_ahead(session).await? {
-            ReadAhead::Chunk(chunk) => body.extend_from_slice(&chunk),
-            ReadAhead::End => return Ok(Ok(body)),
-            ReadAhead::TooLarge => return Ok(Err(Reply::plain(Rejection::BodyTooLarge))),
-            ReadAhead::TimedOut => return Ok(Err(Reply::plain(Rejection::ClientTimeout))),
-        }
-        if body.len() as u64 > limit {
-            return Ok(Err(Reply::plain(Rejection::BodyTooLarge)));
-        }
     }
 }

@@ -7,6 +7,7 @@ use pingora::proxy::Session;
 use pingora::{ErrorType, Result};
 
 use super::response;
+use crate::admission::{Rejection, Reply};
 
 pub enum ReadAhead {
     Chunk(Bytes),
@@ -56,4 +57,25 @@ pub async fn prepare_read_ahead(session: &mut Session, limit: u64) -> Result<()>
             .remove_header(&http::header::EXPECT);
     }
     Ok(())
+}
+
+/// Read a body whole before forwarding any of it (kept in Pingora's retry buffer, which
+/// replays it upstream), refusing it beyond `limit` bytes. `Err`: the answer instead.
+pub async fn read_whole(
+    session: &mut Session,
+    limit: u64,
+) -> Result<std::result::Result<Vec<u8>, Reply>> {
+    prepare_read_ahead(session, limit).await?;
+    let mut body = Vec::new();
+    loop {
+        match read_ahead(session).await? {
+            ReadAhead::Chunk(chunk) => body.extend_from_slice(&chunk),
+            ReadAhead::End => return Ok(Ok(body)),
+            ReadAhead::TooLarge => return Ok(Err(Reply::plain(Rejection::BodyTooLarge))),
+            ReadAhead::TimedOut => return Ok(Err(Reply::plain(Rejection::ClientTimeout))),
+        }
+        if body.len() as u64 > limit {
+            return Ok(Err(Reply::plain(Rejection::BodyTooLarge)));
+        }
+    }
 }

@@ -50,6 +50,29 @@ pub struct PlanInput<'a> {
     pub count_events: bool,
 }
 
+impl<'a> PlanInput<'a> {
+    /// The input from a request's head; no rules, no charge, no counting yet.
+    pub fn of_head(
+        kind: EndpointKind,
+        method: &'a Method,
+        path: &'a str,
+        headers: &'a http::HeaderMap,
+    ) -> PlanInput<'a> {
+        let header = |name: &str| headers.get(name).map(|v| v.as_bytes());
+        PlanInput {
+            kind,
+            method,
+            path,
+            content_type: header("content-type"),
+            content_encoding: header("content-encoding"),
+            grpc_encoding: header("grpc-encoding"),
+            rules: None,
+            events: None,
+            count_events: false,
+        }
+    }
+}
+
 /// The plan for one admitted request's body.
 pub fn plan(input: PlanInput<'_>, limits: &BodyLimits) -> BodyPlan {
     let unread = || BodyPlan::Unread {

@@ -82,10 +82,28 @@ fn python_agent_reports_through_the_proxy_with_token_and_api_key() {
 /// The official RUM agent on a page in headless Chromium, sending to `proxy` (with `jwt`: a
 /// logged-in user's page whose `apmRequest` hook attaches the token); what the browser saw.
 pub(crate) fn rum_page(proxy: &Proxy, pki: &Pki, jwt: Option<&str>) -> serde_json::Value {
-    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    browser_page(proxy, pki, "rum_page.js", jwt.as_slice())
+}
+
+/// The OpenTelemetry JS web SDK on a page in headless Chromium, exporting one span of
+/// `service` over OTLP/HTTP to `proxy` anonymously; what the browser saw.
+pub(crate) fn otel_page(proxy: &Proxy, pki: &Pki, service: &str) -> serde_json::Value {
+    browser_page(proxy, pki, "otel_page.js", &[service])
+}
+
+/// `tests/browser/<driver> <proxy url> <key pin> <args>`: its one JSON line.
+fn browser_page(proxy: &Proxy, pki: &Pki, driver: &str, args: &[&str]) -> serde_json::Value {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let packages = [
+        "playwright-core",
+        "@elastic/apm-rum",
+        "@opentelemetry/sdk-trace-web",
+        "esbuild",
+    ];
     assert!(
-        driver.join("node_modules/playwright-core").is_dir()
-            && driver.join("node_modules/@elastic/apm-rum").is_dir(),
+        packages
+            .iter()
+            .all(|p| dir.join("node_modules").join(p).is_dir()),
         "npm packages missing: run `scripts/setup.sh test` (or `npm ci --prefix tests/browser`)"
     );
     assert!(
@@ -93,12 +111,10 @@ pub(crate) fn rum_page(proxy: &Proxy, pki: &Pki, jwt: Option<&str>) -> serde_jso
         "Chromium missing: run `scripts/setup.sh test` (Debian package `chromium`)"
     );
     let mut node = bounded("node", Duration::from_secs(120));
-    node.arg(driver.join("rum_page.js"))
+    node.arg(dir.join(driver))
         .arg(proxy.url(""))
-        .arg(spki_pin(&pki.cert));
-    if let Some(token) = jwt {
-        node.arg(token);
-    }
+        .arg(spki_pin(&pki.cert))
+        .args(args);
     let out = node.output().expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();

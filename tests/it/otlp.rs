@@ -2,8 +2,8 @@
 //! (protobuf and JSON), mixed resources refused whole, anonymous browsers over OTLP/HTTP
 //! with CORS and the anonymous rules, exports larger than Pingora's 64 KiB retry buffer, and
 //! exporters that retry when told. Real clients: the OpenTelemetry Python SDK
-//! (`tests/agents/otlp.py`); the JS web SDK in Chromium is in `rum.rs`'s browser test's
-//! neighbour, `browser_otlp_*` below.
+//! (`tests/agents/otlp.py`) and the OpenTelemetry JS web SDK in headless Chromium
+//! (`tests/browser/otel_page.js`).
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -374,6 +374,37 @@ fn anonymous_browsers_send_otlp_under_the_anonymous_rules() {
     assert_eq!(forwarded.len(), 2, "{forwarded:?}");
     assert!(contains(&forwarded[0].body, "storefront-span-2"));
     assert!(contains(&forwarded[1].body, "anything"));
+}
+
+/// The OpenTelemetry JS web SDK in headless Chromium, anonymously: the preflight is answered,
+/// the span arrives upstream as the SDK sent it; the same page with a service the operator
+/// did not allow is refused (403, readable by the page) and nothing is forwarded.
+#[test]
+fn the_opentelemetry_web_sdk_in_chromium_sends_spans_anonymously() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .config(BROWSER_OTLP)
+        .start();
+    let result = crate::agents::otel_page(&proxy, &pki, "storefront");
+    assert_eq!(result["preflight"], 200, "{result}");
+    assert_eq!(result["export"], 200, "{result}\n{}", proxy.log_text());
+    let forwarded = otlp_requests(&upstream);
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    let body = String::from_utf8_lossy(&forwarded[0].body);
+    for expected in ["browser-otlp-span", "storefront", "\"webjs\""] {
+        assert!(body.contains(expected), "{expected} in {body}");
+    }
+    assert!(forwarded[0].headers.get("origin").is_some());
+
+    let refused = crate::agents::otel_page(&proxy, &pki, "admin-console");
+    assert_eq!(refused["preflight"], 200, "{refused}");
+    assert_eq!(refused["export"], 403, "{refused}");
+    assert_eq!(
+        otlp_requests(&upstream).len(),
+        1,
+        "nothing more was forwarded"
+    );
 }
 
 /// Throttled exporters come back when told and their data arrives: the failed-attempts
