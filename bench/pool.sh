@@ -12,17 +12,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=3 SECS=10
 if [ "${1:-}" = "--quick" ]; then ROUNDS=1 SECS=4; fi
 BASE=${BASE:-42bd02c}
-[ "$(nproc)" -ge 2 ] || { echo "bench: needs 2 CPUs" >&2; exit 1; }
-scripts/setup.sh build
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v openssl >/dev/null || missing+=(openssl)
-command -v taskset >/dev/null || missing+=(util-linux)
-if [ "${#missing[@]}" -gt 0 ]; then
-  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source bench/prelude.sh
+bench_prereqs
 cargo build --release --locked --bin apm-auth-proxy --example bench_upstream >&2
 # The base binary, built once into target/bench-base (its own target dir, kept for reruns).
 if [ ! -x "target/bench-base/$BASE/apm-auth-proxy" ]; then
@@ -71,32 +62,14 @@ EOT
 }
 binary() { if [ "$1" = single ]; then echo "target/bench-base/$BASE/apm-auth-proxy"; else echo target/release/apm-auth-proxy; fi; }
 
-cpu_ticks() { awk '$1=="cpu0"{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
-HZ=$(getconf CLK_TCK)
 declare -A US
 for round in $(seq "$ROUNDS"); do
   for name in single pool1 pool3; do
     config "$name" > "$W/$name.toml"
-    taskset -c 0 "$(binary "$name")" run --config "$W/$name.toml" 2>"$W/$name.log" & pid=$!
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
-    sleep 0.5 # first health checks
-    before=$(cpu_ticks)
-    out=$(BENCH_AUTH="Bearer $TOKEN" taskset -c 1 wrk -t1 -c32 -d"${SECS}s" -s bench/post.lua "https://127.0.0.1:$PORT/intake/v2/events")
-    after=$(cpu_ticks)
-    reqs=$(awk '/requests in/{print $1}' <<<"$out")
-    non2xx=$(awk '/Non-2xx/{print $5}' <<<"$out")
-    [ -z "$non2xx" ] || echo "# $name: $non2xx non-2xx responses" >&2
-    us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
-    US[$name]="${US[$name]:-} $us"
-    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+    # 0.5 s: the first health checks
+    BENCH_AUTH="Bearer $TOKEN" measure "$name" "$(binary "$name")" "$W/$name.toml" \
+      "https://127.0.0.1:$PORT/intake/v2/events" bench/post.lua 0.5
   done
 done
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "# bench/pool.sh: $ROUNDS round(s) × ${SECS}s, wrk -t1 -c32 keep-alive 1 KiB POSTs, TLS 1.3; base $BASE; $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')"
-echo "| configuration | proxy CPU µs/request (median) | vs single | runs |"
-echo "| --- | --- | --- | --- |"
-base=$(median "${US[single]}")
-for name in single pool1 pool3; do
-  m=$(median "${US[$name]}")
-  awk -v n="$name" -v m="$m" -v b="$base" -v r="${US[$name]}" 'BEGIN { printf "| %s | %.2f | %.3f× (%+.2f µs) |%s |\n", n, m, m / b, m - b, r }'
-done
+ratios configuration single single pool1 pool3

@@ -32,7 +32,7 @@ def is_test_file(path: pathlib.Path) -> bool:
     return (
         path.name == "tests.rs"
         and parent.exists()
-        and re.search(r"#\[cfg\(test\)\]\s*mod tests;", parent.read_text()) is not None
+        and re.search(r"#\[cfg\(test\)\]\s*(pub(\(crate\))?\s+)?mod tests;", parent.read_text()) is not None
     )
 
 

@@ -15,6 +15,7 @@ use crate::intake::decode::{self, Line};
 use crate::intake::reader::{EventVisitor, IntakeReader};
 use crate::settings::Settings;
 
+pub use crate::intake::otlp::{Carrier, Compression, Signal};
 pub use crate::intake::Format;
 
 /// The `Authorization` parser, and the Go base64 of an `ApiKey` credential.
@@ -274,6 +275,52 @@ fn reference_line(format: Format, raw: &[u8]) -> Line {
     }
 }
 
+/// The OTLP reader on any body: it never panics, and every resource it reports has the
+/// names APM Server would store (a service of `[a-zA-Z0-9 _-]`, at most 1024 characters, an
+/// agent), whatever the carrier and compression.
+pub fn otlp(body: &[u8], signal: Signal, carrier: Carrier, compression: Option<Compression>) {
+    if let Ok(summary) = crate::intake::otlp::read_body(body, signal, carrier, compression, 1 << 20)
+    {
+        for names in summary.resources {
+            assert!(!names.service.is_empty() && !names.agent.is_empty());
+            assert!(names.service.chars().count() <= 1024, "{names:?}");
+            assert!(
+                (names.service.chars()).all(|c| c.is_ascii_alphanumeric() || " _-".contains(c)),
+                "{names:?}"
+            );
+        }
+    }
+}
+
+/// One signal per value of a mode byte.
+pub fn otlp_signal(mode: u8) -> Signal {
+    match mode % 3 {
+        0 => Signal::Traces,
+        1 => Signal::Metrics,
+        _ => Signal::Logs,
+    }
+}
+
+/// What the proxy's walker reads of a protobuf export: each resource's (service, agent), and
+/// the spans, data points or log records; `None` when it refuses the message.
+pub fn otlp_walk(message: &[u8], signal: Signal) -> Option<(Vec<(String, String)>, u64)> {
+    let summary = crate::intake::otlp::read_message(message, signal).ok()?;
+    let names = summary.resources.into_iter();
+    Some((names.map(|n| (n.service, n.agent)).collect(), summary.items))
+}
+
+/// The names APM Server gives a resource with these attributes in order (key, and the value
+/// when it is a string): for a full decoder to be held against [`otlp_walk`].
+pub fn otlp_names(attributes: &[(&[u8], Option<&[u8]>)]) -> (String, String) {
+    use crate::intake::otlp::{AttrValue, ResourceAttributes};
+    let mut resource = ResourceAttributes::default();
+    for (key, value) in attributes {
+        resource.set(key, value.map_or(AttrValue::Other, AttrValue::Str));
+    }
+    let names = resource.names();
+    (names.service, names.agent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +368,26 @@ mod tests {
                                 Format::V3
                             };
                             intake_differential(&line, format);
+                        }
+                    }
+                    "otlp" => {
+                        if let Some((mode, body)) = split(&data) {
+                            let carrier = [Carrier::HttpProtobuf, Carrier::HttpJson, Carrier::Grpc];
+                            let compression =
+                                [Compression::None, Compression::Gzip, Compression::Zlib];
+                            let (c, z) = (usize::from(mode >> 2) % 3, usize::from(mode >> 4) % 3);
+                            otlp(&body, otlp_signal(mode), carrier[c], Some(compression[z]));
+                        }
+                    }
+                    "otlp_differential" => {
+                        if let Some((mode, message)) = split(&data) {
+                            let signal = otlp_signal(mode);
+                            let decoded =
+                                crate::intake::otlp::tests::decoded_summary(&message, signal);
+                            if let Some(decoded) = decoded {
+                                let walked = crate::intake::otlp::read_message(&message, signal);
+                                assert_eq!(walked, Ok(decoded));
+                            }
                         }
                     }
                     other => panic!("no target for corpus {other}"),

@@ -22,8 +22,7 @@ use super::request_id::{self, RequestIds};
 use super::response::{self, rejection_for};
 use super::upstream_headers::{self, request_host};
 use crate::admission::{
-    path_of, Admission, BodyLimits, Caller, ClientIpPolicy, Decision, Gate, NameRules, Rejection,
-    Reply,
+    Admission, BodyLimits, Caller, ClientIpPolicy, Decision, Gate, NameRules, Rejection, Reply,
 };
 use crate::intake::agent_config::{self, AnswerTrimmer};
 use crate::intake::{BodyPlan, LineCount, PlanInput, READ_AHEAD_LIMIT};
@@ -418,10 +417,15 @@ impl ApmProxy {
         };
         ctx.upstream.pool = pool;
         let req = session.req_header();
-        let path = std::str::from_utf8(path_of(req.raw_path())).unwrap_or("");
-        let mut input = PlanInput::of_head(admission.kind, &req.method, path, &req.headers);
-        (input.rules, input.events) = (admission.rules, admission.events);
-        input.count_events = self.usage.is_some();
+        let input = PlanInput {
+            kind: admission.kind,
+            method: &req.method,
+            target: req.raw_path(),
+            headers: &req.headers,
+            rules: admission.rules,
+            events: admission.events,
+            count_events: self.usage.is_some(),
+        };
         let plan = crate::intake::plan(input, &self.settings.body_limits);
         let admitted = ctx.admitted.insert(Admitted {
             identity: admission.identity,

@@ -9,7 +9,7 @@ use super::body_check::BodyCheck;
 use super::decode::Format;
 use super::otlp::{Carrier, Compression, Signal};
 use super::otlp_check::OtlpCheck;
-use crate::admission::{BodyLimits, EndpointKind, NameRules};
+use crate::admission::{path_of, BodyLimits, EndpointKind, NameRules};
 use crate::limits::EventCharge;
 
 pub enum BodyPlan {
@@ -32,16 +32,14 @@ pub enum BodyPlan {
     Otlp(Box<OtlpCheck>),
 }
 
-/// What the plan is made from: the admission's decisions and the request's head.
+/// What the plan is made from: the admission's decisions and the request's head (read only
+/// where the plan needs it: most requests need nothing of it).
 pub struct PlanInput<'a> {
     pub kind: EndpointKind,
     pub method: &'a Method,
-    /// The path (for gRPC, the method).
-    pub path: &'a str,
-    pub content_type: Option<&'a [u8]>,
-    pub content_encoding: Option<&'a [u8]>,
-    /// A gRPC call's `grpc-encoding`.
-    pub grpc_encoding: Option<&'a [u8]>,
+    /// The request target as sent (path and query; for gRPC, the method).
+    pub target: &'a [u8],
+    pub headers: &'a http::HeaderMap,
     /// The name rules the body must follow, if any.
     pub rules: Option<NameRules>,
     /// Whose tokens its events take, if anyone's.
@@ -50,51 +48,39 @@ pub struct PlanInput<'a> {
     pub count_events: bool,
 }
 
-impl<'a> PlanInput<'a> {
-    /// The input from a request's head; no rules, no charge, no counting yet.
-    pub fn of_head(
-        kind: EndpointKind,
-        method: &'a Method,
-        path: &'a str,
-        headers: &'a http::HeaderMap,
-    ) -> PlanInput<'a> {
-        let header = |name: &str| headers.get(name).map(|v| v.as_bytes());
-        PlanInput {
-            kind,
-            method,
-            path,
-            content_type: header("content-type"),
-            content_encoding: header("content-encoding"),
-            grpc_encoding: header("grpc-encoding"),
-            rules: None,
-            events: None,
-            count_events: false,
-        }
+impl PlanInput<'_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.get(name).map(|v| v.as_bytes())
     }
 }
 
 /// The plan for one admitted request's body.
-pub fn plan(input: PlanInput<'_>, limits: &BodyLimits) -> BodyPlan {
-    let unread = || BodyPlan::Unread {
+pub fn plan(mut input: PlanInput<'_>, limits: &BodyLimits) -> BodyPlan {
+    let unread = |input: &PlanInput<'_>| BodyPlan::Unread {
         count_lines: input.count_events
             && input.kind.is_ndjson_intake()
-            && input.content_encoding.is_none(),
+            && input.header("content-encoding").is_none(),
         keep_retry_copy: input.method.is_idempotent(),
     };
-    let Some(rules) = input.rules else {
-        return unread();
+    let Some(rules) = input.rules.take() else {
+        return unread(&input);
     };
     if input.kind.is_agent_config() {
         let in_body = *input.method == Method::POST;
         return BodyPlan::ConfigQuery { rules, in_body };
     }
     if input.kind.is_otlp() {
+        let path = std::str::from_utf8(path_of(input.target)).unwrap_or("");
         let (signal, carrier, compression) = if input.kind.is_grpc() {
-            let signal = Signal::of_grpc_method(input.path);
-            (signal, Some(Carrier::Grpc), input.grpc_encoding)
+            let signal = Signal::of_grpc_method(path);
+            (signal, Some(Carrier::Grpc), input.header("grpc-encoding"))
         } else {
-            let carrier = Carrier::of_content_type(input.content_type);
-            (Signal::of_path(input.path), carrier, input.content_encoding)
+            let carrier = Carrier::of_content_type(input.header("content-type"));
+            (
+                Signal::of_path(path),
+                carrier,
+                input.header("content-encoding"),
+            )
         };
         // Every OTLP route has a signal; were one without, its body could not be read and
         // is refused (never forwarded unchecked).
@@ -105,23 +91,24 @@ pub fn plan(input: PlanInput<'_>, limits: &BodyLimits) -> BodyPlan {
             Compression::of_header(compression),
             rules,
             limits,
-            input.events,
+            input.events.take(),
         )));
     }
     if !input.kind.is_ndjson_intake() {
-        return unread();
+        return unread(&input);
     }
     // APM Server reads RUM v3 bodies with abbreviated keys, everything else as v2.
     let format = match input.kind {
         EndpointKind::RumIntakeV3 => Format::V3,
         _ => Format::V2,
     };
+    let events = input.events.take();
     BodyPlan::Events(Box::new(BodyCheck::intake(
         rules,
         format,
-        input.content_encoding,
+        input.header("content-encoding"),
         limits,
-        input.events,
+        events,
     )))
 }
 
@@ -139,14 +126,17 @@ mod tests {
         }
     }
 
-    fn input(kind: EndpointKind, method: &Method, rules: Option<NameRules>) -> PlanInput<'_> {
+    fn input<'a>(
+        kind: EndpointKind,
+        method: &'a Method,
+        headers: &'a http::HeaderMap,
+        rules: Option<NameRules>,
+    ) -> PlanInput<'a> {
         PlanInput {
             kind,
             method,
-            path: "/",
-            content_type: None,
-            content_encoding: None,
-            grpc_encoding: None,
+            target: b"/",
+            headers,
             rules,
             events: None,
             count_events: true,
@@ -157,24 +147,31 @@ mod tests {
     fn bodies_are_read_only_where_a_rule_needs_them() {
         let post = Method::POST;
         let get = Method::GET;
+        let none = http::HeaderMap::new();
+        let mut gzipped = http::HeaderMap::new();
+        gzipped.insert("content-encoding", "gzip".parse().unwrap());
         assert!(matches!(
-            plan(input(EndpointKind::Intake, &post, None), &limits()),
+            plan(input(EndpointKind::Intake, &post, &none, None), &limits()),
             BodyPlan::Unread {
                 count_lines: true,
                 keep_retry_copy: false
             }
         ));
-        let mut gzip = input(EndpointKind::Intake, &post, None);
-        gzip.content_encoding = Some(b"gzip");
         assert!(matches!(
-            plan(gzip, &limits()),
+            plan(
+                input(EndpointKind::Intake, &post, &gzipped, None),
+                &limits()
+            ),
             BodyPlan::Unread {
                 count_lines: false,
                 ..
             }
         ));
         assert!(matches!(
-            plan(input(EndpointKind::AgentConfig, &get, None), &limits()),
+            plan(
+                input(EndpointKind::AgentConfig, &get, &none, None),
+                &limits()
+            ),
             BodyPlan::Unread {
                 count_lines: false,
                 keep_retry_copy: true
@@ -182,25 +179,34 @@ mod tests {
         ));
         let bound = || Some(NameRules::BoundKey(Arc::from(vec!["shop".to_string()])));
         assert!(matches!(
-            plan(input(EndpointKind::AgentConfig, &post, bound()), &limits()),
+            plan(
+                input(EndpointKind::AgentConfig, &post, &none, bound()),
+                &limits()
+            ),
             BodyPlan::ConfigQuery { in_body: true, .. }
         ));
         assert!(matches!(
-            plan(input(EndpointKind::AgentConfig, &get, bound()), &limits()),
+            plan(
+                input(EndpointKind::AgentConfig, &get, &none, bound()),
+                &limits()
+            ),
             BodyPlan::ConfigQuery { in_body: false, .. }
         ));
         assert!(matches!(
-            plan(input(EndpointKind::RumIntakeV3, &post, bound()), &limits()),
+            plan(
+                input(EndpointKind::RumIntakeV3, &post, &none, bound()),
+                &limits()
+            ),
             BodyPlan::Events(_)
         ));
-        let mut otlp = input(EndpointKind::OtlpHttp, &post, bound());
-        otlp.path = "/v1/logs";
+        let mut otlp = input(EndpointKind::OtlpHttp, &post, &none, bound());
+        otlp.target = b"/v1/logs";
         assert!(matches!(plan(otlp, &limits()), BodyPlan::Otlp(_)));
-        let mut grpc = input(EndpointKind::OtlpGrpc, &post, bound());
-        grpc.path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+        let mut grpc = input(EndpointKind::OtlpGrpc, &post, &none, bound());
+        grpc.target = b"/opentelemetry.proto.collector.trace.v1.TraceService/Export";
         assert!(matches!(plan(grpc, &limits()), BodyPlan::Otlp(_)));
         assert!(matches!(
-            plan(input(EndpointKind::OtlpHttp, &post, None), &limits()),
+            plan(input(EndpointKind::OtlpHttp, &post, &none, None), &limits()),
             BodyPlan::Unread { .. }
         ));
     }

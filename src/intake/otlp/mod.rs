@@ -15,6 +15,14 @@ mod wire;
 use std::io::Read;
 
 pub use names::ResourceNames;
+#[cfg(any(fuzzing, test))]
+pub(crate) use names::{AttrValue, ResourceAttributes};
+
+/// A protobuf export message (no framing, no compression) read as the proxy reads it.
+#[cfg(any(fuzzing, test))]
+pub(crate) fn read_message(message: &[u8], signal: Signal) -> Result<Summary, OtlpError> {
+    protobuf::read(message, signal)
+}
 
 /// Which export: its path (`/v1/traces`) or gRPC method says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,4 +198,4 @@ fn decompress(reader: impl Read, max_size: u64) -> Result<Vec<u8>, OtlpError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -291,7 +291,7 @@ fn sizes_are_bounded_before_and_after_decompression() {
 
 /// What a full decode says of the same bytes: the names by the same rules, from the
 /// decoded attributes, and the items counted from the decoded messages.
-fn decoded_summary(bytes: &[u8], signal: Signal) -> Option<Summary> {
+pub(crate) fn decoded_summary(bytes: &[u8], signal: Signal) -> Option<Summary> {
     fn resource_names(resource: &Option<Resource>) -> ResourceNames {
         let mut attributes = ResourceAttributes::default();
         for kv in resource.iter().flat_map(|r| &r.attributes) {

@@ -12,6 +12,9 @@ pub enum Value<'a> {
     Fixed32,
     /// Length-delimited: a string, bytes or an embedded message.
     Bytes(&'a [u8]),
+    /// A (deprecated) group, skipped whole: in no OTLP message, but decoders skip one in an
+    /// unknown field, so the walker must too.
+    Group,
 }
 
 impl<'a> Value<'a> {
@@ -40,6 +43,9 @@ impl<'a> Value<'a> {
         }
     }
 }
+
+/// Groups nested deeper are refused (prost's recursion limit).
+const MAX_GROUP_DEPTH: u32 = 100;
 
 /// The fields of one message, in order.
 pub struct Fields<'a> {
@@ -92,10 +98,43 @@ impl<'a> Fields<'a> {
                 self.take(4)?;
                 Value::Fixed32
             }
-            // Groups (3, 4) are in no OTLP message; 6 and 7 are no wire type.
+            3 => {
+                self.skip_group(number, 0)?;
+                Value::Group
+            }
+            // An end of group outside one; 6 and 7 are no wire type.
             _ => return Err(OtlpError::Malformed),
         };
         Ok((number, value))
+    }
+
+    /// Skip a group's fields up to its end (the same field number), nested groups too.
+    fn skip_group(&mut self, number: u32, depth: u32) -> Result<(), OtlpError> {
+        if depth >= MAX_GROUP_DEPTH {
+            return Err(OtlpError::Malformed);
+        }
+        loop {
+            let key = self.varint()?;
+            let inner = u32::try_from(key >> 3).map_err(|_| OtlpError::Malformed)?;
+            match key & 7 {
+                4 if inner == number => return Ok(()),
+                3 => self.skip_group(inner, depth + 1)?,
+                0 => {
+                    self.varint()?;
+                }
+                1 => {
+                    self.take(8)?;
+                }
+                2 => {
+                    let len = usize::try_from(self.varint()?).map_err(|_| OtlpError::Malformed)?;
+                    self.take(len)?;
+                }
+                5 => {
+                    self.take(4)?;
+                }
+                _ => return Err(OtlpError::Malformed),
+            }
+        }
     }
 }
 
@@ -120,6 +159,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn groups_are_skipped_whole() {
+        // 1: group { 2: varint 5, 3: group {} }, then 4: "x"
+        let msg = [0x0b, 0x10, 5, 0x1b, 0x1c, 0x0c, 0x22, 1, b'x'];
+        let got: Vec<_> = fields(&msg).collect::<Result<_, _>>().unwrap();
+        assert_eq!(got, [(1, Value::Group), (4, Value::Bytes(b"x"))]);
+        // A group ended by another field's end is malformed.
+        assert!(fields(&[0x0b, 0x14]).next().unwrap().is_err());
+    }
+
+    #[test]
     fn fields_are_walked_in_order_and_truncation_is_malformed() {
         // 1: varint 150; 2: "hi"; 3: fixed64; 4: fixed32
         let msg = [
@@ -140,9 +189,10 @@ mod tests {
             let whole_fields = [3, 7, 16];
             assert_eq!(walked.is_ok(), whole_fields.contains(&cut), "cut at {cut}");
         }
-        // Field 0, a group, an overlong varint.
+        // Field 0, an unterminated group, an end of group alone, an overlong varint.
         assert!(fields(&[0x00, 0x01]).next().unwrap().is_err());
         assert!(fields(&[0x0b]).next().unwrap().is_err());
+        assert!(fields(&[0x0c]).next().unwrap().is_err());
         assert!(
             fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])
                 .next()

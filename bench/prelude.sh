@@ -1,0 +1,52 @@
+# Sourced first by the bench scripts that compare runs of the proxy: what they all need.
+#   bench_prereqs   2 CPUs; cmake (scripts/setup.sh build), wrk, openssl and taskset installed
+#   cpu_ticks       CPU 0's busy time so far, in clock ticks (HZ per second)
+#   median "a b c"  the median of a list of numbers
+bench_prereqs() {
+  [ "$(nproc)" -ge 2 ] || { echo "bench: needs 2 CPUs" >&2; exit 1; }
+  scripts/setup.sh build
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v taskset >/dev/null || missing+=(util-linux)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+cpu_ticks() { awk '$1=="cpu0"{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# measure NAME BINARY CONFIG URL LUA [SETTLE]: BINARY run with CONFIG (listening on $PORT)
+# pinned to CPU 0, SETTLE seconds to start, then `wrk -t1 -c32 -d$SECS -s LUA URL` on CPU 1
+# (the caller's BENCH_* settings in its environment); the proxy's CPU µs per request (CPU 0's
+# busy time) is added to US[NAME]. The caller declares `declare -A US`.
+measure() {
+  local name=$1 binary=$2 config=$3 url=$4 lua=$5 settle=${6:-0} pid before after out reqs non2xx
+  taskset -c 0 "$binary" run --config "$config" 2>"${config%.toml}.log" & pid=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+  sleep "$settle"
+  before=$(cpu_ticks)
+  out=$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" -s "$lua" "$url")
+  after=$(cpu_ticks)
+  reqs=$(awk '/requests in/{print $1}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/{print $5}' <<<"$out")
+  [ -z "$non2xx" ] || echo "# $name: $non2xx non-2xx responses" >&2
+  US[$name]="${US[$name]:-} $(awk -v t=$((after - before)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')"
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+# ratios COLUMN BASE NAME…: the table of each NAME's median against BASE's.
+ratios() {
+  local column=$1 base_name=$2 base m name
+  shift 2
+  echo "| $column | proxy CPU µs/request (median) | vs $base_name | runs |"
+  echo "| --- | --- | --- | --- |"
+  base=$(median "${US[$base_name]}")
+  for name in "$@"; do
+    m=$(median "${US[$name]}")
+    awk -v n="$name" -v m="$m" -v b="$base" -v r="${US[$name]}" 'BEGIN { printf "| %s | %.2f | %.3f× (%+.2f µs) |%s |\n", n, m, m / b, m - b, r }'
+  done
+}
