@@ -67,7 +67,7 @@ for round in $(seq "$ROUNDS"); do
   for name in single pool1 pool3; do
     config "$name" > "$W/$name.toml"
     # 0.5 s: the first health checks
-    BENCH_AUTH="Bearer $TOKEN" measure "$name" "$(binary "$name")" "$W/$name.toml" \
+    BENCH_AUTH="Bearer $TOKEN" BENCH_LOG="$W/$name.log" measure "$name" "$(binary "$name")" "$W/$name.toml" \
       "https://127.0.0.1:$PORT/intake/v2/events" bench/post.lua 0.5
   done
 done

@@ -22,10 +22,11 @@ median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a
 # measure NAME BINARY CONFIG URL LUA [SETTLE]: BINARY run with CONFIG (listening on $PORT)
 # pinned to CPU 0, SETTLE seconds to start, then `wrk -t1 -c32 -d$SECS -s LUA URL` on CPU 1
 # (the caller's BENCH_* settings in its environment); the proxy's CPU µs per request (CPU 0's
-# busy time) is added to US[NAME]. The caller declares `declare -A US`.
+# busy time) is added to US[NAME]; the proxy's log goes to $BENCH_LOG (default /dev/null). The
+# caller declares `declare -A US`.
 measure() {
   local name=$1 binary=$2 config=$3 url=$4 lua=$5 settle=${6:-0} pid before after out reqs non2xx
-  taskset -c 0 "$binary" run --config "$config" 2>"${config%.toml}.log" & pid=$!
+  taskset -c 0 "$binary" run --config "$config" 2>"${BENCH_LOG:-/dev/null}" & pid=$!
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
   sleep "$settle"
   before=$(cpu_ticks)
