@@ -366,6 +366,80 @@ fn logged_in_rum_users_send_with_their_token() {
     assert_eq!(upstream.requests().len(), 1);
 }
 
+/// A logged-in user's page over OTLP/HTTP (the OpenTelemetry JS web SDK's exporter with the
+/// user's JWT): the preflight on `/v1/traces` allows `Authorization`; the token, bound to a
+/// service by a claim, sends that service's spans and not another's — nothing of the refused
+/// export is forwarded.
+#[test]
+fn logged_in_browsers_send_otlp_for_their_own_services() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let key = SigningKey::ec("k");
+    let idp = IdentityProvider::start(&[&key]);
+    let config = format!(
+        "{}[rum]\nenabled = true\nallow_origins = [\"https://shop.example.com\"]\n\
+         [auth.anonymous]\nenabled = false\n",
+        issuer(&idp, "services_claim = \"services\"\n")
+    );
+    let proxy = start(&pki, &upstream, &config);
+    let client = proxy.client(false);
+    let url = proxy.url("/v1/traces");
+    let origin = ("Origin", "https://shop.example.com");
+    let export = |service: &str| {
+        json!({"resourceSpans": [{"resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": service}},
+            {"key": "telemetry.sdk.name", "value": {"stringValue": "opentelemetry"}},
+            {"key": "telemetry.sdk.language", "value": {"stringValue": "webjs"}}]},
+            "scopeSpans": [{"spans": [{"name": format!("{service}-span")}]}]}]})
+        .to_string()
+    };
+    rt().block_on(async {
+        let preflight = client
+            .request(reqwest::Method::OPTIONS, &url)
+            .header(origin.0, origin.1)
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(preflight.status(), 200);
+        let allowed = preflight.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap();
+        assert!(allowed.contains("Authorization"), "{allowed}");
+        let token = key.sign(&idp.claims("user-7", json!({"services": ["storefront"]})));
+        let auth = format!("Bearer {token}");
+        register_presented(&auth);
+        let headers = [
+            origin,
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ];
+        let a = post(&client, &url, &headers, export("storefront")).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(
+            a.header_values("access-control-allow-origin"),
+            ["https://shop.example.com"]
+        );
+        let a = post(&client, &url, &headers, export("admin")).await;
+        assert_eq!(a.status, 403, "{}", a.body);
+        assert!(
+            a.body.contains("not permitted for service \\\"admin\\\""),
+            "{}",
+            a.body
+        );
+        assert_eq!(
+            a.header_values("access-control-allow-origin"),
+            ["https://shop.example.com"]
+        );
+    });
+    let forwarded = upstream.requests();
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    assert!(String::from_utf8_lossy(&forwarded[0].body).contains("storefront-span"));
+}
+
 /// Real clients with a JWT where they put a secret token: the official Python agent
 /// (`secret_token`), and the OpenTelemetry SDK over gRPC and over HTTP (`authorization`
 /// header); a token of a key the provider does not have is UNAUTHENTICATED over gRPC.
