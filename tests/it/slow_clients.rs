@@ -137,3 +137,49 @@ fn silent_connections_are_closed_after_the_idle_timeout() {
     });
     assert_eq!(upstream.requests().len(), 1);
 }
+
+/// New TLS handshakes take turns (at most 4 per worker at once, so a burst of new connections
+/// cannot queue ahead of the established ones' data), and a turn is given up after 2 ms: 40
+/// clients stalled mid-handshake — silent, or half a ClientHello — never hold up another
+/// client's handshake (were turns kept for a whole handshake, the next client would wait for
+/// the stalled ones' 60 s handshake timeout).
+#[test]
+fn clients_stalled_in_their_handshake_do_not_hold_up_others() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url()).token(TOKEN).start();
+    rt().block_on(async {
+        let mut stalled = Vec::new();
+        for i in 0..40 {
+            let mut tcp = tokio::net::TcpStream::connect((proxy.host, proxy.port))
+                .await
+                .unwrap();
+            if i % 2 == 1 {
+                // A TLS record header announcing 512 bytes of ClientHello, and 4 of them.
+                tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc])
+                    .await
+                    .unwrap();
+            }
+            stalled.push(tcp);
+        }
+        let client = proxy.client(false);
+        let answer = tokio::time::timeout(
+            Duration::from_secs(20),
+            post(
+                &client,
+                &proxy.url("/intake/v2/events"),
+                &[("Authorization", &format!("Bearer {TOKEN}"))],
+                "{\"metadata\":{}}\n",
+            ),
+        )
+        .await
+        .expect("a new client's request within 20 s, stalled handshakes around it");
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        // The stalled clients were still mid-handshake all along.
+        for tcp in &mut stalled {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_millis(10), tcp.read(&mut byte)).await;
+            assert!(read.is_err(), "a stalled handshake ended early: {read:?}");
+        }
+    });
+}
