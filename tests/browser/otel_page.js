@@ -4,12 +4,8 @@
 // Usage: node otel_page.js <proxy https url> <spki sha256 base64 of the proxy's key> <service>
 // Prints one JSON line: {"preflight": <status|null>, "export": <status|null>, "errors": [...]}
 'use strict';
-const http = require('http');
-const fs = require('fs');
-const os = require('os');
-const path = require('path');
 const esbuild = require('esbuild');
-const { chromium } = require('playwright-core');
+const { servePage, launchChromium } = require('./page_host');
 
 const [proxyUrl, spki, service] = process.argv.slice(2);
 
@@ -46,29 +42,10 @@ const page = `<!doctype html><html><head><title>otel test</title>
 <script>window.OTEL_TEST = ${JSON.stringify({ proxy: proxyUrl.replace(/\/$/, ''), service })};</script>
 <script src="/otel.js"></script></head><body><p>hello</p></body></html>`;
 
-const server = http.createServer((req, res) => {
-  if (req.url === '/otel.js') {
-    res.writeHead(200, { 'Content-Type': 'application/javascript' });
-    res.end(bundle);
-  } else {
-    res.writeHead(200, { 'Content-Type': 'text/html' });
-    res.end(page);
-  }
-});
-
 async function main() {
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  const pageUrl = `http://127.0.0.1:${server.address().port}/`;
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'otel-profile-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-      `--ignore-certificate-errors-spki-list=${spki}`,
-    ],
-  });
+  const server = await servePage(page, '/otel.js', bundle);
+  const pageUrl = server.url;
+  const { context, close } = await launchChromium(spki);
   const result = { preflight: null, export: null, errors: [] };
   try {
     const tab = context.pages()[0] || await context.newPage();
@@ -90,9 +67,8 @@ async function main() {
   } catch (e) {
     result.errors.push(String(e));
   } finally {
-    await context.close();
+    await close();
     server.close();
-    fs.rmSync(profile, { recursive: true, force: true });
   }
   console.log(JSON.stringify(result));
 }

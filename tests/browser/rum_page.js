@@ -5,10 +5,9 @@
 // `Authorization: Bearer <jwt>` to every request it sends.
 // Prints one JSON line: {"preflight": <status|null>, "intake": <status|null>, "intakeUrl": …}
 'use strict';
-const http = require('http');
 const fs = require('fs');
 const path = require('path');
-const { chromium } = require('playwright-core');
+const { servePage, launchChromium } = require('./page_host');
 
 const [proxyUrl, spki, jwt] = process.argv.slice(2);
 const bundle = fs.readFileSync(
@@ -26,31 +25,10 @@ const page = `<!doctype html><html><head><title>rum test</title>
                     } });
 </script></head><body><p>hello</p></body></html>`;
 
-const server = http.createServer((req, res) => {
-  if (req.url === '/rum.js') {
-    res.writeHead(200, { 'Content-Type': 'application/javascript' });
-    res.end(bundle);
-  } else {
-    res.writeHead(200, { 'Content-Type': 'text/html' });
-    res.end(page);
-  }
-});
-
 async function main() {
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  const pageUrl = `http://127.0.0.1:${server.address().port}/`;
-  const profile = fs.mkdtempSync(path.join(require('os').tmpdir(), 'rum-profile-'));
-  // A fresh profile each run.
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-      // Trust the proxy's test certificate by its key, nothing else.
-      `--ignore-certificate-errors-spki-list=${spki}`,
-    ],
-  });
+  const server = await servePage(page, '/rum.js', bundle);
+  const pageUrl = server.url;
+  const { context, close } = await launchChromium(spki);
   const result = { preflight: null, intake: null, intakeUrl: null, errors: [] };
   try {
     const tab = context.pages()[0] || await context.newPage();
@@ -74,9 +52,8 @@ async function main() {
   } catch (e) {
     result.errors.push(String(e));
   } finally {
-    await context.close();
+    await close();
     server.close();
-    fs.rmSync(profile, { recursive: true, force: true });
   }
   console.log(JSON.stringify(result));
 }

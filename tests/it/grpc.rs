@@ -28,12 +28,6 @@ fn grpc_requests(upstream: &Upstream) -> Vec<Recorded> {
         .collect()
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
 /// The SDK's gRPC exporters deliver spans, metrics and logs with a token and with an API key,
 /// over h2c to the upstream, without the credential; its OTLP/HTTP exporters do the same
 /// over HTTP/1.1 through the same proxy.
@@ -64,7 +58,10 @@ fn the_sdk_exports_over_grpc_and_http_with_a_token_and_an_api_key() {
             "otlp_metric_orders",
             "otlp-log-checkout",
         ]) {
-            assert!(r.complete && contains(&r.body, name), "{name} not in {r:?}");
+            assert!(
+                r.complete && contains_text(&r.body, name),
+                "{name} not in {r:?}"
+            );
             assert!(r.headers.get("authorization").is_none(), "{:?}", r.headers);
             assert_eq!(r.headers["content-type"], "application/grpc");
             assert_eq!(r.scheme.as_deref(), Some("http"), "h2c to the upstream");
@@ -82,7 +79,7 @@ fn the_sdk_exports_over_grpc_and_http_with_a_token_and_an_api_key() {
         assert_eq!(r.headers["content-type"], "application/x-protobuf");
         assert!(r.headers.get("authorization").is_none());
     }
-    assert!(contains(&calls[0].body, "otlp-span-checkout"));
+    assert!(contains_text(&calls[0].body, "otlp-span-checkout"));
 }
 
 /// Refusals are gRPC statuses with APM Server's messages, never HTTP JSON, and nothing
@@ -385,7 +382,7 @@ fn throttled_otlp_clients_are_told_when_to_retry() {
         )
         .unwrap();
         assert!(
-            contains(&bytes, "type.googleapis.com/google.rpc.RetryInfo"),
+            contains_text(&bytes, "type.googleapis.com/google.rpc.RetryInfo"),
             "{bytes:?}"
         );
     });

@@ -344,15 +344,9 @@ fn logged_in_rum_users_send_with_their_token() {
     let url = proxy.url("/intake/v2/rum/events");
     let origin = ("Origin", "https://shop.example.com");
     rt().block_on(async {
-        let preflight = client
-            .request(reqwest::Method::OPTIONS, &url)
-            .header(origin.0, origin.1)
-            .header("Access-Control-Request-Headers", "authorization, content-type")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(preflight.status(), 200);
-        let allowed = preflight.headers()["access-control-allow-headers"].to_str().unwrap().to_string();
+        let preflight = preflight(&client, &url, origin.1, "authorization, content-type").await;
+        assert_eq!(preflight.status, 200);
+        let allowed = preflight.headers["access-control-allow-headers"].to_str().unwrap();
         assert!(allowed.contains("Authorization"), "{allowed}");
         let body = "{\"metadata\":{\"service\":{\"name\":\"shop\",\"agent\":{\"name\":\"rum-js\",\"version\":\"5.0\"}}}}\n{\"transaction\":{}}\n";
         let anonymous = post(&client, &url, &[origin], body.to_string()).await;
@@ -394,18 +388,9 @@ fn logged_in_browsers_send_otlp_for_their_own_services() {
         .to_string()
     };
     rt().block_on(async {
-        let preflight = client
-            .request(reqwest::Method::OPTIONS, &url)
-            .header(origin.0, origin.1)
-            .header(
-                "Access-Control-Request-Headers",
-                "authorization, content-type",
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(preflight.status(), 200);
-        let allowed = preflight.headers()["access-control-allow-headers"]
+        let preflight = preflight(&client, &url, origin.1, "authorization, content-type").await;
+        assert_eq!(preflight.status, 200);
+        let allowed = preflight.headers["access-control-allow-headers"]
             .to_str()
             .unwrap();
         assert!(allowed.contains("Authorization"), "{allowed}");

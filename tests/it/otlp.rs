@@ -62,12 +62,6 @@ fn otlp_requests(upstream: &Upstream) -> Vec<Recorded> {
         .collect()
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
 /// A key bound to the SDK's service sends traces, metrics and logs over gRPC, OTLP/HTTP
 /// protobuf and OTLP/HTTP JSON, forwarded unchanged; a key bound to another service is
 /// refused on every one of them (PERMISSION_DENIED / 403 with APM Server's text) and
@@ -94,13 +88,16 @@ fn service_bound_keys_send_their_own_services_and_no_other() {
     assert_eq!(forwarded.len(), 9, "{forwarded:?}");
     for (i, request) in forwarded.iter().enumerate() {
         assert!(request.complete, "{request:?}");
-        assert!(contains(&request.body, "otlp-checkout"), "{i}: {request:?}");
+        assert!(
+            contains_text(&request.body, "otlp-checkout"),
+            "{i}: {request:?}"
+        );
         assert!(request.headers.get("authorization").is_none());
     }
     let json_traces = &forwarded[6];
     assert_eq!(json_traces.uri, "/v1/traces");
     assert!(
-        contains(&json_traces.body, "\"resourceSpans\""),
+        contains_text(&json_traces.body, "\"resourceSpans\""),
         "JSON forwarded as sent"
     );
 
@@ -290,16 +287,9 @@ fn anonymous_browsers_send_otlp_under_the_anonymous_rules() {
     let url = proxy.url("/v1/traces");
     rt().block_on(async {
         let c = proxy.client(true);
-        let preflight = c
-            .request(reqwest::Method::OPTIONS, &url)
-            .header("origin", origin)
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(preflight.status(), 200);
-        let h = preflight.headers();
+        let preflight = preflight(&c, &url, origin, "content-type").await;
+        assert_eq!(preflight.status, 200);
+        let h = &preflight.headers;
         assert_eq!(h["access-control-allow-origin"], origin);
         assert!(h["access-control-allow-methods"]
             .to_str()
@@ -372,8 +362,8 @@ fn anonymous_browsers_send_otlp_under_the_anonymous_rules() {
     });
     let forwarded = otlp_requests(&upstream);
     assert_eq!(forwarded.len(), 2, "{forwarded:?}");
-    assert!(contains(&forwarded[0].body, "storefront-span-2"));
-    assert!(contains(&forwarded[1].body, "anything"));
+    assert!(contains_text(&forwarded[0].body, "storefront-span-2"));
+    assert!(contains_text(&forwarded[1].body, "anything"));
 }
 
 /// The OpenTelemetry JS web SDK in headless Chromium, anonymously: the preflight is answered,
@@ -455,7 +445,7 @@ fn throttled_exporters_retry_after_the_advertised_delay() {
     assert_eq!(forwarded.len(), 2, "{forwarded:?}");
     assert!(forwarded
         .iter()
-        .all(|r| contains(&r.body, "otlp-span-checkout")));
+        .all(|r| contains_text(&r.body, "otlp-span-checkout")));
 }
 
 /// Requests the failed-attempts cool-down refused so far.

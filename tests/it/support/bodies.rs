@@ -106,3 +106,10 @@ pub fn accepted_in(body: &str) -> usize {
     )
     .unwrap()
 }
+
+/// Whether `needle` occurs in `haystack` (a recorded body, which need not be UTF-8).
+pub fn contains_text(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}

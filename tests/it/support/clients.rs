@@ -117,6 +117,24 @@ pub async fn post(
     send(client.post(url).body(body.into()), headers).await
 }
 
+/// A browser's CORS preflight before a POST to `url` from `origin` that will send
+/// `request_headers` (`Access-Control-Request-Headers`; none when empty).
+pub async fn preflight(
+    client: &reqwest::Client,
+    url: &str,
+    origin: &str,
+    request_headers: &str,
+) -> Answer {
+    let mut req = client
+        .request(reqwest::Method::OPTIONS, url)
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST");
+    if !request_headers.is_empty() {
+        req = req.header("Access-Control-Request-Headers", request_headers);
+    }
+    send(req, &[]).await
+}
+
 pub async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Answer {
     send(client.get(url), headers).await
 }
