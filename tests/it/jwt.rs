@@ -326,6 +326,28 @@ fn claim_bound_tokens_keep_to_their_services_and_their_pool() {
     assert!(team_a.requests().is_empty(), "nothing reached team-a");
 }
 
+/// The origin of the shop whose pages' users log in.
+const SHOP: &str = "https://shop.example.com";
+
+/// The shop's proxy: RUM on for the shop's pages, anonymous access off, `idp` an issuer (with
+/// `issuer_extra` settings).
+fn logged_in_shop(idp: &IdentityProvider, issuer_extra: &str) -> String {
+    format!(
+        "{}[rum]\nenabled = true\nallow_origins = [\"{SHOP}\"]\n[auth.anonymous]\nenabled = false\n",
+        issuer(idp, issuer_extra)
+    )
+}
+
+/// A logged-in page's preflight to `url`: answered 200, `Authorization` allowed.
+async fn preflight_allows_authorization(client: &reqwest::Client, url: &str) {
+    let preflight = preflight(client, url, SHOP, "authorization, content-type").await;
+    assert_eq!(preflight.status, 200);
+    let allowed = preflight.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(allowed.contains("Authorization"), "{allowed}");
+}
+
 /// A logged-in browser user: anonymous access off, the RUM agent's requests carry the user's
 /// JWT; the preflight allows `Authorization`, and the events go through.
 #[test]
@@ -334,20 +356,12 @@ fn logged_in_rum_users_send_with_their_token() {
     let upstream = Upstream::start();
     let key = SigningKey::ec("k");
     let idp = IdentityProvider::start(&[&key]);
-    let config = format!(
-        "{}[rum]\nenabled = true\nallow_origins = [\"https://shop.example.com\"]\n\
-         [auth.anonymous]\nenabled = false\n",
-        issuer(&idp, "")
-    );
-    let proxy = start(&pki, &upstream, &config);
+    let proxy = start(&pki, &upstream, &logged_in_shop(&idp, ""));
     let client = proxy.client(false);
     let url = proxy.url("/intake/v2/rum/events");
-    let origin = ("Origin", "https://shop.example.com");
+    let origin = ("Origin", SHOP);
     rt().block_on(async {
-        let preflight = preflight(&client, &url, origin.1, "authorization, content-type").await;
-        assert_eq!(preflight.status, 200);
-        let allowed = preflight.headers["access-control-allow-headers"].to_str().unwrap();
-        assert!(allowed.contains("Authorization"), "{allowed}");
+        preflight_allows_authorization(&client, &url).await;
         let body = "{\"metadata\":{\"service\":{\"name\":\"shop\",\"agent\":{\"name\":\"rum-js\",\"version\":\"5.0\"}}}}\n{\"transaction\":{}}\n";
         let anonymous = post(&client, &url, &[origin], body.to_string()).await;
         assert_eq!(anonymous.status, 401, "anonymous access is off");
@@ -355,7 +369,7 @@ fn logged_in_rum_users_send_with_their_token() {
         register_presented(&auth);
         let a = post(&client, &url, &[origin, ("Authorization", &auth)], body.to_string()).await;
         assert_eq!(a.status, 202, "{}", a.body);
-        assert_eq!(a.header_values("access-control-allow-origin"), ["https://shop.example.com"]);
+        assert_eq!(a.header_values("access-control-allow-origin"), [SHOP]);
     });
     assert_eq!(upstream.requests().len(), 1);
 }
@@ -370,15 +384,11 @@ fn logged_in_browsers_send_otlp_for_their_own_services() {
     let upstream = Upstream::start();
     let key = SigningKey::ec("k");
     let idp = IdentityProvider::start(&[&key]);
-    let config = format!(
-        "{}[rum]\nenabled = true\nallow_origins = [\"https://shop.example.com\"]\n\
-         [auth.anonymous]\nenabled = false\n",
-        issuer(&idp, "services_claim = \"services\"\n")
-    );
-    let proxy = start(&pki, &upstream, &config);
+    let issuer_extra = "services_claim = \"services\"\n";
+    let proxy = start(&pki, &upstream, &logged_in_shop(&idp, issuer_extra));
     let client = proxy.client(false);
     let url = proxy.url("/v1/traces");
-    let origin = ("Origin", "https://shop.example.com");
+    let origin = ("Origin", SHOP);
     let export = |service: &str| {
         json!({"resourceSpans": [{"resource": {"attributes": [
             {"key": "service.name", "value": {"stringValue": service}},
@@ -388,12 +398,7 @@ fn logged_in_browsers_send_otlp_for_their_own_services() {
         .to_string()
     };
     rt().block_on(async {
-        let preflight = preflight(&client, &url, origin.1, "authorization, content-type").await;
-        assert_eq!(preflight.status, 200);
-        let allowed = preflight.headers["access-control-allow-headers"]
-            .to_str()
-            .unwrap();
-        assert!(allowed.contains("Authorization"), "{allowed}");
+        preflight_allows_authorization(&client, &url).await;
         let token = key.sign(&idp.claims("user-7", json!({"services": ["storefront"]})));
         let auth = format!("Bearer {token}");
         register_presented(&auth);
