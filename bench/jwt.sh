@@ -23,8 +23,7 @@ taskset -c 0 target/release/examples/bench_jwt
 source bench/common.sh
 TOKEN=bench-$(openssl rand -hex 16)
 JWT=$(target/release/examples/bench_jwt --mint "$W")
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/key.pem" \
-  -out "$W/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+bench_cert
 UP=127.0.0.1:18221 PORT=18463
 taskset -c 1 target/release/examples/bench_upstream "$UP" & PIDS+=($!)
 cat > "$W/proxy.toml" <<EOT

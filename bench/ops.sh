@@ -22,8 +22,7 @@ taskset -cp 1 $$ >/dev/null
 
 source bench/common.sh
 TOKEN=bench-$(openssl rand -hex 16)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/key.pem" \
-  -out "$W/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+bench_cert
 UP=127.0.0.1:18211 PORT=18453 ADMIN=18454
 taskset -c 1 target/release/examples/bench_upstream "$UP" & PIDS+=($!)
 

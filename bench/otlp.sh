@@ -24,8 +24,7 @@ taskset -c 0 target/release/examples/bench_otlp
 
 source bench/common.sh
 target/release/examples/bench_otlp --write "$W/export.pb"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/key.pem" \
-  -out "$W/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+bench_cert
 UP=127.0.0.1:18231 PORT=18473
 taskset -c 1 target/release/examples/bench_upstream "$UP" & PIDS+=($!)
 cat > "$W/proxy.toml" <<EOT

@@ -56,10 +56,10 @@ cargo build --release --locked --bin apm-auth-proxy --example bench_upstream --e
 taskset -cp 1 $$ >/dev/null
 
 source bench/common.sh
+source bench/prelude.sh # cpu_ticks, HZ, bench_cert
 
 TOKEN=bench-$(openssl rand -hex 16)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/key.pem" \
-  -out "$W/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+bench_cert
 cat "$W/cert.pem" "$W/key.pem" > "$W/combined.pem"
 
 UP=127.0.0.1:18201
@@ -183,13 +183,7 @@ taskset -c 1 target/release/examples/bench_upstream "$UP" & PIDS+=($!)
 wait_port 18201
 for peer in apm-auth-proxy nginx haproxy; do start_peer "$peer"; done
 
-# CPU 0's busy ticks (user, nice, system, irq, softirq; not idle, iowait or steal): the peer
-# under test is all that runs there. Not "the peer's ticks + CPU 0's softirq ticks": the kernel
-# charges softirq work done while the peer runs to the peer's time as well, so that sum counted
-# it twice (≈ 20 % too much for this proxy's keep-alive run).
-cpu_ticks() { awk '$1=="cpu0"{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 rss_kib() { local t=0; for p in $1; do t=$((t + $(awk '/VmRSS/{print $2}' /proc/"$p"/status 2>/dev/null || echo 0))); done; echo $t; }
-HZ=$(getconf CLK_TCK)
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v/1000; else if (v ~ /ms$/) print v+0; else if (v ~ /s$/) print v*1000; else print v }'; }
 
 OUT="$W/samples.csv"

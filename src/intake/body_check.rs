@@ -21,7 +21,7 @@ pub(super) const EVENT_BATCH: u64 = 10;
 pub const READ_AHEAD_LIMIT: u64 = 64 * 1024;
 
 /// The answer when `charge`'s bucket has no tokens left for the next events.
-fn rate_refusal(charge: &EventCharge) -> Rejection {
+pub(super) fn rate_refusal(charge: &EventCharge) -> Rejection {
     if charge.is_credential() {
         Rejection::CredentialEventRateLimited
     } else {

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::body_check;
 use super::otlp::{self, Carrier, Compression, OtlpError, Signal};
 use crate::admission::{BodyLimits, NameRules, Rejection, Reply};
 use crate::limits::{EventCharge, Grant};
@@ -111,18 +112,14 @@ impl OtlpCheck {
         let mut wait = Duration::ZERO;
         let mut left = items;
         while left > 0 {
-            let batch = left.min(super::body_check::EVENT_BATCH);
+            let batch = left.min(body_check::EVENT_BATCH);
             match rate.reserve(batch as u32, now) {
                 Grant::Now => {}
                 Grant::After(d) => wait = wait.max(d),
                 Grant::Refused => {
-                    let rejection = if rate.is_credential() {
-                        Rejection::CredentialEventRateLimited
-                    } else {
-                        Rejection::EventRateLimited
-                    };
                     let retry = rate.next_token_in(now).max(wait);
-                    return Err(Reply::plain(rejection).with_retry_after(Some(retry)));
+                    let refused = Reply::plain(body_check::rate_refusal(rate));
+                    return Err(refused.with_retry_after(Some(retry)));
                 }
             }
             left -= batch;
