@@ -241,7 +241,10 @@ impl TransportConnector {
             .await
             .or_err(InternalError, "offload runtime failure")??
         } else {
-            do_connect(peer, bind_to, alpn_override, &self.tls_ctx.ctx, None).await?
+            // apm-auth-proxy patch: the connect future boxed. Its state (≈ 8 KB with the TLS
+            // connect) is otherwise part of every caller's future — the proxy's per-request
+            // future, held for a whole event stream — though a reused connection never needs it.
+            Box::pin(do_connect(peer, bind_to, alpn_override, &self.tls_ctx.ctx, None)).await?
         };
 
         Ok(stream)
