@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorSource};
 
 use crate::admission::{endpoint_label, path_of, Rejection};
@@ -43,11 +43,11 @@ impl Entry<'_> {
     }
 }
 
-fn status(session: &Session) -> u16 {
+fn status(session: &ServerSession) -> u16 {
     session.response_written().map_or(0, |r| r.status.as_u16())
 }
 
-pub fn record_metrics(metrics: &Metrics, session: &Session, entry: &Entry<'_>) {
+pub fn record_metrics(metrics: &Metrics, session: &ServerSession, entry: &Entry<'_>) {
     let method = match entry.identity {
         None => "none",
         Some(who) => who
@@ -72,7 +72,7 @@ pub fn record_metrics(metrics: &Metrics, session: &Session, entry: &Entry<'_>) {
     });
 }
 
-pub fn write(session: &Session, e: Option<&Error>, entry: &Entry<'_>) {
+pub fn write(session: &ServerSession, e: Option<&Error>, entry: &Entry<'_>) {
     let req = session.req_header();
     let peer = session
         .client_addr()
@@ -125,7 +125,7 @@ pub fn write(session: &Session, e: Option<&Error>, entry: &Entry<'_>) {
 
 /// A failed request when the access log is off: one WARN line instead of Pingora's own
 /// (which would carry the query string).
-pub fn write_failure(session: &Session, e: &Error, entry: &Entry<'_>) {
+pub fn write_failure(session: &ServerSession, e: &Error, entry: &Entry<'_>) {
     if *e.esource() == ErrorSource::Downstream {
         return; // the client went away: routine, not an operator's problem
     }

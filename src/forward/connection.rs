@@ -5,13 +5,16 @@
 //!   sent a byte at a time held its connection open for ever (a slowloris);
 //! - nothing held by a kept-alive connection between requests but the connection itself:
 //!   the request's session, its head buffer and the proxy's per-request future are only made
-//!   when the next request's first byte arrives.
+//!   when the next request's first byte arrives;
+//! - a request refused from its head is answered here, once the head is read
+//!   ([`Front::answer`]), without entering the proxy's per-request machinery; a request let
+//!   through is handed to the proxy with its head and its screening ([`take_screened`]).
 //!
 //! HTTP/2 connections (ALPN h2, or h2c with prior knowledge on a cleartext listener) go to
 //! Pingora's own loop unchanged. Every connection, either way, is admitted by the
 //! [`ConnectionBook`] as it is accepted and owned by its guard until it closes.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,34 +27,25 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use pingora::time::fast_timeout::fast_timeout;
+use pingora::ErrorType;
 use tokio::io::AsyncReadExt;
 
+use super::front::{Front, Screened};
+use crate::admission::Decision;
 use crate::limits::ConnectionBook;
 
 /// The size of Pingora's own first buffer for a request head.
 const HEAD_BUFFER: usize = 4096;
 
 tokio::task_local! {
-    /// Set once the request head being served on this task has been read in full.
-    static HEAD_READ: Cell<bool>;
+    /// The screening of the HTTP/1.1 request being served on this task, for the proxy.
+    static SCREENED: RefCell<Option<Screened>>;
 }
 
-/// Proof that the head deadline was lifted for the request being served: the only way to
-/// make one is [`head_read`], and a request's context (`RequestCtx::new`) takes one, so a
-/// context cannot exist for a request still under the deadline.
-///
-/// The contract with [`Connections::serve`]: Pingora makes the proxy's context (`new_ctx`)
-/// exactly when a request head has been read in full; `serve` runs each request in a task-local
-/// scope and, past `header_timeout`, lets the request go on only if the flag was set.
-#[derive(Debug)]
-pub struct HeadRead(());
-
-/// The request head has been read in full: from now on the head deadline no longer applies
-/// to it. Outside a connection hosted by [`Connections`] (HTTP/2, where Pingora bounds the
-/// head itself) there is no deadline to lift.
-pub fn head_read() -> HeadRead {
-    let _ = HEAD_READ.try_with(|read| read.set(true));
-    HeadRead(())
+/// The screening the connection layer made of the request being served, taken once; `None`
+/// for a request it did not screen (HTTP/2), which the proxy screens itself.
+pub fn take_screened() -> Option<Screened> {
+    SCREENED.try_with(|s| s.borrow_mut().take()).ok().flatten()
 }
 
 /// How the agents' connections are timed.
@@ -63,10 +57,12 @@ pub struct ConnectionTimes {
     pub header_timeout: Duration,
 }
 
-/// A Pingora `ServerApp` that serves each HTTP/1.1 request with `app` and owns the waits
-/// between them.
+/// A Pingora `ServerApp` that reads each HTTP/1.1 request's head, answers it when `front`
+/// refuses it, serves it with `app` otherwise, and owns the waits between requests.
 pub struct Connections<A> {
     app: Arc<A>,
+    /// Screens each request's head, answers its refusals and records them.
+    front: Arc<Front>,
     times: ConnectionTimes,
     /// Cleartext listener: a connection that opens with the HTTP/2 preface (h2c with prior
     /// knowledge, how gRPC clients speak without TLS) goes to `app`'s HTTP/2 loop, which
@@ -77,9 +73,16 @@ pub struct Connections<A> {
 }
 
 impl<A> Connections<A> {
-    pub fn new(app: A, times: ConnectionTimes, h2c: bool, book: Arc<ConnectionBook>) -> Self {
+    pub fn new(
+        app: A,
+        front: Arc<Front>,
+        times: ConnectionTimes,
+        h2c: bool,
+        book: Arc<ConnectionBook>,
+    ) -> Self {
         Connections {
             app: Arc::new(app),
+            front,
             times,
             h2c,
             book,
@@ -196,24 +199,45 @@ where
         let mut head = BytesMut::with_capacity(HEAD_BUFFER);
         head.extend_from_slice(&[next.first]);
         session.set_pipelined_prefix(head);
-        // The flag lives in the request's own future: nothing allocated per request for it.
-        let request = HEAD_READ.scope(
-            Cell::new(false),
-            self.app.process_new_http(session, shutdown),
-        );
-        tokio::pin!(request);
-        if let Ok(reused) = fast_timeout(self.times.header_timeout, &mut request).await {
-            return reused;
+        match fast_timeout(self.times.header_timeout, session.read_request()).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => return refuse_head(session, e.etype()).await,
+            Err(_) => {
+                // Closed without an answer, as APM Server (Go's net/http) does on a read
+                // deadline.
+                tracing::debug!("request head not complete within server.header_timeout; closing");
+                self.book.header_timed_out();
+                return None;
+            }
         }
-        // Taken out once, past the deadline; the request needs the flag no more.
-        if request.as_mut().take_value().is_some_and(|read| read.get()) {
-            return request.await;
+        let mut screened = None;
+        // Pingora answers a CONNECT itself (405): not screened, nothing charged.
+        if session.req_header().method != http::Method::CONNECT {
+            let Screened { client, decision } = self.front.screen(&mut session);
+            match decision {
+                Decision::Reply(reply, identity) => {
+                    return self.front.answer(session, client, reply, identity).await;
+                }
+                decision => screened = Some(Screened { client, decision }),
+            }
         }
-        // Closed without an answer, as APM Server (Go's net/http) does on a read deadline.
-        tracing::debug!("request head not complete within server.header_timeout; closing");
-        self.book.header_timed_out();
-        None
+        // The proxy reads the same head again from the session, without reading.
+        session.keep_request_for_next_read();
+        let request = self.app.process_new_http(session, shutdown);
+        SCREENED.scope(RefCell::new(screened), request).await
     }
+}
+
+/// A head that could not be parsed gets Pingora's answer, 400 (any other failure to read
+/// one: the client is gone); the connection is closed either way.
+async fn refuse_head(mut session: ServerSession, error: &ErrorType) -> Option<ReusedHttpStream> {
+    if matches!(error, ErrorType::InvalidHTTPHeader) {
+        tracing::debug!("invalid request head; answering 400");
+        let _ = session.respond_error(400).await;
+    }
+    session.shutdown().await;
+    None
 }
 
 /// Resolves once the shutdown flag turns true (never, if its sender is gone).

@@ -4,7 +4,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::connection::HeadRead;
 use crate::admission::{EndpointKind, Rejection, Reply};
 use crate::auth::Identity;
 use crate::intake::agent_config::AnswerTrimmer;
@@ -15,8 +14,6 @@ use crate::upstream::PoolId;
 
 /// What the proxy learned about one request, for the later phases and the access log.
 pub struct RequestCtx {
-    /// The head deadline was lifted before this context was made.
-    _head: HeadRead,
     /// Counts the request as in flight until the context is dropped (the drain waits on it).
     _in_flight: InFlight,
     pub(super) started: Instant,
@@ -75,10 +72,9 @@ pub(super) struct UpstreamAttempt {
 }
 
 impl RequestCtx {
-    /// A request's context, made once its head is in (`head`: the deadline was lifted).
-    pub(super) fn new(lifecycle: &Arc<Lifecycle>, head: HeadRead) -> RequestCtx {
+    /// A request's context, made once its head is in (the screening fills in the client).
+    pub(super) fn new(lifecycle: &Arc<Lifecycle>) -> RequestCtx {
         RequestCtx {
-            _head: head,
             _in_flight: InFlight::new(lifecycle),
             started: Instant::now(),
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),

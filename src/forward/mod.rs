@@ -5,6 +5,7 @@
 mod access_log;
 mod connection;
 mod context;
+mod front;
 mod proxy;
 mod read_ahead;
 mod request_id;
@@ -14,6 +15,7 @@ mod server_settings;
 mod upstream_headers;
 
 pub use connection::{ConnectionTimes, Connections};
-pub use proxy::{ApmProxy, ProxySettings};
+pub use front::{Front, ProxySettings};
+pub use proxy::ApmProxy;
 pub use server_settings::ServerSettings;
 pub use upstream_headers::rewrite as rewrite_upstream_headers;

@@ -4,9 +4,9 @@
 //! apply lives in `admission`, `intake` and `upstream_headers` as plain functions.
 //! Bodies stream chunk by chunk in both directions and are forwarded untouched.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,71 +16,40 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use super::access_log;
+use super::connection::take_screened;
 use super::context::{Admitted, BodyWork, RequestCtx};
+use super::front::{server_name, Ended, Front, ProxySettings, Screened};
 use super::read_ahead::{prepare_read_ahead, read_ahead, read_whole, ReadAhead};
-use super::request_id::{self, RequestIds};
+use super::request_id;
 use super::response::{self, rejection_for};
 use super::upstream_headers::{self, request_host};
-use crate::admission::{
-    Admission, BodyLimits, Caller, ClientIpPolicy, Decision, Gate, NameRules, Rejection, Reply,
-};
+use crate::admission::{Admission, Decision, NameRules, Rejection, Reply};
 use crate::intake::agent_config::{self, AnswerTrimmer};
 use crate::intake::{BodyPlan, LineCount, PlanInput, READ_AHEAD_LIMIT};
 use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
-use crate::tls::ConnectionInfo;
 use crate::upstream::{grpc, PoolId, PoolRefused, Pools};
-use crate::usage::UsageBook;
-
-/// Per-listener settings the proxy applies to each request.
-#[derive(Debug, Clone)]
-pub struct ProxySettings {
-    pub idle_timeout: Duration,
-    pub read_timeout: Duration,
-    pub body_deadline: Duration,
-    pub write_timeout: Duration,
-    pub reject_drain_timeout: Duration,
-    /// "https" when the listener terminates TLS.
-    pub scheme: &'static str,
-    pub access_log: bool,
-    pub body_limits: BodyLimits,
-}
 
 pub struct ApmProxy {
-    gate: Gate,
-    client_ip: ClientIpPolicy,
+    /// Screens the heads of the requests the connection layer did not (HTTP/2) and
+    /// records every request as it ends.
+    front: Arc<Front>,
     /// The APM Servers, by pool.
     pools: Arc<Pools>,
     /// Requests in flight and whether the process is draining.
     lifecycle: Arc<Lifecycle>,
-    /// Usage per credential, when tracked.
-    usage: Option<Arc<UsageBook>>,
-    /// Where requests are recorded (`None` when the admin listener, which serves the
-    /// metrics, is off: nothing is recorded for nobody).
-    metrics: Option<Arc<Metrics>>,
-    request_ids: RequestIds,
+    /// Usage is tracked per credential: intake events are counted.
+    count_events: bool,
     settings: ProxySettings,
 }
 
 impl ApmProxy {
-    pub fn new(
-        gate: Gate,
-        client_ip: ClientIpPolicy,
-        pools: Arc<Pools>,
-        lifecycle: Arc<Lifecycle>,
-        usage: Option<Arc<UsageBook>>,
-        metrics: Option<Arc<Metrics>>,
-        settings: ProxySettings,
-    ) -> Self {
+    pub fn new(front: Arc<Front>, lifecycle: Arc<Lifecycle>, count_events: bool) -> Self {
         ApmProxy {
-            gate,
-            client_ip,
-            pools,
+            pools: front.pools().clone(),
+            settings: front.settings().clone(),
+            front,
             lifecycle,
-            usage,
-            metrics,
-            request_ids: RequestIds::new(),
-            settings,
+            count_events,
         }
     }
 }
@@ -90,44 +59,24 @@ impl ProxyHttp for ApmProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        // Pingora makes the context once the request head is in: the head deadline is met.
-        RequestCtx::new(&self.lifecycle, super::connection::head_read())
+        RequestCtx::new(&self.lifecycle)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let s = &self.settings;
-        if self.lifecycle.is_draining() {
-            // Served during the drain delay, then the connection closes (`Connection: close`).
-            session.set_keepalive(None);
-        } else {
-            session.set_keepalive(Some(s.idle_timeout.as_secs().max(1)));
-        }
-        session.set_read_timeout(Some(s.read_timeout));
-        session.set_write_timeout(Some(s.write_timeout));
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-        ctx.from_trusted_proxy = self.client_ip.is_trusted(peer);
-        ctx.client_ip = self
-            .client_ip
-            .client_ip(peer, &session.req_header().headers);
-        ctx.request_id = self.request_ids.for_request(&session.req_header().headers);
-
-        let connection = session
-            .digest()
-            .and_then(|d| d.ssl_digest.as_ref())
-            .and_then(|tls| tls.extension.get::<ConnectionInfo>());
-        let caller = Caller {
-            peer_cert: connection.and_then(|c| c.peer_certificate.as_ref()),
-            ip: ctx.client_ip,
-            now: SystemTime::now(),
-            clock: Instant::now(),
+        // An HTTP/1.1 request was screened by the connection layer as its head was read.
+        let screened = match take_screened() {
+            Some(screened) => screened,
+            None => self.front.screen(session.as_downstream_mut()),
         };
-        let reply = match self.gate.decide(session.req_header(), caller) {
+        let Screened { client, decision } = screened;
+        ctx.started = client.started;
+        ctx.client_ip = client.ip;
+        ctx.from_trusted_proxy = client.from_trusted_proxy;
+        ctx.request_id = client.request_id;
+        let reply = match decision {
             Decision::Forward(admission) => {
                 // The pool: the route's (SNI, else `Host`) and the credential's must agree.
-                let sni = connection.and_then(|c| c.server_name.as_deref());
+                let sni = server_name(session);
                 // Only routes look at the Host: no work per request without them.
                 let host = (self.pools.has_routes())
                     .then(|| request_host(session.req_header()))
@@ -144,7 +93,8 @@ impl ProxyHttp for ApmProxy {
             }
         };
         ctx.rejection = Some(reply.rejection.clone());
-        response::send(session, &reply, s.reject_drain_timeout).await?;
+        let drain_timeout = self.settings.reject_drain_timeout;
+        response::send(session, &reply, drain_timeout).await?;
         Ok(true)
     }
 
@@ -339,7 +289,8 @@ impl ProxyHttp for ApmProxy {
                 // answer, or an HTTP/1.1 client may send its next request into the closing
                 // socket and see a reset instead of an answer.
                 session.set_keepalive(None);
-                match response::send(session, &reply, self.settings.reject_drain_timeout).await {
+                let drain_timeout = self.settings.reject_drain_timeout;
+                match response::send(session, &reply, drain_timeout).await {
                     Ok(()) => reply.status().as_u16(),
                     Err(_) => 0,
                 }
@@ -361,39 +312,21 @@ impl ProxyHttp for ApmProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let entry = access_log::Entry {
-            started: ctx.started,
-            client_ip: ctx.client_ip,
-            identity: ctx.identity(),
-            rejection: ctx.rejection.as_ref(),
-            upstream_duration: ctx.upstream.started.map(|t| t.elapsed()),
-            pool: &self.pools.get(ctx.upstream.pool).name,
-            member: ctx.upstream.member,
-            request_id: &ctx.request_id,
-            // Read from the connection when the line is written: no copy per request.
-            server_name: (session.digest())
-                .and_then(|d| d.ssl_digest.as_ref())
-                .and_then(|tls| tls.extension.get::<ConnectionInfo>())
-                .and_then(|c| c.server_name.as_deref()),
+        let ended = Ended {
+            entry: access_log::Entry {
+                started: ctx.started,
+                client_ip: ctx.client_ip,
+                identity: ctx.identity(),
+                rejection: ctx.rejection.as_ref(),
+                upstream_duration: ctx.upstream.started.map(|t| t.elapsed()),
+                pool: &self.pools.get(ctx.upstream.pool).name,
+                member: ctx.upstream.member,
+                request_id: &ctx.request_id,
+                server_name: server_name(session),
+            },
+            events: ctx.events(),
         };
-        if let Some(metrics) = &self.metrics {
-            access_log::record_metrics(metrics, session, &entry);
-        }
-        match (self.settings.access_log, e) {
-            (true, _) => access_log::write(session, e, &entry),
-            (false, Some(e)) => access_log::write_failure(session, e, &entry),
-            (false, None) => {}
-        }
-        if let (Some(book), Some(who)) = (&self.usage, ctx.identity()) {
-            let accepted = ctx.rejection.is_none();
-            book.record(
-                who,
-                accepted,
-                ctx.events(),
-                ctx.client_ip,
-                SystemTime::now(),
-            );
-        }
+        self.front.record(session, e, &ended);
     }
 }
 
@@ -424,7 +357,7 @@ impl ApmProxy {
             headers: &req.headers,
             rules: admission.rules,
             events: admission.events,
-            count_events: self.usage.is_some(),
+            count_events: self.count_events,
         };
         let plan = crate::intake::plan(input, &self.settings.body_limits);
         let admitted = ctx.admitted.insert(Admitted {

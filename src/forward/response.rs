@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::protocols::http::HttpTask;
-use pingora::proxy::Session;
+use pingora::protocols::http::{HttpTask, ServerSession};
 use pingora::time::fast_timeout::fast_timeout;
 
 use super::retry_hint::{grpc_retry_info, grpc_status_details, is_otlp_http, retry_after};
@@ -140,7 +139,7 @@ pub const KEEPALIVE_DRAIN_LIMIT: usize = 256 * 1024;
 /// reply is sent (HTTP/1.1: with the connection marked for close, the body then drained for
 /// up to `drain_timeout`, so a client that reads only after sending still sees the status).
 pub async fn send(
-    session: &mut Session,
+    session: &mut ServerSession,
     reply: &Reply,
     drain_timeout: Duration,
 ) -> pingora::Result<()> {
@@ -176,11 +175,9 @@ pub async fn send(
         body_done = drain_up_to(session, KEEPALIVE_DRAIN_LIMIT, drain_timeout).await;
     }
     let empty = body.is_empty();
-    session
-        .write_response_header(Box::new(header), empty)
-        .await?;
+    session.write_response_header(Box::new(header)).await?;
     if !empty {
-        session.write_response_body(Some(body), true).await?;
+        session.write_response_body(body, true).await?;
     }
     if h1 && !body_done && !expects_continue && !stalled {
         let _ = fast_timeout(drain_timeout, session.drain_request_body()).await;
@@ -191,7 +188,7 @@ pub async fn send(
 /// A gRPC call's answer: trailers-only (one HEADERS frame that ends the stream), after what
 /// is left of a small request body, so the client sees the status rather than a reset.
 async fn send_grpc(
-    session: &mut Session,
+    session: &mut ServerSession,
     reply: &Reply,
     drain_timeout: Duration,
 ) -> pingora::Result<()> {
@@ -202,7 +199,6 @@ async fn send_grpc(
     // Pingora's `write_response_header` always leaves the stream open (and later ends it
     // with an empty DATA frame, which gRPC clients refuse as a missing status).
     session
-        .as_downstream_mut()
         .response_duplex_vec(vec![HttpTask::Header(header, true)])
         .await?;
     Ok(())
@@ -216,7 +212,7 @@ pub fn expects_continue(req: &pingora::http::RequestHeader) -> bool {
 }
 
 /// Read and discard up to `limit` body bytes within `timeout`; true when the body ended.
-async fn drain_up_to(session: &mut Session, limit: usize, timeout: Duration) -> bool {
+async fn drain_up_to(session: &mut ServerSession, limit: usize, timeout: Duration) -> bool {
     let drain = async {
         let mut read = 0usize;
         while read <= limit {

@@ -23,7 +23,7 @@ use crate::admission::Gate;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::{Authenticator, CredentialStore};
 use crate::config::{ClientAuthentication, ConfigError, Problem, Problems};
-use crate::forward::{ApmProxy, ConnectionTimes, Connections, ProxySettings};
+use crate::forward::{ApmProxy, ConnectionTimes, Connections, Front, ProxySettings};
 use crate::lifecycle::Lifecycle;
 use crate::limits::ConnectionBook;
 use crate::metrics::Metrics;
@@ -254,7 +254,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         });
         Arc::new(UsageBook::with_history(history))
     });
-    let proxy = ApmProxy::new(
+    let front = Arc::new(Front::new(
         gate,
         s.admission.client_ip.clone(),
         pools.clone(),
@@ -262,7 +262,8 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         usage.clone(),
         s.admin.listen.is_some().then(|| metrics.clone()),
         proxy_settings,
-    );
+    ));
+    let proxy = ApmProxy::new(front.clone(), lifecycle.clone(), usage.is_some());
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
     let mut options = HttpServerOptions::default();
     // Without TLS there is no ALPN: gRPC clients speak h2c with prior knowledge.
@@ -277,7 +278,7 @@ pub fn run(p: Prepared) -> Result<(), StartupError> {
         header_timeout: s.server.header_timeout,
     };
     let book = ConnectionBook::new(s.server.connection_caps, metrics.clone());
-    let connections = Connections::new(proxy, times, h2c, book.clone());
+    let connections = Connections::new(proxy, front, times, h2c, book.clone());
     let mut service =
         pingora::services::listening::Service::new("apm-auth-proxy".to_string(), connections);
     // No L4 read buffer in front of the connection: rustls (and, without TLS, Pingora's

@@ -360,3 +360,66 @@ fn other_methods_are_refused_as_apm_server_refuses_them() {
         "only the agent-config GET was forwarded"
     );
 }
+
+/// A request refused from its head is answered by the connection layer: the same answer,
+/// access line and metrics as any refusal, and its connection, when the body was small
+/// enough to read past, serves the client's next request; a client that asked to close gets
+/// its answer, then the close.
+#[test]
+fn a_refusal_keeps_its_connection_for_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token("primary-token")
+        .start();
+    let request = |token: &str, connection: &str, body: &str| {
+        format!(
+            "POST /intake/v2/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n{connection}\r\n{body}",
+            body.len()
+        )
+    };
+    let body = "{\"metadata\":{\"service\":{\"name\":\"kept\"}}}\n";
+    rt().block_on(async {
+        let mut tls = raw_tls(&proxy).await;
+        for _ in 0..2 {
+            tls.write_all(request("wrong-token", "", body).as_bytes())
+                .await
+                .unwrap();
+            let (status, answer) = read_response(&mut tls).await.unwrap();
+            assert_eq!(status, 401);
+            assert_eq!(answer, "{\"error\":\"authentication failed\"}\n");
+        }
+        tls.write_all(request("primary-token", "", body).as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut tls).await.unwrap().0, 202);
+        let closing = request("wrong-token", "Connection: close\r\n", body);
+        tls.write_all(closing.as_bytes()).await.unwrap();
+        assert_eq!(read_response(&mut tls).await.unwrap().0, 401);
+        let mut rest = [0u8; 64];
+        let after =
+            tokio::time::timeout(std::time::Duration::from_secs(10), tls.read(&mut rest)).await;
+        assert!(
+            matches!(after, Ok(Ok(0)) | Ok(Err(_))),
+            "closed after the answer: {after:?}"
+        );
+    });
+    let received = upstream.requests();
+    assert_eq!(received.len(), 1, "only the accepted request went upstream");
+    assert_eq!(received[0].body, body.as_bytes());
+    assert!(received[0].headers.get("authorization").is_none());
+    let refusals = "apm_auth_proxy_requests_total{endpoint=\"/intake/v2/events\",outcome=\"rejected\",reason=\"invalid_credentials\",status=\"401\"}";
+    let metrics = rt().block_on(samples_with(&proxy, refusals, 3.0));
+    let rejected: Vec<_> = metrics
+        .iter()
+        .filter(|(k, _)| k.contains("rejected"))
+        .collect();
+    assert_eq!(metrics.get(refusals), Some(&3.0), "{rejected:?}");
+    let log = proxy.log_text();
+    let refused = log
+        .lines()
+        .filter(|l| l.contains("outcome=\"rejected\"") || l.contains("outcome=rejected"));
+    assert_eq!(refused.count(), 3, "one access line per refusal:\n{log}");
+}

@@ -687,6 +687,14 @@ impl Session {
         }
     }
 
+    /// apm-auth-proxy patch: see `v1::server::HttpSession::keep_request_for_next_read`
+    /// (HTTP/1.x only: an HTTP/2 stream's head is read before the session exists).
+    pub fn keep_request_for_next_read(&mut self) {
+        if let Self::H1(s) = self {
+            s.keep_request_for_next_read();
+        }
+    }
+
     /// apm-auth-proxy patch: see `v1::server::HttpSession::disable_retry_buffering` (HTTP/1.x
     /// only; other sessions are unchanged).
     pub fn disable_retry_buffering(&mut self) {

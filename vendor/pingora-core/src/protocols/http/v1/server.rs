@@ -113,6 +113,9 @@ pub struct HttpSession {
     retry_buffer: Option<FixedBuffer>,
     /// apm-auth-proxy patch: `disable_retry_buffering` was called.
     retry_buffering_disabled: bool,
+    /// apm-auth-proxy patch: the request head was read by the caller, who hands the session on
+    /// (`keep_request_for_next_read`): the next `read_request` returns it instead of reading.
+    request_kept: bool,
     /// Whether this session is an upgraded session. This flag is calculated when sending the
     /// response header to the client.
     upgraded: bool,
@@ -195,6 +198,7 @@ impl HttpSession {
             body_bytes_read: 0,
             retry_buffer: None,
             retry_buffering_disabled: false,
+            request_kept: false, // apm-auth-proxy patch
             upgraded: false,
             digest,
             min_send_rate: None,
@@ -280,6 +284,11 @@ impl HttpSession {
     /// is common on a reused connection.
     pub async fn read_request(&mut self) -> Result<Option<usize>> {
         const MAX_ERR_BUF_LEN: usize = 2048;
+
+        // apm-auth-proxy patch: a head already read and kept is this read's request.
+        if std::mem::take(&mut self.request_kept) {
+            return Ok(self.raw_header.as_ref().map(|head| head.1));
+        }
 
         self.buf.clear();
         // Account parsing a fully buffered request against Tokio's cooperative task budget. Do
@@ -1174,6 +1183,13 @@ impl HttpSession {
         if self.retry_buffer.is_none() && !self.retry_buffering_disabled {
             self.retry_buffer = Some(FixedBuffer::new(limit.max(BODY_BUF_LIMIT)))
         }
+    }
+
+    /// apm-auth-proxy patch: the request head just read is handed on with the session: the
+    /// next `read_request` returns it, reading nothing (a no-op before a head was read).
+    /// Lets a caller decide on the head before passing the session to code that reads it.
+    pub fn keep_request_for_next_read(&mut self) {
+        self.request_kept = self.request_header.is_some();
     }
 
     /// apm-auth-proxy patch: keep no copy of this request's body for a retry, now or later
