@@ -177,10 +177,13 @@ pub async fn send(
     if !body_done && !expects_continue && !stalled {
         body_done = drain_up_to(session, KEEPALIVE_DRAIN_LIMIT, drain_timeout).await;
     }
-    let empty = body.is_empty();
-    session.write_response_header(Box::new(header)).await?;
-    if !empty {
-        session.write_response_body(body, true).await?;
+    if body.is_empty() {
+        session.write_response_header(Box::new(header)).await?;
+    } else {
+        // HTTP/1.1: head and body in one write (one TLS record).
+        session
+            .write_response_with_body(Box::new(header), body)
+            .await?;
     }
     if h1 && !body_done && !expects_continue && !stalled {
         let _ = fast_timeout(drain_timeout, session.drain_request_body()).await;

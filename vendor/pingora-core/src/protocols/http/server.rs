@@ -206,6 +206,27 @@ impl Session {
         }
     }
 
+    /// apm-auth-proxy patch: the response header and its whole body (`end` of stream). HTTP/1.x:
+    /// see `v1::server::HttpSession::write_response_with_body`; other sessions write the header
+    /// then the body, as `write_response_header` and `write_response_body` do.
+    pub async fn write_response_with_body(
+        &mut self,
+        resp: Box<ResponseHeader>,
+        body: Bytes,
+    ) -> Result<()> {
+        match self {
+            Self::H1(s) => {
+                s.write_response_with_body(resp, &body).await?;
+                s.finish_body().await?;
+                Ok(())
+            }
+            _ => {
+                self.write_response_header(resp).await?;
+                self.write_response_body(body, true).await
+            }
+        }
+    }
+
     /// Similar to `write_response_header()`, this fn will clone the `resp` internally
     pub async fn write_response_header_ref(&mut self, resp: &ResponseHeader) -> Result<()> {
         match self {

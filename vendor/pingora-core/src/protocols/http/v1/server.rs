@@ -692,6 +692,53 @@ impl HttpSession {
         }
     }
 
+    /// apm-auth-proxy patch: `write_response_header` then `write_body(body)`, except that the
+    /// head and a sized (`Content-Length`) body leave in one vectored write — over TLS one
+    /// record instead of two. Other framings, an empty body and 1xx heads are written as
+    /// before, the head on its own.
+    pub async fn write_response_with_body(
+        &mut self,
+        mut header: Box<ResponseHeader>,
+        body: &[u8],
+    ) -> Result<()> {
+        let Some((head, flush)) = self.prepare_response_header(&mut header)? else {
+            return Ok(());
+        };
+        if flush || self.body_writer.finished() || body.is_empty() {
+            self.underlying_stream
+                .write_all(&head)
+                .await
+                .or_err(WriteError, "writing response header")?;
+            self.response_written = Some(header);
+            if flush || self.body_writer.finished() {
+                self.underlying_stream
+                    .flush()
+                    .await
+                    .or_err(WriteError, "flushing response header")?;
+            }
+            if !body.is_empty() {
+                self.write_body(body).await?;
+            }
+            return Ok(());
+        }
+        let write_timeout = self.write_timeout(body.len());
+        let write = self
+            .body_writer
+            .write_body_after(&mut self.underlying_stream, Some(head), body);
+        let written = match write_timeout {
+            Some(t) => match timeout(t, write).await {
+                Ok(res) => res,
+                Err(_) => Error::e_explain(WriteTimedout, format!("writing body, timeout: {t:?}")),
+            },
+            None => write.await,
+        }?;
+        self.response_written = Some(header);
+        if let Some(num_bytes) = written {
+            self.body_bytes_sent += num_bytes;
+        }
+        Ok(())
+    }
+
     /// Return the response header if it is already sent.
     pub fn response_written(&self) -> Option<&ResponseHeader> {
         self.response_written.as_deref()
