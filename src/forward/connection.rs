@@ -187,6 +187,21 @@ where
 
     /// One request, its head bounded by `header_timeout`; the reusable connection after it.
     async fn serve(&self, next: Request, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        // Boxed apart: reading, screening and answering a head take more state than handing
+        // the request on, which a streaming agent's connection holds for the stream's life.
+        let (mut session, screened) = match Box::pin(self.head(next)).await {
+            Head::Done(reused) => return reused,
+            Head::Forward(session, screened) => (session, screened),
+        };
+        // The proxy reads the same head again from the session, without reading.
+        session.keep_request_for_next_read();
+        let request = self.app.process_new_http(session, shutdown);
+        SCREENED.scope(RefCell::new(screened), request).await
+    }
+
+    /// Read the next request's head within `header_timeout` and screen it; answer it here
+    /// when it is refused.
+    async fn head(&self, next: Request) -> Head {
         let mut session = ServerSession::new_http1(next.stream);
         match next.kept {
             Some(settings) => settings.apply_to_session(&mut session),
@@ -201,32 +216,40 @@ where
         session.set_pipelined_prefix(head);
         match fast_timeout(self.times.header_timeout, session.read_request()).await {
             Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return None,
-            Ok(Err(e)) => return refuse_head(session, e.etype()).await,
+            Ok(Ok(false)) => return Head::Done(None),
+            Ok(Err(e)) => return Head::Done(refuse_head(session, e.etype()).await),
             Err(_) => {
                 // Closed without an answer, as APM Server (Go's net/http) does on a read
                 // deadline.
                 tracing::debug!("request head not complete within server.header_timeout; closing");
                 self.book.header_timed_out();
-                return None;
+                return Head::Done(None);
             }
         }
-        let mut screened = None;
         // Pingora answers a CONNECT itself (405): not screened, nothing charged.
-        if session.req_header().method != http::Method::CONNECT {
-            let Screened { client, decision } = self.front.screen(&mut session);
-            match decision {
-                Decision::Reply(reply, identity) => {
-                    return self.front.answer(session, client, reply, identity).await;
-                }
-                decision => screened = Some(Screened { client, decision }),
-            }
+        if session.req_header().method == http::Method::CONNECT {
+            return Head::Forward(session, None);
         }
-        // The proxy reads the same head again from the session, without reading.
-        session.keep_request_for_next_read();
-        let request = self.app.process_new_http(session, shutdown);
-        SCREENED.scope(RefCell::new(screened), request).await
+        let Screened { client, decision } = self.front.screen(&mut session);
+        match decision {
+            Decision::Reply(reply, identity) => {
+                Head::Done(self.front.answer(session, client, reply, identity).await)
+            }
+            decision => Head::Forward(session, Some(Screened { client, decision })),
+        }
     }
+}
+
+/// What reading and screening a request's head came to.
+// Returned once per request and taken apart at once: boxing the session would only add an
+// allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Head {
+    /// Answered here (a refusal, or a head that could not be read): the connection, when it
+    /// can take another request.
+    Done(Option<ReusedHttpStream>),
+    /// For the proxy to serve, with its screening (`None`: not screened).
+    Forward(ServerSession, Option<Screened>),
 }
 
 /// A head that could not be parsed gets Pingora's answer, 400 (any other failure to read
