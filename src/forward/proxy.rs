@@ -1,8 +1,9 @@
-//! The Pingora hooks, and only them: admission in `request_filter`, the body checks fed in
-//! `request_body_filter`, header rewriting in `upstream_request_filter`, the anonymous
-//! agent-config trimming on the way back, error replies and the access log. Every rule they
-//! apply lives in `admission`, `intake` and `upstream_headers` as plain functions.
-//! Bodies stream chunk by chunk in both directions and are forwarded untouched.
+//! The Pingora hooks, and only them: admission in `request_filter` (carrying out the screening
+//! the connection layer made of an HTTP/1.1 head, or screening an HTTP/2 one here), the body
+//! checks fed in `request_body_filter`, header rewriting in `upstream_request_filter`, the
+//! anonymous agent-config trimming on the way back, error replies, and the request's record
+//! (`front`). Every rule they apply lives in `admission`, `intake` and `upstream_headers` as
+//! plain functions. Bodies stream chunk by chunk in both directions and are forwarded untouched.
 
 use std::net::IpAddr;
 use std::sync::Arc;

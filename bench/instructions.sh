@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by callgrind: apm-auth-proxy against nginx, for a refused
+# request (401) and a forwarded keep-alive POST (1 KiB of events, 202), both over TLS 1.3 with
+# 8 kept-alive connections. A count, not a time: it does not move with the machine's noise,
+# which on a shared VM exceeds most single changes (bench/RESULTS.md), so it is how each
+# change to the hot path is measured before the timed `bench/run.sh` confirms it. Caveats:
+# the kernel's work is not counted (about half of a request's CPU), `rep movsb` copies count
+# one instruction per byte, and the handful of TLS handshakes at the start are included.
+#
+#   bash bench/instructions.sh            # both peers, both requests
+#   PEERS=apm-auth-proxy bash bench/instructions.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/prelude.sh # bench_prereqs, bench_cert
+bench_prereqs
+missing=()
+command -v valgrind >/dev/null || missing+=(valgrind)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+if [ "${#missing[@]}" -gt 0 ]; then
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+cargo build --release --locked --bin apm-auth-proxy --example bench_upstream >&2
+source bench/common.sh
+bench_cert
+TOKEN=bench-$(openssl rand -hex 16)
+UP_PORT=$(free_port)
+PORT=$(free_port)
+SECS=${SECS:-6}
+
+taskset -c 1 target/release/examples/bench_upstream "127.0.0.1:$UP_PORT" >/dev/null 2>&1 &
+PIDS+=($!)
+
+cat > "$W/proxy.toml" <<EOT
+[server]
+listen = "127.0.0.1:$PORT"
+threads = 1
+[ssl]
+certificate = "$W/cert.pem"
+key = "$W/key.pem"
+supported_protocols = ["TLSv1.3"]
+[auth]
+secret_token = "$TOKEN"
+[auth.failed_attempts]
+enabled = false
+[upstream]
+url = "http://127.0.0.1:$UP_PORT"
+[admin]
+enabled = false
+[log]
+level = "warn"
+access_log = false
+EOT
+
+mkdir -p "$W/nginx"
+cat > "$W/nginx.conf" <<EOT
+worker_processes 1;
+master_process off;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log warn;
+daemon off;
+events { worker_connections 1000; }
+http {
+  access_log off;
+  client_body_temp_path $W/nginx; proxy_temp_path $W/nginx; fastcgi_temp_path $W/nginx;
+  uwsgi_temp_path $W/nginx; scgi_temp_path $W/nginx;
+  client_max_body_size 0;
+  map \$http_authorization \$authorized { "Bearer $TOKEN" 1; default 0; }
+  upstream apm { server 127.0.0.1:$UP_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$PORT ssl;
+    ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem;
+    ssl_protocols TLSv1.3;
+    default_type application/json;
+    location / {
+      if (\$authorized = 0) {
+        add_header X-Content-Type-Options nosniff always;
+        return 401 '{"error":"authentication failed"}\n';
+      }
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "";
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_pass http://apm;
+    }
+  }
+}
+EOT
+
+# count PEER AUTH: the peer's instructions per request for wrk's POSTs with AUTH.
+count() {
+  local peer=$1 auth=$2 pid out reqs total
+  local cmd=(target/release/apm-auth-proxy run --config "$W/proxy.toml")
+  [ "$peer" = nginx ] && cmd=("$NGINX" -c "$W/nginx.conf" -e "$W/nginx/error.log")
+  rm -f "$W"/cg.out*
+  taskset -c 0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$W/cg.out" \
+    "${cmd[@]}" 2>"$W/valgrind.log" &
+  pid=$!
+  for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+  local url="https://127.0.0.1:$PORT/intake/v2/events"
+  BENCH_AUTH=$auth taskset -c 1 wrk -t1 -c8 -d2s -s bench/post.lua "$url" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null
+  out=$(BENCH_AUTH=$auth taskset -c 1 wrk -t1 -c8 -d"${SECS}s" -s bench/post.lua "$url")
+  callgrind_control -i off "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null
+  # The counts are dumped: stopped at once (nginx under valgrind may ignore SIGTERM).
+  kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+  reqs=$(awk '/requests in/{print $1}' <<<"$out")
+  total=$(for f in "$W"/cg.out*; do callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}'; done | awk '{s+=$1} END {print s}')
+  awk -v t="$total" -v n="$reqs" 'BEGIN { printf "%.0f", t / n }'
+}
+
+read -r -a peers <<<"${PEERS:-apm-auth-proxy nginx}"
+declare -A IR
+for peer in "${peers[@]}"; do
+  IR[$peer,401]=$(count "$peer" "Bearer wrong-$TOKEN")
+  IR[$peer,202]=$(count "$peer" "Bearer $TOKEN")
+done
+echo "| peer | 401: instructions/request | keep-alive POST: instructions/request |"
+echo "| --- | ---: | ---: |"
+base=${peers[-1]}
+for peer in "${peers[@]}"; do
+  awk -v p="$peer" -v a="${IR[$peer,401]}" -v b="${IR[$peer,202]}" -v ba="${IR[$base,401]}" -v bb="${IR[$base,202]}" -v bn="$base" \
+    'BEGIN { printf "| %s | %d (%.2f× %s) | %d (%.2f× %s) |\n", p, a, a / ba, bn, b, b / bb, bn }'
+done
