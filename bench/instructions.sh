@@ -11,7 +11,7 @@
 #   PEERS=apm-auth-proxy bash bench/instructions.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source bench/prelude.sh # bench_prereqs, bench_cert
+source bench/prelude.sh # bench_prereqs, bench_cert, nginx_conf
 bench_prereqs
 missing=()
 command -v valgrind >/dev/null || missing+=(valgrind)
@@ -54,41 +54,7 @@ level = "warn"
 access_log = false
 EOT
 
-mkdir -p "$W/nginx"
-cat > "$W/nginx.conf" <<EOT
-worker_processes 1;
-master_process off;
-pid $W/nginx/nginx.pid;
-error_log $W/nginx/error.log warn;
-daemon off;
-events { worker_connections 1000; }
-http {
-  access_log off;
-  client_body_temp_path $W/nginx; proxy_temp_path $W/nginx; fastcgi_temp_path $W/nginx;
-  uwsgi_temp_path $W/nginx; scgi_temp_path $W/nginx;
-  client_max_body_size 0;
-  map \$http_authorization \$authorized { "Bearer $TOKEN" 1; default 0; }
-  upstream apm { server 127.0.0.1:$UP_PORT; keepalive 64; }
-  server {
-    listen 127.0.0.1:$PORT ssl;
-    ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem;
-    ssl_protocols TLSv1.3;
-    default_type application/json;
-    location / {
-      if (\$authorized = 0) {
-        add_header X-Content-Type-Options nosniff always;
-        return 401 '{"error":"authentication failed"}\n';
-      }
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Authorization "";
-      proxy_request_buffering off;
-      proxy_buffering off;
-      proxy_pass http://apm;
-    }
-  }
-}
-EOT
+nginx_conf "$PORT" "127.0.0.1:$UP_PORT" "$TOKEN" "master_process off;"
 
 # count PEER AUTH: the peer's instructions per request for wrk's POSTs with AUTH.
 count() {

@@ -4,6 +4,7 @@
 #   median "a b c"  the median of a list of numbers
 #   bench_cert      a self-signed ECDSA P-256 certificate for localhost: $W/cert.pem, $W/key.pem
 #                   (after bench/common.sh made $W)
+#   nginx_conf      the nginx peer's configuration, $W/nginx.conf (see below)
 bench_prereqs() {
   [ "$(nproc)" -ge 2 ] || { echo "bench: needs 2 CPUs" >&2; exit 1; }
   scripts/setup.sh build
@@ -60,4 +61,49 @@ ratios() {
     m=$(median "${US[$name]}")
     awk -v n="$name" -v m="$m" -v b="$base" -v r="${US[$name]}" 'BEGIN { printf "| %s | %.2f | %.3f× (%+.2f µs) |%s |\n", n, m, m / b, m - b, r }'
   done
+}
+
+# nginx_conf PORT UPSTREAM TOKEN [DIRECTIVES]: the nginx every comparison runs, as $W/nginx.conf
+# (after bench_cert): one worker, TLS 1.3 on 127.0.0.1:PORT, `Authorization: Bearer TOKEN`
+# checked with a `map`, anything else answered 401 in APM Server's words, the rest proxied to
+# UPSTREAM (host:port) without the credential, unbuffered both ways; DIRECTIVES are added to
+# the main context (CPU pinning, no master process under valgrind).
+nginx_conf() {
+  local port=$1 upstream=$2 token=$3 directives=${4:-}
+  mkdir -p "$W/nginx"
+  cat > "$W/nginx.conf" <<EOT
+worker_processes 1;
+$directives
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log warn;
+daemon off;
+worker_rlimit_nofile 16384;
+events { worker_connections 8000; }
+http {
+  access_log off;
+  client_body_temp_path $W/nginx; proxy_temp_path $W/nginx; fastcgi_temp_path $W/nginx;
+  uwsgi_temp_path $W/nginx; scgi_temp_path $W/nginx;
+  client_max_body_size 0;
+  map \$http_authorization \$authorized { "Bearer $token" 1; default 0; }
+  upstream apm { server $upstream; keepalive 64; }
+  server {
+    listen 127.0.0.1:$port ssl;
+    ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem;
+    ssl_protocols TLSv1.3;
+    default_type application/json;
+    location / {
+      if (\$authorized = 0) {
+        add_header X-Content-Type-Options nosniff always;
+        return 401 '{"error":"authentication failed"}\n';
+      }
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "";
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_pass http://apm;
+    }
+  }
+}
+EOT
 }

@@ -56,7 +56,7 @@ cargo build --release --locked --bin apm-auth-proxy --example bench_upstream --e
 taskset -cp 1 $$ >/dev/null
 
 source bench/common.sh
-source bench/prelude.sh # cpu_ticks, HZ, bench_cert
+source bench/prelude.sh # cpu_ticks, HZ, bench_cert, nginx_conf
 
 TOKEN=bench-$(openssl rand -hex 16)
 bench_cert
@@ -96,42 +96,7 @@ EOT
 APIKEY=$(target/release/apm-auth-proxy --config "$W/proxy.toml" apikey create --name bench \
   --privileges event:write --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["credentials"])')
 
-mkdir -p "$W/nginx"
-cat > "$W/nginx.conf" <<EOT
-worker_processes 1;
-worker_cpu_affinity 01;
-pid $W/nginx/nginx.pid;
-error_log $W/nginx/error.log warn;
-daemon off;
-worker_rlimit_nofile 16384;
-events { worker_connections 8000; }
-http {
-  access_log off;
-  client_body_temp_path $W/nginx; proxy_temp_path $W/nginx; fastcgi_temp_path $W/nginx;
-  uwsgi_temp_path $W/nginx; scgi_temp_path $W/nginx;
-  client_max_body_size 0;
-  map \$http_authorization \$authorized { "Bearer $TOKEN" 1; default 0; }
-  upstream apm { server $UP; keepalive 64; }
-  server {
-    listen 127.0.0.1:${PORT[nginx]} ssl;
-    ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem;
-    ssl_protocols TLSv1.3;
-    default_type application/json;
-    location / {
-      if (\$authorized = 0) {
-        add_header X-Content-Type-Options nosniff always;
-        return 401 '{"error":"authentication failed"}\n';
-      }
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Authorization "";
-      proxy_request_buffering off;
-      proxy_buffering off;
-      proxy_pass http://apm;
-    }
-  }
-}
-EOT
+nginx_conf "${PORT[nginx]}" "$UP" "$TOKEN" "worker_cpu_affinity 01;"
 
 cat > "$W/haproxy.cfg" <<EOT
 global
