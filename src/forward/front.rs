@@ -136,7 +136,7 @@ impl Front {
             peer_cert: connection_info(session).and_then(|c| c.peer_certificate.as_ref()),
             ip: client_ip,
             now: SystemTime::now(),
-            clock: Instant::now(),
+            clock: started,
         };
         let decision = self.gate.decide(session.req_header(), caller);
         let client = Client {
