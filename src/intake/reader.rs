@@ -311,10 +311,15 @@ impl<V: EventVisitor> Write for Lines<V> {
             self.error = Some(ScanError::TooLarge);
             return Err(std::io::Error::other("too large"));
         }
-        for part in buf.split_inclusive(|&b| b == b'\n') {
-            let (content, ends_line) = match part.split_last() {
-                Some((b'\n', rest)) => (rest, true),
-                _ => (part, false),
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let (content, ends_line) = match memchr::memchr(b'\n', rest) {
+                Some(end) => {
+                    let line = &rest[..end];
+                    rest = &rest[end + 1..];
+                    (line, true)
+                }
+                None => (std::mem::take(&mut rest), false),
             };
             if self.line.len() + content.len() > self.max_event_size {
                 self.error = Some(ScanError::EventTooLarge);
