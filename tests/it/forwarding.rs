@@ -470,6 +470,55 @@ fn a_body_trickling_past_the_body_deadline_is_answered_408() {
     );
 }
 
+/// `server.read_timeout` bounds each wait for the body, not the body: a body streamed a line
+/// every 300 ms for twice the timeout is forwarded whole, and once it stalls it is answered
+/// 408 (the body reads share one timer, re-armed as the stream goes on: vendor change 13).
+#[test]
+fn a_streamed_body_is_cut_only_when_it_stalls_past_the_read_timeout() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = Proxy::builder(&pki, &upstream.url())
+        .token(TOKEN)
+        .config("[server]\nread_timeout = \"1s\"\n")
+        .start();
+    let (answer, sent) = rt().block_on(async {
+        let client = proxy.client(false);
+        let (tx, answer) = streamed_post(&client, &proxy.url("/intake/v2/events"), AUTH);
+        let mut sent = 0;
+        for n in 0..7 {
+            let line = format!("{{\"n\":{n}}}\n").into_bytes();
+            if answer.is_finished() || tx.send(Ok(line)).await.is_err() {
+                break;
+            }
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // Then nothing, the body unfinished: the sender stays open until the answer.
+        let answer = tokio::time::timeout(Duration::from_secs(30), answer)
+            .await
+            .expect("an answer to the stalled body")
+            .unwrap();
+        drop(tx);
+        (answer, sent)
+    });
+    assert_eq!(
+        sent, 7,
+        "the proxy answered while the body still flowed: {answer:?}"
+    );
+    assert_eq!(answer.status, 408, "{answer:?}");
+    assert!(answer.body.contains("request timed out"), "{answer:?}");
+    eventually_blocking("the upstream's copy ends", || {
+        upstream.requests().len() == 1
+    });
+    let r = &upstream.requests()[0];
+    assert!(!r.complete);
+    assert_eq!(
+        r.body.iter().filter(|&&b| b == b'\n').count(),
+        7,
+        "every line sent in time reached the upstream"
+    );
+}
+
 #[test]
 fn only_tls_1_2_and_1_3_are_accepted() {
     let pki = pki();

@@ -49,6 +49,8 @@ pub struct HttpSession {
     /// The timeout is reset on every read. This is not a timeout on the overall duration of the
     /// response.
     pub read_timeout: Option<Duration>,
+    /// apm-auth-proxy patch: the reads' timer, kept across reads (`read_within`).
+    read_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     /// The write timeout which will be applied to both writing request header and body.
     /// The timeout is reset on every write. This is not a timeout on the overall duration of the
     /// request.
@@ -99,6 +101,7 @@ impl HttpSession {
             request_written: None,
             pending_head: None,
             read_timeout: None,
+            read_timer: None, // apm-auth-proxy patch
             write_timeout: None,
             digest,
             bytes_sent: 0,
@@ -423,10 +426,11 @@ impl HttpSession {
             let read_fut = self
                 .underlying_stream
                 .read_buf(&mut self.response_header_read_buf);
+            // apm-auth-proxy patch: on the session's kept timer (`read_within`).
             let read_result = match self.read_timeout {
-                Some(t) => match timeout(t, read_fut).await {
-                    Ok(res) => res,
-                    Err(_) => {
+                Some(t) => match read_within(read_fut, &mut self.read_timer, t).await {
+                    Some(res) => res,
+                    None => {
                         return self.fail_response_header_read(Error::explain(
                             ReadTimedout,
                             "while reading response headers",
@@ -512,11 +516,16 @@ impl HttpSession {
     /// Return `Ok(Some(ref)) after a successful read.
     /// Return `Ok(None)` if there is no more body to read.
     pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
+        // apm-auth-proxy patch: on the session's kept timer (`read_within`).
         let result = match self.read_timeout {
-            Some(t) => match timeout(t, self.do_read_body()).await {
-                Ok(res) => res,
-                Err(_) => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
-            },
+            Some(t) => {
+                self.init_body_reader();
+                let read = self.body_reader.read_body(&mut self.underlying_stream);
+                match read_within(read, &mut self.read_timer, t).await {
+                    Some(res) => res,
+                    None => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
+                }
+            }
             None => self.do_read_body().await,
         };
 

@@ -19,6 +19,9 @@ use log::{debug, warn};
 use pingora_error::{Error, ErrorType::*, Result};
 use pingora_http::{HMap, RequestHeader, ResponseHeader};
 use std::str;
+use std::future::Future; // apm-auth-proxy patch
+use std::pin::Pin; // apm-auth-proxy patch
+use std::task::Poll; // apm-auth-proxy patch
 use std::time::Duration;
 
 use super::body::BodyWriter;
@@ -651,4 +654,33 @@ mod test {
         }
         assert_eq!(is_chunked_encoding_from_headers(&headers), expected);
     }
+}
+
+/// apm-auth-proxy patch: `read`, unless `t` passes first (`None`), timed by a timer kept
+/// across a session's reads in `timer`. A timer per read — registered when the read waits,
+/// dropped when it ends — cost every event of a streaming agent (its connection waits for each
+/// one, and the upstream side's answer read starts anew with each event forwarded). The kept
+/// timer is re-armed only when it fires for an earlier read; its deadline is never later than
+/// this read's, so the read still ends after `t` at the latest.
+pub(crate) async fn read_within<F: Future>(
+    read: F,
+    timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    t: Duration,
+) -> Option<F::Output> {
+    let deadline = tokio::time::Instant::now() + t;
+    let mut read = std::pin::pin!(read);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(res) = read.as_mut().poll(cx) {
+            return Poll::Ready(Some(res));
+        }
+        let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        loop {
+            match sleep.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if sleep.deadline() >= deadline => return Poll::Ready(None),
+                Poll::Ready(()) => sleep.as_mut().reset(deadline),
+            }
+        }
+    })
+    .await
 }

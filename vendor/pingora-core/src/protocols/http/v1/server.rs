@@ -102,6 +102,8 @@ pub struct HttpSession {
     /// timeouts:
     keepalive_timeout: KeepaliveStatus,
     read_timeout: Option<Duration>,
+    /// apm-auth-proxy patch: the body reads' timer, kept across reads (`read_within`).
+    read_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     write_timeout: Option<Duration>,
     /// How long to wait to make downstream session reusable, if body needs to be drained.
     total_drain_timeout: Option<Duration>,
@@ -192,6 +194,7 @@ impl HttpSession {
             response_written: None,
             request_header: None,
             read_timeout: Some(Duration::from_secs(60)),
+            read_timer: None, // apm-auth-proxy patch
             write_timeout: None,
             total_drain_timeout: None,
             body_bytes_sent: 0,
@@ -619,12 +622,15 @@ impl HttpSession {
 
     /// Read the body into the internal buffer
     async fn read_body(&mut self) -> Result<Option<BufRef>> {
-        match self.read_timeout {
-            Some(t) => match timeout(t, self.do_read_body()).await {
-                Ok(res) => res,
-                Err(_) => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
-            },
-            None => self.do_read_body().await,
+        let Some(t) = self.read_timeout else {
+            return self.do_read_body().await;
+        };
+        // apm-auth-proxy patch: on the session's kept timer (`read_within`).
+        self.init_body_reader();
+        let read = self.body_reader.read_body(&mut self.underlying_stream);
+        match read_within(read, &mut self.read_timer, t).await {
+            Some(res) => res,
+            None => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
         }
     }
 
