@@ -40,7 +40,10 @@ pub fn render(reply: &Reply, accept: Option<&[u8]>) -> (ResponseHeader, Bytes) {
             (Bytes::from(go_html_escape(text)), Some(ct))
         }
     };
-    let mut header = ResponseHeader::build(reply.status(), Some(4 + reply.headers.len()))
+    // Without a header-case map: the names go out titled all the same (Pingora titles the
+    // standard ones either way), without each insert turning the name into bytes and parsing it
+    // back.
+    let mut header = ResponseHeader::build_no_case(reply.status(), Some(4 + reply.headers.len()))
         .expect("a StatusCode is a valid status");
     // Inserting these fixed, valid header values cannot fail.
     let _ = header.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff");
@@ -88,8 +91,8 @@ impl<'a> ErrorBody<'a> {
 /// `reply` as a gRPC client expects it: HTTP 200 with no body, the status and APM Server's
 /// message in the headers (a "trailers-only" response once sent with the end of stream).
 pub fn render_grpc(reply: &Reply) -> ResponseHeader {
-    let mut header =
-        ResponseHeader::build(http::StatusCode::OK, Some(3)).expect("200 is a valid status");
+    let mut header = ResponseHeader::build_no_case(http::StatusCode::OK, Some(3))
+        .expect("200 is a valid status");
     let _ = header.insert_header(http::header::CONTENT_TYPE, "application/grpc");
     let _ = header.insert_header("grpc-status", reply.rejection.grpc_status().to_string());
     let message = reply.rejection.message();
