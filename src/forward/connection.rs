@@ -34,8 +34,11 @@ use super::front::{Front, Screened};
 use crate::admission::Decision;
 use crate::limits::ConnectionBook;
 
-/// The size of Pingora's own first buffer for a request head.
-const HEAD_BUFFER: usize = 4096;
+/// The size of the first buffer a request head is read into. The header values point into
+/// it, so it lives as long as the request — a streaming agent's whole stream. An agent's head
+/// with its first events fits in 2 KiB (a keep-alive POST of 1 KiB too, in one read); a larger
+/// head is read in more steps, the buffer growing (4 KiB before: 2 KB more per agent).
+const HEAD_BUFFER: usize = 2048;
 
 tokio::task_local! {
     /// The screening of the HTTP/1.1 request being served on this task, for the proxy.

@@ -167,6 +167,30 @@ fn spoofed_forwarding_headers_are_replaced_unless_the_peer_is_trusted() {
 
 /// The client sends each chunk only after the upstream has received the one before: a
 /// proxy that buffered the body would never deliver the first, and the upload would stall.
+/// A head larger than the connection layer's first read buffer (2 KiB) is read in more
+/// steps, and the upstream receives it whole, with the body that followed it.
+#[test]
+fn a_head_larger_than_the_first_read_buffer_is_forwarded_whole() {
+    let pki = pki();
+    let upstream = Upstream::start();
+    let proxy = proxy_with_token(&pki, &upstream.url());
+    let padding = "p".repeat(6000);
+    let body = "{\"metadata\":{}}\n".repeat(100);
+    let status = rt().block_on(async {
+        post_request(&proxy.client(false), proxy.url("/intake/v2/events"))
+            .header("x-padding", padding.as_str())
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 202);
+    let r = &upstream.requests()[0];
+    assert_eq!(r.headers.get("x-padding").unwrap(), padding.as_str());
+    assert_eq!(r.body, body.as_bytes());
+}
+
 #[test]
 fn upload_streams_chunk_by_chunk() {
     let pki = pki();
