@@ -21,16 +21,24 @@ fn post_request(client: &reqwest::Client, url: String) -> reqwest::RequestBuilde
         .header("Content-Type", "application/x-ndjson")
 }
 
+/// POST an authenticated intake request over HTTP/1.1, as `finish` completes it; the status.
+async fn post_intake(
+    proxy: &Proxy,
+    finish: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> reqwest::StatusCode {
+    finish(post_request(
+        &proxy.client(false),
+        proxy.url("/intake/v2/events"),
+    ))
+    .send()
+    .await
+    .unwrap()
+    .status()
+}
+
 /// POST one small authenticated event over HTTP/1.1; the status code.
 fn send_small_event(proxy: &Proxy) -> reqwest::StatusCode {
-    rt().block_on(async {
-        post_request(&proxy.client(false), proxy.url("/intake/v2/events"))
-            .body("x")
-            .send()
-            .await
-            .unwrap()
-            .status()
-    })
+    rt().block_on(post_intake(proxy, |r| r.body("x")))
 }
 
 #[test]
@@ -176,15 +184,9 @@ fn a_head_larger_than_the_first_read_buffer_is_forwarded_whole() {
     let proxy = proxy_with_token(&pki, &upstream.url());
     let padding = "p".repeat(6000);
     let body = "{\"metadata\":{}}\n".repeat(100);
-    let status = rt().block_on(async {
-        post_request(&proxy.client(false), proxy.url("/intake/v2/events"))
-            .header("x-padding", padding.as_str())
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
+    let status = rt().block_on(post_intake(&proxy, |r| {
+        r.header("x-padding", padding.as_str()).body(body.clone())
+    }));
     assert_eq!(status, 202);
     let r = &upstream.requests()[0];
     assert_eq!(r.headers.get("x-padding").unwrap(), padding.as_str());
@@ -444,12 +446,7 @@ fn upload_longer_than_the_upstream_read_timeout_completes() {
                 i + 1,
             ))
         });
-        post_request(&proxy.client(false), proxy.url("/intake/v2/events"))
-            .body(reqwest::Body::wrap_stream(chunks))
-            .send()
-            .await
-            .unwrap()
-            .status()
+        post_intake(&proxy, |r| r.body(reqwest::Body::wrap_stream(chunks))).await
     });
     assert_eq!(status, 202);
     let r = &upstream.requests()[0];
