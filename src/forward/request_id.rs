@@ -6,9 +6,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 pub const HEADER: &str = "x-request-id";
+/// The names looked up per request, as `HeaderName`s: a `&str` is parsed on every lookup.
+const HEADER_NAME: HeaderName = HeaderName::from_static(HEADER);
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Hands out the proxy's own ids.
 pub struct RequestIds {
@@ -32,12 +35,12 @@ impl RequestIds {
 
     /// The id for a request with these headers.
     pub fn for_request(&self, headers: &HeaderMap) -> String {
-        let given = headers.get(HEADER).map(|v| v.as_bytes());
+        let given = headers.get(HEADER_NAME).map(|v| v.as_bytes());
         if let Some(id) = given.filter(|id| is_plain_token(id)) {
             return String::from_utf8_lossy(id).into_owned();
         }
         if let Some(trace) = headers
-            .get("traceparent")
+            .get(TRACEPARENT)
             .and_then(|v| trace_id(v.as_bytes()))
         {
             return trace.to_string();
