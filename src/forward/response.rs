@@ -5,6 +5,7 @@
 //! otherwise compact JSON under `text/plain; charset=utf-8`; always `X-Content-Type-Options:
 //! nosniff`, never `WWW-Authenticate`.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,9 +19,52 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 /// Status line, headers and body of `reply` for a client that sent `accept`.
 pub fn render(reply: &Reply, accept: Option<&[u8]>) -> (ResponseHeader, Bytes) {
+    let wants_json = wants_json(accept);
+    LAST_RENDERED.with_borrow_mut(|last| {
+        if let Some(last) = last.as_ref().filter(|l| l.renders(reply, wants_json)) {
+            return (last.header.clone(), last.body.clone());
+        }
+        let (header, body) = render_anew(reply, wants_json);
+        *last = Some(Rendered {
+            reply: reply.clone(),
+            wants_json,
+            header: header.clone(),
+            body: body.clone(),
+        });
+        (header, body)
+    })
+}
+
+thread_local! {
+    /// The answer last rendered on this thread, cloned when the next one is the same: a flood
+    /// of one refusal (a wrong token) renders its JSON and headers once, not per request.
+    static LAST_RENDERED: RefCell<Option<Rendered>> = const { RefCell::new(None) };
+}
+
+struct Rendered {
+    reply: Reply,
+    wants_json: bool,
+    header: ResponseHeader,
+    body: Bytes,
+}
+
+impl Rendered {
+    /// Whether this is what `render` would make of `reply` (everything it reads of it).
+    fn renders(&self, reply: &Reply, wants_json: bool) -> bool {
+        self.wants_json == wants_json
+            && self.reply.rejection == reply.rejection
+            && self.reply.accepted == reply.accepted
+            && self.reply.headers == reply.headers
+    }
+}
+
+/// APM Server answers JSON to a client that accepts it, plain text to any other.
+fn wants_json(accept: Option<&[u8]>) -> bool {
+    accept.is_some_and(|a| contains(a, b"*/*") || contains(a, b"application/json"))
+}
+
+fn render_anew(reply: &Reply, wants_json: bool) -> (ResponseHeader, Bytes) {
     let message = reply.rejection.message();
-    let wants_json =
-        accept.is_some_and(|a| contains(a, b"*/*") || contains(a, b"application/json"));
     let (body, content_type) = match message {
         None => (Bytes::new(), None),
         Some(message) => {
@@ -287,6 +331,38 @@ mod tests {
         assert_eq!(h.headers.get("x-content-type-options").unwrap(), "nosniff");
         assert!(h.headers.get("www-authenticate").is_none());
         (String::from_utf8(b.to_vec()).unwrap(), ct)
+    }
+
+    #[test]
+    fn an_answer_rendered_again_is_the_one_rendered_anew() {
+        let refused = Reply::plain(Rejection::AuthenticationFailed(
+            AuthFailure::InvalidCredentials,
+        ));
+        let not_found = Reply::plain(Rejection::NotFound);
+        let mid_stream = Reply::intake(Rejection::NotFound, 3);
+        let mut with_header = refused.clone();
+        with_header.headers = vec![(
+            http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            "https://app.example".to_string(),
+        )];
+        let json: Option<&[u8]> = Some(b"application/json");
+        let sequence = [
+            (&refused, None),
+            (&refused, None),
+            (&refused, json),
+            (&not_found, json),
+            (&mid_stream, json),
+            (&with_header, json),
+            (&refused, json),
+            (&refused, None),
+        ];
+        for (reply, accept) in sequence {
+            let (header, body) = render(reply, accept);
+            let (fresh_header, fresh_body) = render_anew(reply, wants_json(accept));
+            assert_eq!(body, fresh_body, "{reply:?} {accept:?}");
+            assert_eq!(header.status, fresh_header.status, "{reply:?}");
+            assert_eq!(header.headers, fresh_header.headers, "{reply:?} {accept:?}");
+        }
     }
 
     #[test]
