@@ -660,8 +660,9 @@ mod test {
 /// across a session's reads in `timer`. A timer per read — registered when the read waits,
 /// dropped when it ends — cost every event of a streaming agent (its connection waits for each
 /// one, and the upstream side's answer read starts anew with each event forwarded). The kept
-/// timer is re-armed only when it fires for an earlier read; its deadline is never later than
-/// this read's, so the read still ends after `t` at the latest.
+/// timer is re-armed when it fires for an earlier read, and brought forward when it was set
+/// for a later deadline (a longer timeout before), so the read still ends after `t` at the
+/// latest.
 pub(crate) async fn read_within<F: Future>(
     read: F,
     timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
@@ -674,6 +675,10 @@ pub(crate) async fn read_within<F: Future>(
             return Poll::Ready(Some(res));
         }
         let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        // A timer kept from reads under a longer timeout is brought forward to this one's.
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
         loop {
             match sleep.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
